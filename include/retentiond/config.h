@@ -1,0 +1,45 @@
+/* config.h - every setting of the service, from one declarative table (config.c).
+ *
+ * Each setting has a name, an environment variable, a type, a default and bounds; the same
+ * table drives parsing, validation and the --help text, so they cannot drift apart. */
+#ifndef RETENTIOND_CONFIG_H
+#define RETENTIOND_CONFIG_H
+
+#include <stdio.h>
+
+typedef struct {
+    char *database_url;      /* libpq connection string; required by serve/migrate/... */
+    char *bind_address;      /* listen address */
+    int port;                /* listen port */
+    int http_threads;        /* libmicrohttpd thread pool size */
+    int db_pool_size;        /* PostgreSQL connections (one database worker each) */
+    int db_queue_max;        /* database jobs waiting before requests get 503 */
+    int group_commit_max;    /* most single-event writes sharing one commit */
+    long max_body_bytes;     /* body limit for single-object endpoints */
+    long max_batch_bytes;    /* body limit for POST /v1/batch (NDJSON is streamed) */
+    int request_timeout;     /* seconds of client inactivity before the connection is closed */
+    int max_connections;     /* total concurrent connections */
+    int max_conn_per_ip;     /* concurrent connections per client address */
+    int rate_limit;          /* requests per second per client address; 0 = off */
+    int rate_burst;          /* burst allowance for the rate limit */
+    int clv_refit_interval;  /* seconds between scheduled CLV refits; 0 = off */
+    char *log_level;         /* debug, info, warn, error */
+} rd_config;
+
+extern rd_config config;
+
+/* Fills `config` with defaults, then environment variables. Returns RD_OK, or RD_ERR after
+ * printing which variable was bad. */
+int config_load_env(void);
+
+/* Applies one --name=value or --name value flag (name as in the table, e.g. "port").
+ * Returns RD_OK, or RD_ERR after printing the error. */
+int config_set(const char *name, const char *value);
+
+/* Prints the option/environment table for --help. */
+void config_print_help(FILE *out);
+
+/* Writes the settings table as Markdown (used to keep the README's table true). */
+void config_print_markdown(FILE *out);
+
+#endif

@@ -1,0 +1,120 @@
+/* server.h - the HTTP layer: libmicrohttpd daemon, route table, per-request state, replies.
+ *
+ * Request life: route match (404/405) → limits (413/429) → auth (401/403, a cache in front of
+ * a database lookup) → body accumulation or streaming → handler. A handler either replies at
+ * once (http_reply_*) or hands database work to the pool with http_defer(); the connection is
+ * suspended until a database worker finishes and resumes it, then the reply is queued. */
+#ifndef RETENTIOND_HTTP_SERVER_H
+#define RETENTIOND_HTTP_SERVER_H
+
+#include "retentiond/store/pool.h"
+#include "retentiond/util.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+enum {
+    SCOPE_PUBLIC = 0,   /* no credential (health, metrics, docs, dashboard) */
+    SCOPE_INGEST = 1,
+    SCOPE_READ = 2,
+    SCOPE_ADMIN = 4,
+    SCOPE_WEBHOOK = 8,  /* authenticated by the platform's signature inside the handler */
+};
+
+typedef struct http_req http_req;
+
+/* Handler results. */
+enum { HTTP_REPLIED = 0, HTTP_DEFERRED = 1 };
+
+typedef struct {
+    const char *method;
+    const char *pattern;      /* "/v1/customers/{id}": {name} matches one non-empty segment */
+    int scope;                /* SCOPE_* the caller's key must carry */
+    /* Called once the whole body is in (or, for streaming routes, after the last chunk).
+     * Returns HTTP_REPLIED after http_reply_*, or HTTP_DEFERRED after http_defer(). */
+    int (*handler)(http_req *rq);
+    /* Streaming routes: called for each body chunk instead of accumulating it. Returns
+     * HTTP_REPLIED (continue, or a reply was set to end the request early) or HTTP_DEFERRED. */
+    int (*on_chunk)(http_req *rq, const char *data, size_t len);
+    bool big_body;            /* limit is max_batch_bytes instead of max_body_bytes */
+} http_route;
+
+#define HTTP_MAX_PARAMS 2
+
+/* Tenant context of an authenticated request. */
+typedef struct {
+    int64_t id;
+    char name[65];
+    char currency[4];
+    int scopes;
+} http_tenant;
+
+struct http_req {
+    struct MHD_Connection *conn;
+    const http_route *route;
+    int route_index;
+    const char *method;
+    char *path;
+    char *params[HTTP_MAX_PARAMS];
+    http_tenant tenant;
+    buf body;
+    long body_seen;
+    /* reply */
+    int status;
+    char *reply;
+    const char *reply_type;
+    int retry_after;          /* seconds; > 0 adds Retry-After */
+    char *allow;              /* Allow header for 405 */
+    /* handler state: ctx is freed with ctx_free when the request ends */
+    void *ctx;
+    void (*ctx_free)(void *ctx);
+    int (*after_db)(http_req *rq, db_done_status st); /* builds the reply after a deferred job */
+    /* internals */
+    int state;
+    int64_t started;
+    db_job job;
+    const char *api_key;      /* presented key (points into MHD's header storage) */
+    bool auth_checked;        /* the cache (and, on a miss, the database) was asked */
+};
+
+/* Replies. All take ownership of what they are given. */
+void http_reply_json(http_req *rq, int status, json_t *body);
+void http_reply_text(http_req *rq, int status, const char *content_type, const char *text, size_t len);
+/* problem+json (RFC 9457). `errors` is NULL or an array of {"field","message"} (stolen). */
+void http_reply_problem(http_req *rq, int status, const char *title, const char *detail, json_t *errors);
+/* The standard reply for a database job that did not finish with DB_DONE_OK. */
+void http_reply_db_failure(http_req *rq, db_done_status st);
+
+/* Hands work to a database worker: run(conn, rq) runs there; then after_db(rq, status) is
+ * called on the HTTP thread to build the reply. Returns HTTP_DEFERRED. */
+int http_defer(http_req *rq, db_job_mode mode, uint64_t lock_key, int (*run)(PGconn *, void *),
+               int (*after_db)(http_req *rq, db_done_status st));
+
+/* Query-string argument, or NULL. */
+const char *http_arg(http_req *rq, const char *name);
+/* Request header (case-insensitive), or NULL. */
+const char *http_header(http_req *rq, const char *name);
+/* True when the request's media type (Content-Type without parameters) equals `type`. */
+bool http_content_type_is(http_req *rq, const char *type);
+
+/* The route table, defined by the API layer. */
+extern const http_route http_routes[];
+extern const int http_route_count;
+
+/* Starts the daemon; returns RD_OK and sets *bound_port. */
+int http_start(int *bound_port);
+/* Stops accepting, waits for in-flight requests to finish (at most `grace_sec`), stops. */
+void http_stop(int grace_sec);
+
+/* Counters by route for /metrics: calls fn for each (route, status) pair seen. */
+typedef struct {
+    uint64_t count;
+    uint64_t buckets[12];   /* latency histogram, bounds in http_latency_bounds */
+    double sum_seconds;
+} http_route_stats;
+extern const double http_latency_bounds[12];
+void http_stats_foreach(void (*fn)(void *arg, const char *method, const char *route, int status,
+                                   const http_route_stats *s), void *arg);
+
+#endif

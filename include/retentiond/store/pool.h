@@ -1,0 +1,79 @@
+/* pool.h - the PostgreSQL connection pool and its database workers.
+ *
+ * A fixed number of worker threads each own one PGconn. Request handlers never touch libpq:
+ * they wrap their database work in a db_job and submit it; a worker runs it and calls the
+ * job's done() callback (which resumes the suspended HTTP connection).
+ *
+ * Group commit: jobs submitted with DB_JOB_GROUP run inside a transaction the worker opens and
+ * shares with every other group job waiting in the queue, so N concurrent single-event writes
+ * cost one commit. done() is called only after COMMIT returns, so a reply sent from done()
+ * means the data is durable. If any job of a group fails, the group is rolled back and each of
+ * its jobs is re-run alone, so one bad job never takes the others down. */
+#ifndef RETENTIOND_STORE_POOL_H
+#define RETENTIOND_STORE_POOL_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef enum {
+    DB_JOB_SOLO,   /* run() manages its own transactions (reads, batches, admin) */
+    DB_JOB_GROUP,  /* run() is called inside a shared transaction; must not BEGIN/COMMIT */
+} db_job_mode;
+
+typedef enum {
+    DB_DONE_OK,      /* run() returned RD_OK (and, for group jobs, the commit succeeded) */
+    DB_DONE_DOWN,    /* the database is unreachable: answer 503 + Retry-After */
+    DB_DONE_FAILED,  /* run() failed on a live connection (a bug or a constraint): answer 500 */
+    DB_DONE_BUSY,    /* never ran: the queue was full or the pool is stopping */
+} db_done_status;
+
+typedef struct db_job db_job;
+struct db_job {
+    db_job_mode mode;
+    /* Does the work. Returns RD_OK, or RD_ERR when a statement failed (the pool then decides
+     * between DOWN and FAILED by the connection's state). May be called more than once for a
+     * group job (after a group rollback), so it must reset whatever result it records. */
+    int (*run)(PGconn *conn, void *arg);
+    /* Called exactly once, from a worker thread, after run() and the commit. */
+    void (*done)(void *arg, db_done_status status);
+    void *arg;
+    uint64_t lock_key; /* group jobs run in ascending lock_key order to keep lock order stable */
+    db_job *next;      /* queue link, owned by the pool */
+};
+
+/* Registers a statement every connection prepares as soon as it connects. Call before
+ * db_pool_start. name and sql must outlive the pool (string literals). */
+void db_register_statement(const char *name, const char *sql, int nparams);
+
+/* Starts `size` workers for conninfo. Connection failures are not fatal: workers keep
+ * retrying, and jobs meanwhile finish with DB_DONE_DOWN. */
+int db_pool_start(const char *conninfo, int size, int queue_max, int group_max);
+
+/* Queues a job. Returns RD_OK, or RD_ERR (queue full or stopping) without calling done(). */
+int db_pool_submit(db_job *job);
+
+/* Finishes every queued job, then stops the workers and closes their connections. */
+void db_pool_stop(void);
+
+/* Gauges for /metrics. */
+typedef struct {
+    int size, busy, queued, connected;
+    uint64_t db_errors, commits, group_jobs;
+} db_pool_stats;
+void db_pool_get_stats(db_pool_stats *out);
+
+/* True when the SQLSTATE of res says the connection, not the statement, is at fault. */
+bool db_result_is_connection_error(const PGresult *res);
+
+/* Opens a connection with the statements prepared, for sub-commands that run outside the
+ * pool (migrate, tenant, import, fit). Returns NULL after logging the reason. */
+PGconn *db_connect(const char *conninfo);
+
+/* Runs a command without results; on failure logs it with `what` and returns RD_ERR. */
+int db_exec(PGconn *conn, const char *sql, const char *what);
+
+/* Logs a failed result with context. */
+void db_log_error(const PGresult *res, PGconn *conn, const char *what);
+
+#endif

@@ -1,0 +1,34 @@
+/* tenants.h - tenants, API keys and webhook secrets in PostgreSQL.
+ * All functions take a connection the caller owns and run outside any transaction of theirs
+ * unless stated. Return conventions are stated per function. */
+#ifndef RETENTIOND_STORE_TENANTS_H
+#define RETENTIOND_STORE_TENANTS_H
+
+#include "retentiond/http/server.h"
+
+#include <libpq-fe.h>
+
+/* Finds an active key by id. Returns 1 and fills *t and hash, 0 if unknown/revoked, -1 on a
+ * database error. */
+int store_key_lookup(PGconn *conn, const char *key_id, http_tenant *t, unsigned char hash[32]);
+
+/* Creates a tenant. Returns its id, 0 if the name is taken, -1 on error. */
+int64_t store_tenant_create(PGconn *conn, const char *name, const char *currency);
+
+/* Finds a tenant by name. Returns 1 and fills *t (scopes 0), 0 if unknown, -1 on error. */
+int store_tenant_find(PGconn *conn, const char *name, http_tenant *t);
+
+/* Stores a key's id, hash and scopes. Returns RD_OK or RD_ERR. */
+int store_key_create(PGconn *conn, int64_t tenant_id, const char *key_id, const unsigned char hash[32],
+                     int scopes);
+
+/* Sets a platform webhook secret; the old one stays valid for an hour. RD_OK or RD_ERR. */
+int store_secret_set(PGconn *conn, int64_t tenant_id, const char *platform, const char *secret);
+
+/* Loads the secrets valid now for (tenant name, platform): up to two (current, previous).
+ * Returns how many (0 if the tenant or secret is unknown), or -1 on error. Fills *t.
+ * Caller frees each returned string. */
+int store_secret_get(PGconn *conn, const char *tenant_name, const char *platform, http_tenant *t,
+                     char *secrets[2]);
+
+#endif

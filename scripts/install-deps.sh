@@ -1,0 +1,32 @@
+#!/bin/sh
+# Install the Debian packages retentiond needs to build, test and run.
+# Used by `make` (deps target) and by docker/Dockerfile, so both install the same set.
+# Usage: scripts/install-deps.sh [build|runtime|test|bench]   (default: test = build + test tools)
+set -eu
+
+want=${1:-test}
+runtime="libmicrohttpd12 libjansson4 libpq5 libssl3 ca-certificates"
+build="gcc make pkg-config libmicrohttpd-dev libjansson-dev libpq-dev libssl-dev"
+test="check libsubunit-dev postgresql curl procps python3"
+bench="wrk postgresql-contrib"
+
+case "$want" in
+  runtime) pkgs="$runtime" ;;
+  build)   pkgs="$runtime $build" ;;
+  test)    pkgs="$runtime $build $test" ;;
+  bench)   pkgs="$runtime $build $test $bench" ;;
+  *) echo "usage: $0 [build|runtime|test|bench]" >&2; exit 2 ;;
+esac
+
+missing=""
+for p in $pkgs; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+echo "installing:$missing" >&2
+if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+# shellcheck disable=SC2086
+$sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null

@@ -1,0 +1,33 @@
+#!/bin/sh
+# `make run`: with DATABASE_URL unset, start the private cluster under .pgdata/ (created once,
+# reused after); apply migrations; make sure a demo tenant exists with a fresh ingest+read
+# key; then serve on $PORT (default 8080) until Ctrl-C.
+set -eu
+cd "$(dirname "$0")/.."
+bin=build/retentiond
+if [ -z "${DATABASE_URL:-}" ]; then
+  DATABASE_URL=$(scripts/pg.sh start "$PWD/.pgdata" "${PGPORT_PRIVATE:-5499}")
+  export DATABASE_URL
+  echo "private PostgreSQL running in .pgdata/ (stop it with: scripts/pg.sh stop $PWD/.pgdata)"
+fi
+$bin migrate
+$bin tenant create demo --currency "${DEMO_CURRENCY:-USD}" 2>/dev/null || true
+key=$($bin key create --tenant demo --scope ingest,read,admin)
+port=${PORT:-8080}
+cat <<MSG
+
+retentiond is starting on port $port with tenant "demo".
+API key (ingest, read, admin) - shown once, keep it:
+
+  export KEY=$key
+
+Try:
+  curl -s localhost:$port/readyz
+  curl -s -X POST localhost:$port/v1/orders -H "Authorization: Bearer \$KEY" \\
+       -H 'Content-Type: application/json' \\
+       -d '{"order_id":"1001","customer_id":"c1","placed_at":"2026-01-05T10:00:00Z","total":"49.90","currency":"USD"}'
+  curl -s localhost:$port/v1/metrics/summary -H "Authorization: Bearer \$KEY"
+  open http://localhost:$port/ (dashboard; paste the key)
+
+MSG
+exec $bin serve

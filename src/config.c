@@ -1,0 +1,130 @@
+/* config.c - the settings table. Add a setting here and it is parsed from the environment and
+ * flags, bounds-checked and listed in --help at once (pgbouncer's CF table, Redis's
+ * createIntConfig). */
+#include "retentiond/config.h"
+
+#include "retentiond/log.h"
+#include "retentiond/util.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+rd_config config;
+
+typedef enum { CF_STR, CF_INT, CF_LONG } cf_type;
+
+typedef struct {
+    const char *name;
+    const char *env;
+    cf_type type;
+    void *ptr;
+    const char *def;
+    long min, max;
+    const char *help;
+} cf_entry;
+
+static const cf_entry table[] = {
+    {"database-url", "DATABASE_URL", CF_STR, &config.database_url, "", 0, 0,
+     "PostgreSQL connection string (libpq URI or key=value); `make run` starts a private cluster when unset"},
+    {"bind", "BIND_ADDRESS", CF_STR, &config.bind_address, "0.0.0.0", 0, 0, "address to listen on"},
+    {"port", "PORT", CF_INT, &config.port, "8080", 0, 65535, "TCP port to listen on (0 = any free port)"},
+    {"http-threads", "HTTP_THREADS", CF_INT, &config.http_threads, "2", 1, 256,
+     "libmicrohttpd epoll threads"},
+    {"db-pool-size", "DB_POOL_SIZE", CF_INT, &config.db_pool_size, "8", 1, 256,
+     "PostgreSQL connections, one database worker each"},
+    {"db-queue-max", "DB_QUEUE_MAX", CF_INT, &config.db_queue_max, "4096", 1, 1000000,
+     "database jobs allowed to wait; beyond it requests get 503"},
+    {"group-commit-max", "GROUP_COMMIT_MAX", CF_INT, &config.group_commit_max, "64", 1, 10000,
+     "most concurrent single-event writes sharing one commit"},
+    {"max-body-bytes", "MAX_BODY_BYTES", CF_LONG, &config.max_body_bytes, "1048576", 1024,
+     1073741824L, "body limit for single-object requests (413 beyond it)"},
+    {"max-batch-bytes", "MAX_BATCH_BYTES", CF_LONG, &config.max_batch_bytes, "68719476736", 1024,
+     0x7fffffffffffffffL, "body limit for POST /v1/batch (NDJSON is streamed; JSON arrays are held in memory up to 64 MiB)"},
+    {"request-timeout", "REQUEST_TIMEOUT", CF_INT, &config.request_timeout, "30", 1, 3600,
+     "seconds of client inactivity before a connection is closed"},
+    {"max-connections", "MAX_CONNECTIONS", CF_INT, &config.max_connections, "1000", 1, 100000,
+     "concurrent connections in total"},
+    {"max-conn-per-ip", "MAX_CONN_PER_IP", CF_INT, &config.max_conn_per_ip, "200", 0, 100000,
+     "concurrent connections per client address (0 = no limit)"},
+    {"rate-limit", "RATE_LIMIT", CF_INT, &config.rate_limit, "0", 0, 10000000,
+     "requests per second per client address, 429 beyond it (0 = off)"},
+    {"rate-burst", "RATE_BURST", CF_INT, &config.rate_burst, "100", 1, 10000000,
+     "requests a client may send at once before the rate limit applies"},
+    {"clv-refit-interval", "CLV_REFIT_INTERVAL", CF_INT, &config.clv_refit_interval, "86400", 0,
+     31536000, "seconds between scheduled CLV refits of every tenant (0 = off)"},
+    {"log-level", "LOG_LEVEL", CF_STR, &config.log_level, "info", 0, 0, "debug, info, warn or error"},
+};
+
+#define TABLE_LEN (sizeof table / sizeof table[0])
+
+static int set_entry(const cf_entry *e, const char *value, const char *origin)
+{
+    if (e->type == CF_STR) {
+        char **dst = e->ptr;
+        free(*dst);
+        *dst = xstrdup(value);
+        if (e->ptr == &config.log_level) {
+            int lv = log_level_parse(value);
+            if (lv < 0) {
+                fprintf(stderr, "retentiond: %s: log level must be debug, info, warn or error\n", origin);
+                return RD_ERR;
+            }
+            log_level = lv;
+        }
+        return RD_OK;
+    }
+    char *end;
+    errno = 0;
+    long v = strtol(value, &end, 10);
+    if (errno || end == value || *end != '\0' || v < e->min || v > e->max) {
+        fprintf(stderr, "retentiond: %s: expected an integer in [%ld, %ld], got \"%s\"\n", origin,
+                e->min, e->max, value);
+        return RD_ERR;
+    }
+    if (e->type == CF_INT)
+        *(int *)e->ptr = (int)v;
+    else
+        *(long *)e->ptr = v;
+    return RD_OK;
+}
+
+int config_load_env(void)
+{
+    for (size_t i = 0; i < TABLE_LEN; i++) {
+        if (set_entry(&table[i], table[i].def, table[i].name) != RD_OK)
+            return RD_ERR;
+        const char *v = getenv(table[i].env);
+        if (v && *v && set_entry(&table[i], v, table[i].env) != RD_OK)
+            return RD_ERR;
+    }
+    return RD_OK;
+}
+
+int config_set(const char *name, const char *value)
+{
+    for (size_t i = 0; i < TABLE_LEN; i++)
+        if (strcmp(table[i].name, name) == 0) {
+            char origin[64];
+            snprintf(origin, sizeof origin, "--%s", name);
+            return set_entry(&table[i], value, origin);
+        }
+    fprintf(stderr, "retentiond: unknown option --%s (see --help)\n", name);
+    return RD_ERR;
+}
+
+void config_print_help(FILE *out)
+{
+    fprintf(out, "Options (flag / environment variable, default):\n");
+    for (size_t i = 0; i < TABLE_LEN; i++)
+        fprintf(out, "  --%-20s %-20s %s\n  %22s %20s (default: %s)\n", table[i].name, table[i].env,
+                table[i].help, "", "", *table[i].def ? table[i].def : "unset");
+}
+
+void config_print_markdown(FILE *out)
+{
+    fprintf(out, "| environment | flag | default | meaning |\n| --- | --- | --- | --- |\n");
+    for (size_t i = 0; i < TABLE_LEN; i++)
+        fprintf(out, "| `%s` | `--%s` | `%s` | %s |\n", table[i].env, table[i].name,
+                *table[i].def ? table[i].def : "(unset)", table[i].help);
+}

@@ -1,0 +1,624 @@
+/* server.c - the libmicrohttpd daemon and the life of one request (see server.h).
+ *
+ * Threading: an epoll thread pool runs the access handler; nothing here blocks. Database work
+ * goes to the pool (store/pool.c) and the connection is suspended until a worker resumes it.
+ * Per-request state lives in an http_req allocated on the first callback and freed in the
+ * completion callback, which libmicrohttpd calls also when the client goes away. */
+#include "retentiond/http/server.h"
+
+#include "retentiond/config.h"
+#include "retentiond/http/auth.h"
+#include "retentiond/log.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+enum {
+    ST_NEW,        /* first callback, headers only */
+    ST_AUTH_WAIT,  /* suspended on a key lookup */
+    ST_BODY,       /* receiving the body */
+    ST_DB_WAIT,    /* suspended on a database job */
+    ST_DB_DONE,    /* job finished, after_db pending */
+    ST_REPLIED,    /* reply set; queue it on this or the next callback */
+};
+
+static struct MHD_Daemon *daemon_handle;
+static int inflight;
+static pthread_mutex_t inflight_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* ---- statistics for /metrics ---- */
+
+const double http_latency_bounds[12] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                        0.05,   0.1,   0.25,   0.5,   1.0,  5.0};
+#define STATUS_SLOTS 16
+static const int status_codes[STATUS_SLOTS] = {200, 201, 202, 204, 400, 401, 403, 404,
+                                               405, 409, 413, 415, 422, 429, 500, 503};
+static http_route_stats *route_stats; /* [route_count + 1][STATUS_SLOTS]; last row: unrouted */
+static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void stats_record(int route_index, int status, double seconds)
+{
+    int s = -1;
+    for (int i = 0; i < STATUS_SLOTS; i++)
+        if (status_codes[i] == status)
+            s = i;
+    if (s < 0)
+        s = status >= 500 ? 14 : 4; /* fold rare codes into 500 / 400 */
+    int r = route_index >= 0 ? route_index : http_route_count;
+    pthread_mutex_lock(&stats_lock);
+    http_route_stats *st = &route_stats[r * STATUS_SLOTS + s];
+    st->count++;
+    st->sum_seconds += seconds;
+    for (int b = 0; b < 12; b++)
+        if (seconds <= http_latency_bounds[b])
+            st->buckets[b]++;
+    pthread_mutex_unlock(&stats_lock);
+}
+
+void http_stats_foreach(void (*fn)(void *, const char *, const char *, int, const http_route_stats *),
+                        void *arg)
+{
+    pthread_mutex_lock(&stats_lock);
+    for (int r = 0; r <= http_route_count; r++)
+        for (int s = 0; s < STATUS_SLOTS; s++) {
+            http_route_stats *st = &route_stats[r * STATUS_SLOTS + s];
+            if (!st->count)
+                continue;
+            http_route_stats copy = *st;
+            const char *m = r < http_route_count ? http_routes[r].method : "ANY";
+            const char *p = r < http_route_count ? http_routes[r].pattern : "unrouted";
+            fn(arg, m, p, status_codes[s], &copy);
+        }
+    pthread_mutex_unlock(&stats_lock);
+}
+
+/* ---- per-IP request rate limit (token bucket, hashed slots) ---- */
+
+#define RATE_SLOTS 4096
+typedef struct {
+    char ip[INET6_ADDRSTRLEN];
+    double tokens;
+    int64_t last;
+} rate_slot;
+static rate_slot rate_slots[RATE_SLOTS];
+static pthread_mutex_t rate_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void client_ip(struct MHD_Connection *c, char *out, size_t n)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    out[0] = '\0';
+    if (!ci || !ci->client_addr)
+        return;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)n);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)n);
+}
+
+/* Returns 0 when allowed, else the seconds to wait. */
+static int rate_check(struct MHD_Connection *c)
+{
+    if (config.rate_limit <= 0)
+        return 0;
+    char ip[INET6_ADDRSTRLEN];
+    client_ip(c, ip, sizeof ip);
+    uint64_t h = 1469598103934665603ULL;
+    for (const char *p = ip; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    int64_t now = now_usec();
+    int wait = 0;
+    pthread_mutex_lock(&rate_lock);
+    rate_slot *s = &rate_slots[h % RATE_SLOTS];
+    if (strcmp(s->ip, ip) != 0) {
+        rd_strlcpy(s->ip, ip, sizeof s->ip);
+        s->tokens = config.rate_burst;
+        s->last = now;
+    }
+    s->tokens += (double)(now - s->last) / 1e6 * config.rate_limit;
+    if (s->tokens > config.rate_burst)
+        s->tokens = config.rate_burst;
+    s->last = now;
+    if (s->tokens >= 1.0)
+        s->tokens -= 1.0;
+    else
+        wait = (int)((1.0 - s->tokens) / config.rate_limit) + 1;
+    pthread_mutex_unlock(&rate_lock);
+    return wait;
+}
+
+/* ---- replies ---- */
+
+static void set_reply(http_req *rq, int status, const char *type, char *body)
+{
+    free(rq->reply);
+    rq->status = status;
+    rq->reply_type = type;
+    rq->reply = body;
+    rq->state = ST_REPLIED;
+}
+
+void http_reply_json(http_req *rq, int status, json_t *body)
+{
+    char *s = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15));
+    json_decref(body);
+    if (!s) {
+        http_reply_problem(rq, 500, "Internal Server Error", "the reply could not be encoded", NULL);
+        return;
+    }
+    set_reply(rq, status, "application/json", s);
+}
+
+void http_reply_text(http_req *rq, int status, const char *content_type, const char *text, size_t len)
+{
+    set_reply(rq, status, content_type, xstrndup(text, len));
+}
+
+static const char *problem_slug(int status)
+{
+    switch (status) {
+    case 400: return "malformed-request";
+    case 401: return "unauthorized";
+    case 403: return "forbidden";
+    case 404: return "not-found";
+    case 405: return "method-not-allowed";
+    case 409: return "conflict";
+    case 413: return "body-too-large";
+    case 415: return "unsupported-media-type";
+    case 422: return "validation-failed";
+    case 429: return "rate-limited";
+    case 503: return "database-unavailable";
+    default: return status >= 500 ? "internal-error" : "bad-request";
+    }
+}
+
+void http_reply_problem(http_req *rq, int status, const char *title, const char *detail, json_t *errors)
+{
+    char type[96];
+    snprintf(type, sizeof type, "https://retentiond.dev/problems/%s", problem_slug(status));
+    json_t *p = json_pack("{s:s, s:s, s:i, s:s}", "type", type, "title", title, "status", status,
+                          "detail", detail ? detail : title);
+    if (errors)
+        json_object_set_new(p, "errors", errors);
+    char *s = json_dumps(p, JSON_COMPACT);
+    json_decref(p);
+    set_reply(rq, status, "application/problem+json", s ? s : xstrdup("{}"));
+}
+
+void http_reply_db_failure(http_req *rq, db_done_status st)
+{
+    if (st == DB_DONE_DOWN || st == DB_DONE_BUSY) {
+        rq->retry_after = st == DB_DONE_DOWN ? 5 : 1;
+        http_reply_problem(rq, 503, "Service Unavailable",
+                           st == DB_DONE_DOWN ? "the database is unreachable; nothing was stored, retry later"
+                                              : "the service is saturated; nothing was stored, retry later",
+                           NULL);
+    } else {
+        http_reply_problem(rq, 500, "Internal Server Error", "a database statement failed; nothing was stored", NULL);
+    }
+}
+
+/* ---- request helpers ---- */
+
+const char *http_arg(http_req *rq, const char *name)
+{
+    return MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *http_header(http_req *rq, const char *name)
+{
+    return MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, name);
+}
+
+bool http_content_type_is(http_req *rq, const char *type)
+{
+    const char *ct = http_header(rq, "Content-Type");
+    if (!ct)
+        return false;
+    while (*ct == ' ')
+        ct++;
+    size_t n = strlen(type);
+    if (strncasecmp(ct, type, n) != 0)
+        return false;
+    char c = ct[n];
+    return c == '\0' || c == ';' || c == ' ';
+}
+
+/* ---- database hand-off ---- */
+
+static void job_done(void *arg, db_done_status st)
+{
+    http_req *rq = arg;
+    rq->status = (int)st; /* carried to the HTTP thread; after_db overwrites it with the reply */
+    rq->state = ST_DB_DONE;
+    /* after this call the HTTP thread may run and free rq: touch nothing of it afterwards */
+    MHD_resume_connection(rq->conn);
+}
+
+int http_defer(http_req *rq, db_job_mode mode, uint64_t lock_key, int (*run)(PGconn *, void *),
+               int (*after_db)(http_req *, db_done_status))
+{
+    rq->job = (db_job){.mode = mode, .run = run, .done = job_done, .arg = rq, .lock_key = lock_key};
+    rq->after_db = after_db;
+    rq->state = ST_DB_WAIT;
+    return HTTP_DEFERRED;
+}
+
+/* Submits the pending job and suspends, or replies 503 if the queue is full. */
+static void submit_job(http_req *rq)
+{
+    MHD_suspend_connection(rq->conn);
+    if (db_pool_submit(&rq->job) != RD_OK) {
+        MHD_resume_connection(rq->conn);
+        http_reply_db_failure(rq, DB_DONE_BUSY);
+    }
+}
+
+/* ---- routing ---- */
+
+/* Matches path against pattern; fills params (allocated) on success. */
+static bool route_match(const char *pattern, const char *path, char **params)
+{
+    int np = 0;
+    const char *p = pattern, *s = path;
+    while (*p && *s) {
+        if (*p == '{') {
+            const char *close = strchr(p, '}');
+            const char *seg_end = strchr(s, '/');
+            if (!seg_end)
+                seg_end = s + strlen(s);
+            if (seg_end == s || np == HTTP_MAX_PARAMS)
+                goto fail;
+            params[np++] = xstrndup(s, (size_t)(seg_end - s));
+            p = close + 1;
+            s = seg_end;
+            continue;
+        }
+        if (*p != *s)
+            goto fail;
+        p++;
+        s++;
+    }
+    if (*p == '\0' && *s == '\0')
+        return true;
+fail:
+    for (int i = 0; i < np; i++) {
+        free(params[i]);
+        params[i] = NULL;
+    }
+    return false;
+}
+
+static void route_request(http_req *rq)
+{
+    buf allow = {0};
+    for (int i = 0; i < http_route_count; i++) {
+        char *params[HTTP_MAX_PARAMS] = {0};
+        if (!route_match(http_routes[i].pattern, rq->path, params))
+            continue;
+        if (strcmp(http_routes[i].method, rq->method) == 0 ||
+            (strcmp(rq->method, "HEAD") == 0 && strcmp(http_routes[i].method, "GET") == 0)) {
+            rq->route = &http_routes[i];
+            rq->route_index = i;
+            memcpy(rq->params, params, sizeof params);
+            buf_free(&allow);
+            return;
+        }
+        for (int k = 0; k < HTTP_MAX_PARAMS; k++)
+            free(params[k]);
+        if (!strstr(allow.data ? allow.data : "", http_routes[i].method)) {
+            if (allow.len)
+                buf_puts(&allow, ", ");
+            buf_puts(&allow, http_routes[i].method);
+        }
+    }
+    if (allow.len) {
+        rq->allow = buf_steal(&allow);
+        http_reply_problem(rq, 405, "Method Not Allowed", "this path does not accept that method", NULL);
+    } else {
+        buf_free(&allow);
+        http_reply_problem(rq, 404, "Not Found", "no such endpoint", NULL);
+    }
+}
+
+/* ---- the access handler ---- */
+
+static enum MHD_Result queue_reply(http_req *rq)
+{
+    size_t len = rq->reply ? strlen(rq->reply) : 0;
+    bool head = strcmp(rq->method, "HEAD") == 0;
+    struct MHD_Response *r = MHD_create_response_from_buffer(head ? 0 : len, rq->reply, MHD_RESPMEM_MUST_COPY);
+    if (!r)
+        return MHD_NO;
+    if (rq->reply_type)
+        MHD_add_response_header(r, "Content-Type", rq->reply_type);
+    if (rq->retry_after > 0) {
+        char ra[16];
+        snprintf(ra, sizeof ra, "%d", rq->retry_after);
+        MHD_add_response_header(r, "Retry-After", ra);
+    }
+    if (rq->allow)
+        MHD_add_response_header(r, "Allow", rq->allow);
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    enum MHD_Result ret = MHD_queue_response(rq->conn, (unsigned)rq->status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* Runs the handler (body complete) and acts on its result. */
+static void run_handler(http_req *rq)
+{
+    if (rq->route->handler(rq) == HTTP_DEFERRED)
+        submit_job(rq);
+}
+
+static int auth_after_lookup(http_req *rq, db_done_status st)
+{
+    if (st != DB_DONE_OK) {
+        http_reply_db_failure(rq, st);
+        return HTTP_REPLIED;
+    }
+    return HTTP_REPLIED;
+}
+
+/* Checks credentials for routes that need them. Returns true when the request may proceed;
+ * otherwise a reply is set or a lookup is pending (state ST_AUTH_WAIT). */
+static bool authorize(http_req *rq)
+{
+    int need = rq->route->scope;
+    if (need == SCOPE_PUBLIC || need == SCOPE_WEBHOOK)
+        return true;
+    if (!rq->auth_checked) {
+        rq->auth_checked = true;
+        const char *h = http_header(rq, "Authorization");
+        if (!h || strncasecmp(h, "Bearer ", 7) != 0) {
+            http_reply_problem(rq, 401, "Unauthorized", "send an API key as Authorization: Bearer <key>", NULL);
+            return false;
+        }
+        rq->api_key = h + 7;
+        while (*rq->api_key == ' ')
+            rq->api_key++;
+        switch (auth_check_cached(rq->api_key, &rq->tenant)) {
+        case AUTH_OK:
+            break;
+        case AUTH_INVALID:
+            http_reply_problem(rq, 401, "Unauthorized", "the API key is not valid", NULL);
+            return false;
+        case AUTH_MISS:
+            http_defer(rq, DB_JOB_SOLO, 0, auth_lookup_run, auth_after_lookup);
+            submit_job(rq);
+            if (rq->state == ST_DB_WAIT)
+                rq->state = ST_AUTH_WAIT;
+            return false;
+        }
+    }
+    if (rq->tenant.scopes == 0) {
+        http_reply_problem(rq, 401, "Unauthorized", "the API key is not valid", NULL);
+        return false;
+    }
+    if ((rq->tenant.scopes & need) == 0) {
+        http_reply_problem(rq, 403, "Forbidden", "the API key lacks the scope this endpoint needs", NULL);
+        return false;
+    }
+    return true;
+}
+
+/* After routing and auth: check declared size and content, then expect the body. */
+static void begin_body(http_req *rq)
+{
+    long limit = rq->route->big_body ? config.max_batch_bytes : config.max_body_bytes;
+    const char *cl = http_header(rq, "Content-Length");
+    if (cl) {
+        char *end;
+        long long n = strtoll(cl, &end, 10);
+        if (*end != '\0' || n < 0) {
+            http_reply_problem(rq, 400, "Bad Request", "Content-Length is not a number", NULL);
+            return;
+        }
+        if (n > limit) {
+            http_reply_problem(rq, 413, "Content Too Large", "the request body exceeds the configured limit", NULL);
+            return;
+        }
+    }
+    rq->state = ST_BODY;
+}
+
+/* Queues the reply if one is set. An early reply (413 during upload) drops unread data. */
+static enum MHD_Result finish_call(http_req *rq, size_t *upload_data_size)
+{
+    if (rq->state != ST_REPLIED)
+        return MHD_YES;
+    *upload_data_size = 0;
+    return queue_reply(rq);
+}
+
+/* libmicrohttpd calls this once with the headers (upload size 0), then once per body chunk,
+ * then once more with size 0 when the body is complete; after a resume it repeats the call
+ * of the phase in which the connection was suspended. */
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    (void)cls;
+    (void)version;
+    http_req *rq = *con_cls;
+    if (!rq) { /* the headers call */
+        rq = xcalloc(1, sizeof *rq);
+        rq->conn = conn;
+        rq->method = method;
+        rq->path = xstrdup(url);
+        rq->route_index = -1;
+        rq->started = now_usec();
+        *con_cls = rq;
+        pthread_mutex_lock(&inflight_lock);
+        inflight++;
+        pthread_mutex_unlock(&inflight_lock);
+
+        int wait = rate_check(conn);
+        if (wait > 0) {
+            rq->retry_after = wait;
+            http_reply_problem(rq, 429, "Too Many Requests", "request rate limit exceeded for this address", NULL);
+        } else {
+            route_request(rq);
+            if (rq->state == ST_NEW && authorize(rq))
+                begin_body(rq);
+        }
+        return finish_call(rq, upload_data_size);
+    }
+
+    if (rq->state == ST_DB_DONE) {
+        db_done_status st = (db_done_status)rq->status;
+        int (*after)(http_req *, db_done_status) = rq->after_db;
+        rq->status = 0;
+        rq->after_db = NULL;
+        if (after == auth_after_lookup) { /* the repeated headers call */
+            rq->state = ST_NEW;
+            if (st != DB_DONE_OK)
+                http_reply_db_failure(rq, st);
+            else if (authorize(rq))
+                begin_body(rq);
+            return finish_call(rq, upload_data_size);
+        }
+        rq->state = ST_BODY;
+        if (after(rq, st) == HTTP_DEFERRED) {
+            submit_job(rq);
+            return finish_call(rq, upload_data_size);
+        }
+        if (rq->state == ST_REPLIED)
+            return finish_call(rq, upload_data_size);
+        /* a streamed chunk was stored: go on with the body */
+    }
+
+    if (rq->state == ST_BODY) {
+        if (*upload_data_size > 0) {
+            size_t n = *upload_data_size;
+            *upload_data_size = 0;
+            long limit = rq->route->big_body ? config.max_batch_bytes : config.max_body_bytes;
+            rq->body_seen += (long)n;
+            if (rq->body_seen > limit) {
+                /* answer now; libmicrohttpd closes the connection instead of reading the rest */
+                buf_free(&rq->body);
+                http_reply_problem(rq, 413, "Content Too Large", "the request body exceeds the configured limit", NULL);
+            } else if (rq->route->on_chunk) {
+                if (rq->route->on_chunk(rq, upload_data, n) == HTTP_DEFERRED)
+                    submit_job(rq);
+            } else {
+                buf_append(&rq->body, upload_data, n);
+            }
+        } else {
+            run_handler(rq);
+        }
+    }
+    return finish_call(rq, upload_data_size);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    http_req *rq = *con_cls;
+    if (!rq)
+        return;
+    double secs = (double)(now_usec() - rq->started) / 1e6;
+    int status = rq->state == ST_REPLIED ? rq->status : 499;
+    stats_record(rq->route_index, status, secs);
+    rd_log(LOG_INFO, "msg=request method=%s route=\"%s\" path_len=%zu status=%d duration_ms=%.3f tenant=%s bytes_in=%ld%s",
+           rq->method, rq->route ? rq->route->pattern : "-", strlen(rq->path), status, secs * 1000.0,
+           rq->tenant.name[0] ? rq->tenant.name : "-", rq->body_seen,
+           toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=true");
+    if (rq->ctx_free)
+        rq->ctx_free(rq->ctx);
+    for (int i = 0; i < HTTP_MAX_PARAMS; i++)
+        free(rq->params[i]);
+    buf_free(&rq->body);
+    free(rq->reply);
+    free(rq->allow);
+    free(rq->path);
+    free(rq);
+    *con_cls = NULL;
+    pthread_mutex_lock(&inflight_lock);
+    inflight--;
+    pthread_mutex_unlock(&inflight_lock);
+}
+
+static void mhd_logger(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    for (char *p = msg; *p; p++)
+        if (*p == '\n' || *p == '"')
+            *p = ' ';
+    rd_log(LOG_WARN, "msg=\"libmicrohttpd: %s\"", msg);
+}
+
+int http_start(int *bound_port)
+{
+    route_stats = xcalloc((size_t)(http_route_count + 1) * STATUS_SLOTS, sizeof *route_stats);
+    struct sockaddr_in6 addr6 = {0};
+    struct sockaddr_in addr4 = {0};
+    const struct sockaddr *sa;
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    if (inet_pton(AF_INET, config.bind_address, &addr4.sin_addr) == 1) {
+        addr4.sin_family = AF_INET;
+        addr4.sin_port = htons((uint16_t)config.port);
+        sa = (const struct sockaddr *)&addr4;
+    } else if (inet_pton(AF_INET6, config.bind_address, &addr6.sin6_addr) == 1) {
+        addr6.sin6_family = AF_INET6;
+        addr6.sin6_port = htons((uint16_t)config.port);
+        sa = (const struct sockaddr *)&addr6;
+        flags |= MHD_USE_IPv6;
+    } else {
+        rd_log(LOG_ERROR, "msg=\"bind address is not an IP address\" bind=%s", config.bind_address);
+        return RD_ERR;
+    }
+    daemon_handle = MHD_start_daemon(
+        flags, (uint16_t)config.port, NULL, NULL, on_request, NULL,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
+        MHD_OPTION_SOCK_ADDR, sa,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)config.http_threads,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)config.max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)config.max_conn_per_ip,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)config.request_timeout,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
+        MHD_OPTION_END);
+    if (!daemon_handle) {
+        rd_log(LOG_ERROR, "msg=\"cannot start the HTTP server\" bind=%s port=%d", config.bind_address, config.port);
+        return RD_ERR;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(daemon_handle, MHD_DAEMON_INFO_BIND_PORT);
+    *bound_port = di ? di->port : config.port;
+    return RD_OK;
+}
+
+void http_stop(int grace_sec)
+{
+    if (!daemon_handle)
+        return;
+    /* stop accepting; requests already in flight (including those suspended on the database,
+     * which the pool will resume) are allowed to finish */
+    MHD_quiesce_daemon(daemon_handle);
+    int64_t deadline = now_usec() + (int64_t)grace_sec * 1000000;
+    for (;;) {
+        pthread_mutex_lock(&inflight_lock);
+        int n = inflight;
+        pthread_mutex_unlock(&inflight_lock);
+        if (n == 0 || now_usec() > deadline)
+            break;
+        usleep(10000);
+    }
+    MHD_stop_daemon(daemon_handle);
+    daemon_handle = NULL;
+    free(route_stats);
+    route_stats = NULL;
+}

@@ -1,0 +1,338 @@
+/* main.c - start-up, sub-commands and signal handling; nothing else.
+ *
+ *   retentiond [options] serve
+ *   retentiond [options] migrate
+ *   retentiond [options] tenant create NAME [--currency ISO-4217]
+ *   retentiond [options] tenant set-secret TENANT shopify|woocommerce SECRET
+ *   retentiond [options] key create --tenant NAME --scope ingest,read,admin
+ *   retentiond [options] import FILE --tenant NAME
+ *   retentiond [options] fit --tenant NAME [--as-of DATE]
+ */
+#include "retentiond/api/api.h"
+#include "retentiond/cli.h"
+#include "retentiond/config.h"
+#include "retentiond/http/auth.h"
+#include "retentiond/http/server.h"
+#include "retentiond/log.h"
+#include "retentiond/store/migrate.h"
+#include "retentiond/store/pool.h"
+#include "retentiond/store/tenants.h"
+
+#include <ctype.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *usage_text =
+    "usage: retentiond [options] COMMAND [ARGS]\n"
+    "\n"
+    "Commands:\n"
+    "  serve                                   run the HTTP service\n"
+    "  migrate                                 apply pending database migrations\n"
+    "  tenant create NAME [--currency CUR]     create a tenant (shop); CUR is ISO 4217, default USD\n"
+    "  tenant set-secret NAME PLATFORM SECRET  set the shopify or woocommerce webhook secret\n"
+    "  key create --tenant NAME --scope LIST   create an API key (LIST: ingest,read,admin); printed once\n"
+    "  import FILE --tenant NAME               load NDJSON or CSV history (FILE '-' reads stdin)\n"
+    "  fit --tenant NAME [--as-of DATE]        fit the predictive CLV model now\n"
+    "\n"
+    "Run `retentiond COMMAND --help` for one command. Every option can also be set by its\n"
+    "environment variable.\n\n";
+
+static const char *command_help(const char *cmd)
+{
+    if (strcmp(cmd, "serve") == 0)
+        return "usage: retentiond [options] serve\n\nServes the HTTP API on BIND_ADDRESS:PORT until SIGINT or SIGTERM;\n"
+               "on a signal it stops accepting, lets in-flight requests finish, and exits 0.\n";
+    if (strcmp(cmd, "migrate") == 0)
+        return "usage: retentiond [options] migrate\n\nApplies every pending migration (each in a transaction, under an\n"
+               "advisory lock) to DATABASE_URL.\n";
+    if (strcmp(cmd, "tenant") == 0)
+        return "usage: retentiond tenant create NAME [--currency ISO-4217]   (default USD)\n"
+               "       retentiond tenant set-secret NAME shopify|woocommerce SECRET\n\n"
+               "NAME: letters, digits, '-' and '_' (it appears in webhook URLs).\n";
+    if (strcmp(cmd, "key") == 0)
+        return "usage: retentiond key create --tenant NAME --scope ingest|read|admin[,...]\n\n"
+               "Prints the new key once; only its hash is stored.\n";
+    if (strcmp(cmd, "import") == 0)
+        return "usage: retentiond import FILE --tenant NAME\n\n"
+               "FILE is NDJSON (one {\"kind\": ...} object per line, as POST /v1/batch) or CSV whose\n"
+               "header names the columns (add a 'kind' column, or --kind order|customer|event|spend).\n"
+               "Shows progress on a terminal; prints the counts at the end.\n";
+    if (strcmp(cmd, "fit") == 0)
+        return "usage: retentiond fit --tenant NAME [--as-of YYYY-MM-DD]\n\n"
+               "Fits BG/NBD and Gamma-Gamma to the tenant's customers and stores the model.\n";
+    return NULL;
+}
+
+static void usage(FILE *out)
+{
+    fputs(usage_text, out);
+    config_print_help(out);
+}
+
+/* Parsed command line: positional words and the command's own options. */
+typedef struct {
+    const char *words[8];
+    int nwords;
+    const char *currency, *tenant, *scope, *as_of, *kind;
+    bool help;
+} cmdline;
+
+static int parse_args(int argc, char **argv, cmdline *cl)
+{
+    memset(cl, 0, sizeof *cl);
+    for (int i = 1; i < argc; i++) {
+        char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            cl->help = true;
+            continue;
+        }
+        if (strncmp(a, "--", 2) != 0 || strcmp(a, "-") == 0) {
+            if (cl->nwords == 8) {
+                fprintf(stderr, "retentiond: too many arguments\n");
+                return RD_ERR;
+            }
+            cl->words[cl->nwords++] = a;
+            continue;
+        }
+        char name[64];
+        const char *value;
+        char *eq = strchr(a + 2, '=');
+        if (eq) {
+            snprintf(name, sizeof name, "%.*s", (int)(eq - a - 2), a + 2);
+            value = eq + 1;
+        } else {
+            rd_strlcpy(name, a + 2, sizeof name);
+            if (i + 1 >= argc) {
+                fprintf(stderr, "retentiond: --%s needs a value\n", name);
+                return RD_ERR;
+            }
+            value = argv[++i];
+        }
+        if (strcmp(name, "currency") == 0)
+            cl->currency = value;
+        else if (strcmp(name, "tenant") == 0)
+            cl->tenant = value;
+        else if (strcmp(name, "scope") == 0)
+            cl->scope = value;
+        else if (strcmp(name, "as-of") == 0)
+            cl->as_of = value;
+        else if (strcmp(name, "kind") == 0)
+            cl->kind = value;
+        else if (config_set(name, value) != RD_OK)
+            return RD_ERR;
+    }
+    return RD_OK;
+}
+
+static PGconn *connect_or_die(void)
+{
+    if (!*config.database_url) {
+        fprintf(stderr, "retentiond: DATABASE_URL is not set (or use --database-url)\n");
+        exit(2);
+    }
+    PGconn *conn = db_connect(config.database_url);
+    if (!conn) {
+        fprintf(stderr, "retentiond: cannot connect to the database\n");
+        exit(1);
+    }
+    return conn;
+}
+
+static int cmd_serve(void)
+{
+    if (!*config.database_url) {
+        fprintf(stderr, "retentiond: DATABASE_URL is not set (or use --database-url)\n");
+        return 2;
+    }
+    /* Block the stop signals in every thread we start; the main thread waits for them. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    api_register_statements();
+    if (db_pool_start(config.database_url, config.db_pool_size, config.db_queue_max,
+                      config.group_commit_max) != RD_OK)
+        return 1;
+    api_start_background();
+    int port;
+    if (http_start(&port) != RD_OK) {
+        api_stop_background();
+        db_pool_stop();
+        return 1;
+    }
+    rd_log(LOG_INFO, "msg=listening bind=%s port=%d http_threads=%d db_pool=%d", config.bind_address, port,
+           config.http_threads, config.db_pool_size);
+    int sig = 0;
+    sigwait(&stop, &sig);
+    rd_log(LOG_INFO, "msg=\"stopping: finishing in-flight requests\" signal=%d", sig);
+    http_stop(config.request_timeout);
+    api_stop_background();
+    db_pool_stop();
+    rd_log(LOG_INFO, "msg=stopped");
+    return 0;
+}
+
+static int cmd_migrate(void)
+{
+    PGconn *conn = connect_or_die();
+    int n = migrate_apply(conn);
+    PQfinish(conn);
+    if (n < 0)
+        return 1;
+    printf("migrations applied: %d (schema version %d)\n", n, rd_migrations[rd_migration_count - 1].version);
+    return 0;
+}
+
+static bool valid_tenant_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64)
+        return false;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_')
+            return false;
+    return true;
+}
+
+static int cmd_tenant(cmdline *cl)
+{
+    if (cl->nwords >= 3 && strcmp(cl->words[1], "create") == 0) {
+        const char *name = cl->words[2];
+        const char *cur = cl->currency ? cl->currency : "USD";
+        if (!valid_tenant_name(name)) {
+            fprintf(stderr, "retentiond: tenant name must be 1-64 letters, digits, '-' or '_'\n");
+            return 2;
+        }
+        if (strlen(cur) != 3 || !isupper((unsigned char)cur[0]) || !isupper((unsigned char)cur[1]) ||
+            !isupper((unsigned char)cur[2])) {
+            fprintf(stderr, "retentiond: --currency must be an ISO 4217 code such as USD or EUR\n");
+            return 2;
+        }
+        PGconn *conn = connect_or_die();
+        int64_t id = store_tenant_create(conn, name, cur);
+        PQfinish(conn);
+        if (id < 0)
+            return 1;
+        if (id == 0) {
+            fprintf(stderr, "retentiond: tenant \"%s\" already exists\n", name);
+            return 3;
+        }
+        printf("tenant %s created (currency %s)\n", name, cur);
+        return 0;
+    }
+    if (cl->nwords == 5 && strcmp(cl->words[1], "set-secret") == 0) {
+        const char *platform = cl->words[3];
+        if (strcmp(platform, "shopify") != 0 && strcmp(platform, "woocommerce") != 0) {
+            fprintf(stderr, "retentiond: platform must be shopify or woocommerce\n");
+            return 2;
+        }
+        PGconn *conn = connect_or_die();
+        http_tenant t;
+        int found = store_tenant_find(conn, cl->words[2], &t);
+        int rc = found < 0 ? 1 : found == 0 ? 3 : store_secret_set(conn, t.id, platform, cl->words[4]) == RD_OK ? 0 : 1;
+        PQfinish(conn);
+        if (found == 0)
+            fprintf(stderr, "retentiond: no tenant \"%s\"\n", cl->words[2]);
+        else if (rc == 0)
+            printf("%s webhook secret set for tenant %s\n", platform, cl->words[2]);
+        return rc;
+    }
+    fputs(command_help("tenant"), stderr);
+    return 2;
+}
+
+static int cmd_key(cmdline *cl)
+{
+    if (cl->nwords != 2 || strcmp(cl->words[1], "create") != 0 || !cl->tenant || !cl->scope) {
+        fputs(command_help("key"), stderr);
+        return 2;
+    }
+    int scopes = auth_scopes_parse(cl->scope);
+    if (scopes < 0) {
+        fprintf(stderr, "retentiond: --scope takes ingest, read and/or admin, comma-separated\n");
+        return 2;
+    }
+    PGconn *conn = connect_or_die();
+    http_tenant t;
+    int found = store_tenant_find(conn, cl->tenant, &t);
+    if (found <= 0) {
+        PQfinish(conn);
+        if (found == 0)
+            fprintf(stderr, "retentiond: no tenant \"%s\"\n", cl->tenant);
+        return found == 0 ? 3 : 1;
+    }
+    char key[81], key_id[AUTH_KEY_ID_LEN + 1];
+    unsigned char hash[32];
+    auth_key_generate(key, key_id, hash);
+    int rc = store_key_create(conn, t.id, key_id, hash, scopes);
+    PQfinish(conn);
+    if (rc != RD_OK)
+        return 1;
+    printf("%s\n", key);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (config_load_env() != RD_OK)
+        return 2;
+    cmdline cl;
+    if (parse_args(argc, argv, &cl) != RD_OK)
+        return 2;
+    if (cl.nwords == 0) {
+        usage(cl.help ? stdout : stderr);
+        return cl.help ? 0 : 2;
+    }
+    const char *cmd = cl.words[0];
+    if (cl.help) {
+        const char *h = command_help(cmd);
+        if (!h) {
+            usage(stdout);
+            return 0;
+        }
+        fputs(h, stdout);
+        fputs("\n", stdout);
+        config_print_help(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "serve") == 0)
+        return cmd_serve();
+    if (strcmp(cmd, "migrate") == 0)
+        return cmd_migrate();
+    if (strcmp(cmd, "tenant") == 0)
+        return cmd_tenant(&cl);
+    if (strcmp(cmd, "key") == 0)
+        return cmd_key(&cl);
+    if (strcmp(cmd, "import") == 0) {
+        if (cl.nwords != 2 || !cl.tenant) {
+            fputs(command_help("import"), stderr);
+            return 2;
+        }
+        PGconn *conn = connect_or_die();
+        int rc = cli_import(conn, cl.tenant, cl.words[1], cl.kind);
+        PQfinish(conn);
+        return rc;
+    }
+    if (strcmp(cmd, "fit") == 0) {
+        if (!cl.tenant) {
+            fputs(command_help("fit"), stderr);
+            return 2;
+        }
+        PGconn *conn = connect_or_die();
+        int rc = cli_fit(conn, cl.tenant, cl.as_of);
+        PQfinish(conn);
+        return rc;
+    }
+    if (strcmp(cmd, "config-table") == 0) { /* used to keep README's table in step */
+        config_print_markdown(stdout);
+        return 0;
+    }
+    fprintf(stderr, "retentiond: unknown command \"%s\"\n\n", cmd);
+    usage(stderr);
+    return 2;
+}

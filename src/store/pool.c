@@ -1,0 +1,383 @@
+/* pool.c - database workers: one thread and one PGconn each, a bounded FIFO of jobs, group
+ * commit of concurrent writes, reconnection with back-off.
+ *
+ * Why workers and not a connection checked out by the HTTP thread: libpq calls block, and the
+ * HTTP threads run an epoll loop that must never block. Workers also make group commit
+ * natural: a worker that finds several write jobs waiting commits them together. */
+#include "retentiond/store/pool.h"
+
+#include "retentiond/log.h"
+#include "retentiond/util.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_STATEMENTS 128
+#define RECONNECT_INTERVAL_USEC 500000
+
+typedef struct {
+    const char *name, *sql;
+    int nparams;
+} stmt_def;
+
+static stmt_def statements[MAX_STATEMENTS];
+static int n_statements;
+
+typedef struct {
+    pthread_t thread;
+    PGconn *conn;
+    int64_t last_attempt;
+} worker;
+
+static struct {
+    char *conninfo;
+    worker *workers;
+    int size, queue_max, group_max;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    db_job *head, *tail;
+    int queued, busy, connected;
+    bool stopping;
+    uint64_t db_errors, commits, group_jobs;
+} pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+void db_register_statement(const char *name, const char *sql, int nparams)
+{
+    if (n_statements == MAX_STATEMENTS) {
+        rd_log(LOG_ERROR, "msg=\"too many prepared statements\"");
+        abort();
+    }
+    statements[n_statements++] = (stmt_def){name, sql, nparams};
+}
+
+void db_log_error(const PGresult *res, PGconn *conn, const char *what)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *msg = res ? PQresultErrorMessage(res) : NULL;
+    if (!msg || !*msg)
+        msg = conn ? PQerrorMessage(conn) : "no connection";
+    char clean[512];
+    size_t j = 0;
+    for (size_t i = 0; msg[i] && j < sizeof clean - 1; i++)
+        clean[j++] = (msg[i] == '\n' || msg[i] == '"') ? ' ' : msg[i];
+    clean[j] = '\0';
+    rd_log(LOG_ERROR, "msg=\"database error\" during=\"%s\" sqlstate=%s error=\"%s\"", what,
+           state ? state : "-", clean);
+}
+
+int db_exec(PGconn *conn, const char *sql, const char *what)
+{
+    PGresult *res = PQexec(conn, sql);
+    ExecStatusType st = PQresultStatus(res);
+    int rc = (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) ? RD_OK : RD_ERR;
+    if (rc != RD_OK)
+        db_log_error(res, conn, what);
+    PQclear(res);
+    return rc;
+}
+
+bool db_result_is_connection_error(const PGresult *res)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    if (!state)
+        return true; /* no SQLSTATE: the error came from libpq itself (connection lost) */
+    /* class 08 connection exception, 57P0x shutdown/crash, 53 insufficient resources */
+    return strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0 ||
+           strncmp(state, "53", 2) == 0;
+}
+
+static int prepare_all(PGconn *conn)
+{
+    for (int i = 0; i < n_statements; i++) {
+        PGresult *res = PQprepare(conn, statements[i].name, statements[i].sql, statements[i].nparams, NULL);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            db_log_error(res, conn, statements[i].name);
+            PQclear(res);
+            return RD_ERR;
+        }
+        PQclear(res);
+    }
+    return RD_OK;
+}
+
+PGconn *db_connect(const char *conninfo)
+{
+    PGconn *conn = PQconnectdb(conninfo);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        db_log_error(NULL, conn, "connect");
+        PQfinish(conn);
+        return NULL;
+    }
+    if (db_exec(conn, "SET application_name = 'retentiond'; SET TIME ZONE 'UTC'", "session setup") != RD_OK ||
+        prepare_all(conn) != RD_OK) {
+        PQfinish(conn);
+        return NULL;
+    }
+    return conn;
+}
+
+/* Ensures w->conn is usable, reconnecting at most every RECONNECT_INTERVAL_USEC. */
+static bool worker_ensure_conn(worker *w)
+{
+    if (w->conn && PQstatus(w->conn) == CONNECTION_OK) {
+        PGTransactionStatusType ts = PQtransactionStatus(w->conn);
+        if (ts == PQTRANS_IDLE)
+            return true;
+        if (ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR) {
+            if (db_exec(w->conn, "ROLLBACK", "reset connection") == RD_OK)
+                return true;
+        }
+    }
+    if (w->conn) {
+        PQfinish(w->conn);
+        w->conn = NULL;
+        pthread_mutex_lock(&pool.lock);
+        pool.connected--;
+        pthread_mutex_unlock(&pool.lock);
+    }
+    int64_t now = now_usec();
+    if (w->last_attempt && now - w->last_attempt < RECONNECT_INTERVAL_USEC)
+        return false;
+    w->last_attempt = now;
+    w->conn = db_connect(pool.conninfo);
+    if (!w->conn)
+        return false;
+    pthread_mutex_lock(&pool.lock);
+    pool.connected++;
+    pthread_mutex_unlock(&pool.lock);
+    rd_log(LOG_INFO, "msg=\"database connection established\"");
+    return true;
+}
+
+static db_done_status failure_status(worker *w)
+{
+    __atomic_add_fetch(&pool.db_errors, 1, __ATOMIC_RELAXED);
+    if (!w->conn || PQstatus(w->conn) != CONNECTION_OK)
+        return DB_DONE_DOWN;
+    /* The statement failed on a live connection: probe the server, since a server shutting
+     * down answers the failing statement before the socket closes. */
+    PGresult *res = PQexec(w->conn, "ROLLBACK");
+    bool dead = PQresultStatus(res) != PGRES_COMMAND_OK && db_result_is_connection_error(res);
+    PQclear(res);
+    return dead || PQstatus(w->conn) != CONNECTION_OK ? DB_DONE_DOWN : DB_DONE_FAILED;
+}
+
+static void run_solo(worker *w, db_job *job)
+{
+    if (!worker_ensure_conn(w)) {
+        job->done(job->arg, DB_DONE_DOWN);
+        return;
+    }
+    if (job->run(w->conn, job->arg) == RD_OK) {
+        job->done(job->arg, DB_DONE_OK);
+        return;
+    }
+    job->done(job->arg, failure_status(w));
+}
+
+/* Runs one group job alone in its own transaction (after a group rollback). */
+static void run_group_alone(worker *w, db_job *job)
+{
+    if (!worker_ensure_conn(w)) {
+        job->done(job->arg, DB_DONE_DOWN);
+        return;
+    }
+    for (int attempt = 0; attempt < 3; attempt++) {
+        if (db_exec(w->conn, "BEGIN", "begin") == RD_OK && job->run(w->conn, job->arg) == RD_OK) {
+            PGresult *res = PQexec(w->conn, "COMMIT");
+            bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+            if (!ok)
+                db_log_error(res, w->conn, "commit");
+            PQclear(res);
+            if (ok) {
+                __atomic_add_fetch(&pool.commits, 1, __ATOMIC_RELAXED);
+                job->done(job->arg, DB_DONE_OK);
+                return;
+            }
+        }
+        db_done_status st = failure_status(w);
+        if (st == DB_DONE_DOWN) {
+            job->done(job->arg, st);
+            return;
+        }
+        /* deadlock or serialization failure: retry; anything else repeats and fails again */
+    }
+    job->done(job->arg, DB_DONE_FAILED);
+}
+
+static int cmp_lock_key(const void *a, const void *b)
+{
+    uint64_t x = (*(db_job *const *)a)->lock_key, y = (*(db_job *const *)b)->lock_key;
+    return x < y ? -1 : x > y;
+}
+
+static void run_group(worker *w, db_job **jobs, int n)
+{
+    __atomic_add_fetch(&pool.group_jobs, (uint64_t)n, __ATOMIC_RELAXED);
+    if (n == 1) {
+        run_group_alone(w, jobs[0]);
+        return;
+    }
+    if (!worker_ensure_conn(w)) {
+        for (int i = 0; i < n; i++)
+            jobs[i]->done(jobs[i]->arg, DB_DONE_DOWN);
+        return;
+    }
+    qsort(jobs, (size_t)n, sizeof *jobs, cmp_lock_key);
+    bool ok = db_exec(w->conn, "BEGIN", "begin group") == RD_OK;
+    for (int i = 0; ok && i < n; i++)
+        ok = jobs[i]->run(w->conn, jobs[i]->arg) == RD_OK;
+    if (ok) {
+        PGresult *res = PQexec(w->conn, "COMMIT");
+        ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+        if (!ok)
+            db_log_error(res, w->conn, "commit group");
+        PQclear(res);
+        if (ok) {
+            __atomic_add_fetch(&pool.commits, 1, __ATOMIC_RELAXED);
+            for (int i = 0; i < n; i++)
+                jobs[i]->done(jobs[i]->arg, DB_DONE_OK);
+            return;
+        }
+    }
+    /* Something failed: nothing of the group is committed. If the database is gone, say so to
+     * all; otherwise isolate the culprit by running each job on its own. */
+    if (failure_status(w) == DB_DONE_DOWN) {
+        for (int i = 0; i < n; i++)
+            jobs[i]->done(jobs[i]->arg, DB_DONE_DOWN);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        run_group_alone(w, jobs[i]);
+}
+
+static db_job *pop_locked(void)
+{
+    db_job *job = pool.head;
+    if (job) {
+        pool.head = job->next;
+        if (!pool.head)
+            pool.tail = NULL;
+        pool.queued--;
+    }
+    return job;
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    db_job **group = xmalloc(sizeof *group * (size_t)pool.group_max);
+    worker_ensure_conn(w);
+    for (;;) {
+        pthread_mutex_lock(&pool.lock);
+        while (!pool.head && !pool.stopping)
+            pthread_cond_wait(&pool.cond, &pool.lock);
+        db_job *job = pop_locked();
+        if (!job) { /* stopping and drained */
+            pthread_mutex_unlock(&pool.lock);
+            break;
+        }
+        int n = 0;
+        if (job->mode == DB_JOB_GROUP) {
+            group[n++] = job;
+            /* take every other group job already waiting, up to the limit */
+            db_job **link = &pool.head, *prev = NULL;
+            while (*link && n < pool.group_max) {
+                db_job *j = *link;
+                if (j->mode == DB_JOB_GROUP) {
+                    *link = j->next;
+                    pool.queued--;
+                    group[n++] = j;
+                } else {
+                    prev = j;
+                    link = &j->next;
+                }
+            }
+            if (!*link) /* scanned to the end: the last job kept is the new tail */
+                pool.tail = prev;
+        }
+        pool.busy++;
+        pthread_mutex_unlock(&pool.lock);
+
+        if (n)
+            run_group(w, group, n);
+        else
+            run_solo(w, job);
+
+        pthread_mutex_lock(&pool.lock);
+        pool.busy--;
+        pthread_mutex_unlock(&pool.lock);
+    }
+    free(group);
+    if (w->conn) {
+        PQfinish(w->conn);
+        w->conn = NULL;
+    }
+    return NULL;
+}
+
+int db_pool_start(const char *conninfo, int size, int queue_max, int group_max)
+{
+    pool.conninfo = xstrdup(conninfo);
+    pool.size = size;
+    pool.queue_max = queue_max;
+    pool.group_max = group_max;
+    pool.workers = xcalloc((size_t)size, sizeof *pool.workers);
+    for (int i = 0; i < size; i++)
+        if (pthread_create(&pool.workers[i].thread, NULL, worker_main, &pool.workers[i]) != 0) {
+            rd_log(LOG_ERROR, "msg=\"cannot start database worker\"");
+            pool.size = i;
+            db_pool_stop();
+            return RD_ERR;
+        }
+    return RD_OK;
+}
+
+int db_pool_submit(db_job *job)
+{
+    pthread_mutex_lock(&pool.lock);
+    if (pool.stopping || pool.queued >= pool.queue_max) {
+        pthread_mutex_unlock(&pool.lock);
+        return RD_ERR;
+    }
+    job->next = NULL;
+    if (pool.tail)
+        pool.tail->next = job;
+    else
+        pool.head = job;
+    pool.tail = job;
+    pool.queued++;
+    pthread_cond_signal(&pool.cond);
+    pthread_mutex_unlock(&pool.lock);
+    return RD_OK;
+}
+
+void db_pool_stop(void)
+{
+    pthread_mutex_lock(&pool.lock);
+    pool.stopping = true;
+    pthread_cond_broadcast(&pool.cond);
+    pthread_mutex_unlock(&pool.lock);
+    for (int i = 0; i < pool.size; i++)
+        pthread_join(pool.workers[i].thread, NULL);
+    free(pool.workers);
+    free(pool.conninfo);
+    pool.workers = NULL;
+    pool.conninfo = NULL;
+    pool.size = 0;
+}
+
+void db_pool_get_stats(db_pool_stats *out)
+{
+    pthread_mutex_lock(&pool.lock);
+    out->size = pool.size;
+    out->busy = pool.busy;
+    out->queued = pool.queued;
+    out->connected = pool.connected;
+    pthread_mutex_unlock(&pool.lock);
+    out->db_errors = __atomic_load_n(&pool.db_errors, __ATOMIC_RELAXED);
+    out->commits = __atomic_load_n(&pool.commits, __ATOMIC_RELAXED);
+    out->group_jobs = __atomic_load_n(&pool.group_jobs, __ATOMIC_RELAXED);
+}

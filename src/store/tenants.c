@@ -1,0 +1,148 @@
+/* tenants.c - SQL for tenants, API keys and webhook secrets. Parameterised statements only. */
+#include "retentiond/store/tenants.h"
+
+#include "retentiond/log.h"
+#include "retentiond/util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void fill_tenant(PGresult *res, http_tenant *t)
+{
+    memset(t, 0, sizeof *t);
+    t->id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    rd_strlcpy(t->name, PQgetvalue(res, 0, 1), sizeof t->name);
+    rd_strlcpy(t->currency, PQgetvalue(res, 0, 2), sizeof t->currency);
+}
+
+int store_key_lookup(PGconn *conn, const char *key_id, http_tenant *t, unsigned char hash[32])
+{
+    const char *params[1] = {key_id};
+    PGresult *res = PQexecParams(conn,
+        "SELECT t.tenant_id, t.name, t.currency, "
+        "       ('ingest' = ANY(k.scopes))::int + 2 * ('read' = ANY(k.scopes))::int"
+        "       + 4 * ('admin' = ANY(k.scopes))::int, encode(k.key_hash, 'hex') "
+        "FROM api_keys k JOIN tenants t USING (tenant_id) "
+        "WHERE k.key_id = $1 AND k.revoked_at IS NULL",
+        1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        db_log_error(res, conn, "key lookup");
+        PQclear(res);
+        return -1;
+    }
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return 0;
+    }
+    fill_tenant(res, t);
+    t->scopes = atoi(PQgetvalue(res, 0, 3));
+    const char *hex = PQgetvalue(res, 0, 4);
+    for (int i = 0; i < 32; i++) {
+        unsigned v = 0;
+        sscanf(hex + 2 * i, "%2x", &v);
+        hash[i] = (unsigned char)v;
+    }
+    PQclear(res);
+    return 1;
+}
+
+int64_t store_tenant_create(PGconn *conn, const char *name, const char *currency)
+{
+    const char *params[2] = {name, currency};
+    PGresult *res = PQexecParams(conn,
+        "INSERT INTO tenants (name, currency) VALUES ($1, $2) "
+        "ON CONFLICT (name) DO NOTHING RETURNING tenant_id",
+        2, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        db_log_error(res, conn, "tenant create");
+        PQclear(res);
+        return -1;
+    }
+    int64_t id = PQntuples(res) ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : 0;
+    PQclear(res);
+    return id;
+}
+
+int store_tenant_find(PGconn *conn, const char *name, http_tenant *t)
+{
+    const char *params[1] = {name};
+    PGresult *res = PQexecParams(conn, "SELECT tenant_id, name, currency FROM tenants WHERE name = $1",
+                                 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        db_log_error(res, conn, "tenant find");
+        PQclear(res);
+        return -1;
+    }
+    int found = PQntuples(res) > 0;
+    if (found)
+        fill_tenant(res, t);
+    PQclear(res);
+    return found;
+}
+
+int store_key_create(PGconn *conn, int64_t tenant_id, const char *key_id, const unsigned char hash[32],
+                     int scopes)
+{
+    char tid[24], hex[65], scope_list[40] = "{";
+    snprintf(tid, sizeof tid, "%lld", (long long)tenant_id);
+    for (int i = 0; i < 32; i++)
+        sprintf(hex + 2 * i, "%02x", hash[i]);
+    const char *names[3] = {"ingest", "read", "admin"};
+    for (int i = 0; i < 3; i++)
+        if (scopes & (1 << i)) {
+            if (scope_list[1])
+                strcat(scope_list, ",");
+            strcat(scope_list, names[i]);
+        }
+    strcat(scope_list, "}");
+    const char *params[4] = {tid, key_id, hex, scope_list};
+    PGresult *res = PQexecParams(conn,
+        "INSERT INTO api_keys (tenant_id, key_id, key_hash, scopes) "
+        "VALUES ($1, $2, decode($3, 'hex'), $4::text[])",
+        4, NULL, params, NULL, NULL, 0);
+    int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? RD_OK : RD_ERR;
+    if (rc != RD_OK)
+        db_log_error(res, conn, "key create");
+    PQclear(res);
+    return rc;
+}
+
+int store_secret_set(PGconn *conn, int64_t tenant_id, const char *platform, const char *secret)
+{
+    char tid[24];
+    snprintf(tid, sizeof tid, "%lld", (long long)tenant_id);
+    const char *params[3] = {tid, platform, secret};
+    PGresult *res = PQexecParams(conn,
+        "INSERT INTO webhook_secrets (tenant_id, platform, secret) VALUES ($1, $2, $3) "
+        "ON CONFLICT (tenant_id, platform) DO UPDATE SET previous_secret = webhook_secrets.secret, "
+        "secret = EXCLUDED.secret, rotated_at = now()",
+        3, NULL, params, NULL, NULL, 0);
+    int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? RD_OK : RD_ERR;
+    if (rc != RD_OK)
+        db_log_error(res, conn, "secret set");
+    PQclear(res);
+    return rc;
+}
+
+int store_secret_get(PGconn *conn, const char *tenant_name, const char *platform, http_tenant *t,
+                     char *secrets[2])
+{
+    const char *params[2] = {tenant_name, platform};
+    PGresult *res = PQexecPrepared(conn, "secret_get", 2, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        db_log_error(res, conn, "secret get");
+        PQclear(res);
+        return -1;
+    }
+    int n = 0;
+    if (PQntuples(res) > 0) {
+        fill_tenant(res, t);
+        if (!PQgetisnull(res, 0, 3))
+            secrets[n++] = xstrdup(PQgetvalue(res, 0, 3));
+        if (!PQgetisnull(res, 0, 4))
+            secrets[n++] = xstrdup(PQgetvalue(res, 0, 4));
+    }
+    PQclear(res);
+    return n;
+}
