@@ -2,13 +2,21 @@
  * The OpenAPI document and the tenant-isolation test both walk this table. */
 #include "retentiond/api/api.h"
 
+#include "retentiond/store/ingest.h"
+
 const http_route http_routes[] = {
     {"GET", "/healthz", SCOPE_PUBLIC, api_healthz, NULL, false},
     {"GET", "/readyz", SCOPE_PUBLIC, api_readyz, NULL, false},
+    {"POST", "/v1/customers", SCOPE_INGEST, api_post_customer, NULL, false},
+    {"POST", "/v1/orders", SCOPE_INGEST, api_post_order, NULL, false},
+    {"POST", "/v1/events", SCOPE_INGEST, api_post_event, NULL, false},
+    {"POST", "/v1/spend", SCOPE_INGEST, api_post_spend, NULL, false},
+    {"POST", "/v1/batch", SCOPE_INGEST, api_batch_end, api_batch_chunk, true},
 };
 
 const int http_route_count = sizeof http_routes / sizeof http_routes[0];
 
 void api_register_statements(void)
 {
+    store_ingest_register();
 }

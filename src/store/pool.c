@@ -110,7 +110,7 @@ PGconn *db_connect(const char *conninfo)
         PQfinish(conn);
         return NULL;
     }
-    if (db_exec(conn, "SET application_name = 'retentiond'; SET TIME ZONE 'UTC'", "session setup") != RD_OK ||
+    if (db_exec(conn, "SET application_name = 'retentiond'; SET TIME ZONE 'UTC'; SET client_min_messages = warning", "session setup") != RD_OK ||
         prepare_all(conn) != RD_OK) {
         PQfinish(conn);
         return NULL;

@@ -12,4 +12,12 @@ void api_register_statements(void);
 int api_healthz(http_req *rq);
 int api_readyz(http_req *rq);
 
+/* ingest.c */
+int api_post_customer(http_req *rq);
+int api_post_order(http_req *rq);
+int api_post_event(http_req *rq);
+int api_post_spend(http_req *rq);
+int api_batch_chunk(http_req *rq, const char *data, size_t len);
+int api_batch_end(http_req *rq);
+
 #endif

@@ -1,0 +1,25 @@
+/* ingest.h - writing validated records to PostgreSQL through the set-based rd_ingest_*
+ * functions (migrations/002_ingest.sql): one round trip per kind per set, whether the set
+ * holds one record or thousands. */
+#ifndef RETENTIOND_STORE_INGEST_H
+#define RETENTIOND_STORE_INGEST_H
+
+#include "retentiond/domain/batch.h"
+
+#include <libpq-fe.h>
+#include <stdint.h>
+
+/* Registers the prepared statements (call once before the pool starts). */
+void store_ingest_register(void);
+
+/* Writes every record of the set inside the caller's transaction and adds the outcomes to
+ * *counts. When outcome is not NULL it receives the first record's outcome ("created",
+ * "updated", "duplicate", "stale", "superseded"; static). Returns RD_OK or RD_ERR (the
+ * transaction is then aborted; the caller rolls back). */
+int store_ingest(PGconn *conn, int64_t tenant_id, const ingest_set *set, ingest_counts *counts,
+                 const char **outcome);
+
+/* The same in a transaction of its own: BEGIN, store_ingest, COMMIT. */
+int store_ingest_commit(PGconn *conn, int64_t tenant_id, const ingest_set *set, ingest_counts *counts);
+
+#endif

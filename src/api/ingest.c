@@ -1,0 +1,240 @@
+/* ingest.c - POST /v1/customers, /v1/orders, /v1/events, /v1/spend and /v1/batch.
+ *
+ * Single records are validated on the HTTP thread and written as group-commit jobs: many
+ * concurrent requests share one transaction and one commit, and each gets its reply only
+ * after that commit. Batches are streamed: NDJSON lines are validated as they arrive and
+ * every BATCH_FLUSH_ROWS valid records are committed by a database job while the upload
+ * waits (so memory stays bounded whatever the body size). */
+#include "retentiond/api/api.h"
+
+#include "retentiond/config.h"
+#include "retentiond/domain/batch.h"
+#include "retentiond/store/ingest.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define BATCH_FLUSH_ROWS 5000
+#define BATCH_JSON_ARRAY_MAX (64L * 1024 * 1024)
+
+typedef struct {
+    batch_reader reader;      /* for single records too: a set of one */
+    const char *kind;
+    char *id;                 /* the record's id, for the reply */
+    const char *outcome;
+    bool ndjson, started, finished;
+} ingest_ctx;
+
+static void ingest_ctx_free(void *p)
+{
+    ingest_ctx *c = p;
+    batch_free(&c->reader);
+    free(c->id);
+    free(c);
+}
+
+static ingest_ctx *ctx_new(http_req *rq, const char *kind)
+{
+    ingest_ctx *c = xcalloc(1, sizeof *c);
+    batch_init(&c->reader, rq->tenant.currency, "api");
+    c->kind = kind;
+    rq->ctx = c;
+    rq->ctx_free = ingest_ctx_free;
+    return c;
+}
+
+/* Parses the body as one JSON value; on failure sets a 400/415 reply and returns NULL. */
+static json_t *parse_json_body(http_req *rq)
+{
+    if (!http_content_type_is(rq, "application/json")) {
+        http_reply_problem(rq, 415, "Unsupported Media Type", "send Content-Type: application/json", NULL);
+        return NULL;
+    }
+    json_error_t err;
+    json_t *v = json_loadb(rq->body.data ? rq->body.data : "", rq->body.len, JSON_REJECT_DUPLICATES, &err);
+    if (!v) {
+        char detail[320];
+        snprintf(detail, sizeof detail, "malformed JSON at line %d, column %d: %s", err.line, err.column, err.text);
+        http_reply_problem(rq, 400, "Bad Request", detail, NULL);
+    }
+    return v;
+}
+
+static uint64_t hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; s && *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+static int single_run(PGconn *conn, void *arg)
+{
+    http_req *rq = arg;
+    ingest_ctx *c = rq->ctx;
+    memset(&c->reader.counts, 0, sizeof c->reader.counts);
+    return store_ingest(conn, rq->tenant.id, &c->reader.set, &c->reader.counts, &c->outcome);
+}
+
+static int single_after(http_req *rq, db_done_status st)
+{
+    ingest_ctx *c = rq->ctx;
+    if (st != DB_DONE_OK) {
+        http_reply_db_failure(rq, st);
+        return HTTP_REPLIED;
+    }
+    const char *outcome = c->outcome ? c->outcome : "duplicate";
+    char id_field[32];
+    snprintf(id_field, sizeof id_field, "%s_id", c->kind);
+    json_t *body = json_pack("{s:s, s:s}", "status", outcome, "kind", c->kind);
+    if (c->id)
+        json_object_set_new(body, strcmp(c->kind, "spend") == 0 ? "id" : id_field, json_string(c->id));
+    if (strcmp(outcome, "duplicate") == 0)
+        json_object_set_new(body, "detail", json_string("already stored with the same content; nothing changed"));
+    else if (strcmp(outcome, "stale") == 0)
+        json_object_set_new(body, "detail", json_string("a newer state of this order is stored; this one was ignored"));
+    http_reply_json(rq, strcmp(outcome, "created") == 0 ? 201 : 200, body);
+    return HTTP_REPLIED;
+}
+
+static int single_ingest(http_req *rq, const char *kind)
+{
+    json_t *obj = parse_json_body(rq);
+    if (!obj)
+        return HTTP_REPLIED;
+    if (!json_is_object(obj)) {
+        json_decref(obj);
+        http_reply_problem(rq, 400, "Bad Request", "the body must be a JSON object", NULL);
+        return HTTP_REPLIED;
+    }
+    ingest_ctx *c = ctx_new(rq, kind);
+    c->reader.default_kind = kind;
+    json_object_del(obj, "kind"); /* the endpoint names the kind */
+    batch_add_object(&c->reader, obj, 1);
+    json_decref(obj);
+    if (c->reader.counts.rejected) {
+        json_t *first = json_array_get(c->reader.rejected, 0);
+        http_reply_problem(rq, 422, "Unprocessable Content", "the record has invalid fields; nothing was stored",
+                           json_incref(json_object_get(first, "errors")));
+        return HTTP_REPLIED;
+    }
+    const ingest_set *s = &c->reader.set;
+    const char *lock_on = s->n_orders ? s->orders[0].customer_id
+                          : s->n_customers ? s->customers[0].customer_id
+                          : s->n_events ? s->events[0].customer_id : "spend";
+    c->id = xstrdup(s->n_orders ? s->orders[0].order_id
+                    : s->n_customers ? s->customers[0].customer_id
+                    : s->n_events ? s->events[0].event_id : s->spend[0].period_start);
+    return http_defer(rq, DB_JOB_GROUP, hash_str(lock_on), single_run, single_after);
+}
+
+int api_post_customer(http_req *rq) { return single_ingest(rq, "customer"); }
+int api_post_order(http_req *rq) { return single_ingest(rq, "order"); }
+int api_post_event(http_req *rq) { return single_ingest(rq, "event"); }
+int api_post_spend(http_req *rq) { return single_ingest(rq, "spend"); }
+
+/* ---- batch ---- */
+
+static int batch_run(PGconn *conn, void *arg)
+{
+    http_req *rq = arg;
+    ingest_ctx *c = rq->ctx;
+    return store_ingest_commit(conn, rq->tenant.id, &c->reader.set, &c->reader.counts);
+}
+
+static int batch_reply(http_req *rq)
+{
+    ingest_ctx *c = rq->ctx;
+    http_reply_json(rq, 200, batch_report(&c->reader));
+    return HTTP_REPLIED;
+}
+
+static int batch_after(http_req *rq, db_done_status st)
+{
+    ingest_ctx *c = rq->ctx;
+    ingest_set_clear(&c->reader.set);
+    if (st != DB_DONE_OK) {
+        char detail[256];
+        snprintf(detail, sizeof detail,
+                 "stopped at line %llu: the database failed. %llu records before it were committed; "
+                 "resend the batch (it is idempotent)",
+                 (unsigned long long)c->reader.line_no,
+                 (unsigned long long)(c->reader.counts.created + c->reader.counts.updated));
+        http_reply_db_failure(rq, st);
+        json_t *p = json_loads(rq->reply, 0, NULL);
+        if (p) {
+            json_object_set_new(p, "detail", json_string(detail));
+            int status = rq->status, retry = rq->retry_after;
+            http_reply_json(rq, status, p);
+            rq->reply_type = "application/problem+json";
+            rq->retry_after = retry;
+        }
+        return HTTP_REPLIED;
+    }
+    if (c->finished)
+        return batch_reply(rq);
+    return HTTP_REPLIED; /* keep reading the upload */
+}
+
+int api_batch_chunk(http_req *rq, const char *data, size_t len)
+{
+    ingest_ctx *c = rq->ctx;
+    if (!c) {
+        c = ctx_new(rq, "batch");
+        if (http_content_type_is(rq, "application/x-ndjson") || http_content_type_is(rq, "application/jsonl") ||
+            http_content_type_is(rq, "text/csv")) {
+            c->ndjson = true;
+            c->reader.csv = http_content_type_is(rq, "text/csv");
+        } else if (!http_content_type_is(rq, "application/json")) {
+            http_reply_problem(rq, 415, "Unsupported Media Type",
+                               "send application/x-ndjson (streamed), text/csv or a JSON array as application/json", NULL);
+            return HTTP_REPLIED;
+        }
+    }
+    if (!c->ndjson) {
+        if ((long)(rq->body.len + len) > BATCH_JSON_ARRAY_MAX) {
+            http_reply_problem(rq, 413, "Content Too Large",
+                               "a JSON-array batch is limited to 64 MiB; stream larger ones as NDJSON", NULL);
+            return HTTP_REPLIED;
+        }
+        buf_append(&rq->body, data, len);
+        return HTTP_REPLIED;
+    }
+    batch_feed(&c->reader, data, len);
+    if (ingest_set_size(&c->reader.set) >= BATCH_FLUSH_ROWS)
+        return http_defer(rq, DB_JOB_SOLO, 0, batch_run, batch_after);
+    return HTTP_REPLIED;
+}
+
+int api_batch_end(http_req *rq)
+{
+    ingest_ctx *c = rq->ctx;
+    if (!c) { /* empty body */
+        if (api_batch_chunk(rq, "", 0) == HTTP_REPLIED && rq->reply)
+            return HTTP_REPLIED;
+        c = rq->ctx;
+    }
+    c->finished = true;
+    if (c->ndjson) {
+        batch_finish(&c->reader);
+    } else {
+        json_t *arr = parse_json_body(rq);
+        if (!arr)
+            return HTTP_REPLIED;
+        if (!json_is_array(arr)) {
+            json_decref(arr);
+            http_reply_problem(rq, 400, "Bad Request", "a JSON batch must be an array of objects", NULL);
+            return HTTP_REPLIED;
+        }
+        size_t i;
+        json_t *item;
+        json_array_foreach(arr, i, item)
+            batch_add_object(&c->reader, item, i + 1);
+        c->reader.line_no = json_array_size(arr);
+        json_decref(arr);
+        buf_free(&rq->body);
+    }
+    if (ingest_set_size(&c->reader.set) == 0)
+        return batch_reply(rq);
+    return http_defer(rq, DB_JOB_SOLO, 0, batch_run, batch_after);
+}

@@ -1,0 +1,218 @@
+/* ingest.c - sends sets of records to the rd_ingest_* functions as PostgreSQL array
+ * parameters (text format), and tallies the per-record outcomes they return. */
+#include "retentiond/store/ingest.h"
+
+#include "retentiond/store/pool.h"
+
+#include <stdio.h>
+#include <string.h>
+
+void store_ingest_register(void)
+{
+    db_register_statement("ingest_orders",
+        "SELECT idx, outcome FROM rd_ingest_orders($1, $2::text[], $3::text[], $4::timestamptz[],"
+        " $5::timestamptz[], $6::text[], $7::numeric[], $8::numeric[], $9::numeric[], $10::numeric[],"
+        " $11::text[], $12::text[], $13::boolean[], $14::text[])", 14);
+    db_register_statement("ingest_customers",
+        "SELECT idx, outcome FROM rd_ingest_customers($1, $2::text[], $3::text[], $4::timestamptz[],"
+        " $5::text[], $6::text[], $7::jsonb[])", 7);
+    db_register_statement("ingest_events",
+        "SELECT idx, outcome FROM rd_ingest_events($1, $2::text[], $3::text[], $4::text[],"
+        " $5::timestamptz[], $6::jsonb[], $7)", 7);
+    db_register_statement("ingest_spend",
+        "SELECT idx, outcome FROM rd_ingest_spend($1, $2::text[], $3::text[], $4::date[], $5::date[],"
+        " $6::numeric[])", 6);
+}
+
+/* Appends one element to a PostgreSQL array literal under construction ("{" already there
+ * when the buffer is empty it is started). NULL becomes an SQL NULL. */
+static void arr_add(buf *b, const char *s)
+{
+    buf_puts(b, b->len ? "," : "{");
+    if (!s) {
+        buf_puts(b, "NULL");
+        return;
+    }
+    buf_append(b, "\"", 1);
+    for (const char *p = s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            buf_append(b, "\\", 1);
+        buf_append(b, p, 1);
+    }
+    buf_append(b, "\"", 1);
+}
+
+static const char *arr_end(buf *b)
+{
+    if (!b->len)
+        buf_puts(b, "{");
+    buf_puts(b, "}");
+    return b->data;
+}
+
+static const char *outcome_name(const char *s)
+{
+    static const char *const names[] = {"created", "updated", "duplicate", "stale", "superseded"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(s, names[i]) == 0)
+            return names[i];
+    return "duplicate";
+}
+
+/* Runs one prepared ingest statement and tallies its outcomes. */
+static int run(PGconn *conn, const char *stmt, int nparams, const char *const *params,
+               ingest_counts *counts, const char **outcome)
+{
+    PGresult *res = PQexecPrepared(conn, stmt, nparams, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        db_log_error(res, conn, stmt);
+        PQclear(res);
+        return RD_ERR;
+    }
+    for (int i = 0; i < PQntuples(res); i++) {
+        const char *o = PQgetvalue(res, i, 1);
+        if (strcmp(o, "created") == 0)
+            counts->created++;
+        else if (strcmp(o, "updated") == 0)
+            counts->updated++;
+        else
+            counts->duplicates++;
+        if (outcome && i == 0 && !*outcome)
+            *outcome = outcome_name(o);
+    }
+    PQclear(res);
+    return RD_OK;
+}
+
+static int write_customers(PGconn *conn, const char *tid, const ingest_set *s, ingest_counts *c, const char **outcome)
+{
+    buf a[6] = {{0}};
+    for (size_t i = 0; i < s->n_customers; i++) {
+        const rd_customer *x = &s->customers[i];
+        arr_add(&a[0], x->customer_id);
+        arr_add(&a[1], x->email);
+        arr_add(&a[2], x->created_at);
+        arr_add(&a[3], x->channel);
+        arr_add(&a[4], x->referred_by);
+        arr_add(&a[5], x->attributes);
+    }
+    const char *p[7] = {tid};
+    for (int i = 0; i < 6; i++)
+        p[i + 1] = arr_end(&a[i]);
+    int rc = run(conn, "ingest_customers", 7, p, c, outcome);
+    for (int i = 0; i < 6; i++)
+        buf_free(&a[i]);
+    return rc;
+}
+
+static int write_orders(PGconn *conn, const char *tid, const ingest_set *s, ingest_counts *c, const char **outcome)
+{
+    buf a[13] = {{0}};
+    for (size_t i = 0; i < s->n_orders; i++) {
+        const rd_order *x = &s->orders[i];
+        arr_add(&a[0], x->order_id);
+        arr_add(&a[1], x->customer_id);
+        arr_add(&a[2], x->placed_at);
+        arr_add(&a[3], x->updated_at);
+        arr_add(&a[4], x->currency);
+        arr_add(&a[5], x->total);
+        arr_add(&a[6], x->refunded);
+        arr_add(&a[7], x->shop_total);
+        arr_add(&a[8], x->shop_refunded);
+        arr_add(&a[9], x->status);
+        arr_add(&a[10], x->source);
+        arr_add(&a[11], x->test ? "t" : "f");
+        arr_add(&a[12], x->email);
+    }
+    const char *p[14] = {tid};
+    for (int i = 0; i < 13; i++)
+        p[i + 1] = arr_end(&a[i]);
+    int rc = run(conn, "ingest_orders", 14, p, c, outcome);
+    for (int i = 0; i < 13; i++)
+        buf_free(&a[i]);
+    return rc;
+}
+
+static int write_events(PGconn *conn, const char *tid, const char *source, const ingest_set *s,
+                        ingest_counts *c, const char **outcome)
+{
+    buf a[5] = {{0}};
+    for (size_t i = 0; i < s->n_events; i++) {
+        const rd_event *x = &s->events[i];
+        arr_add(&a[0], x->event_id);
+        arr_add(&a[1], x->customer_id);
+        arr_add(&a[2], x->type);
+        arr_add(&a[3], x->occurred_at);
+        arr_add(&a[4], x->properties);
+    }
+    const char *p[7] = {tid};
+    for (int i = 0; i < 5; i++)
+        p[i + 1] = arr_end(&a[i]);
+    p[6] = source;
+    int rc = run(conn, "ingest_events", 7, p, c, outcome);
+    for (int i = 0; i < 5; i++)
+        buf_free(&a[i]);
+    return rc;
+}
+
+static int write_spend(PGconn *conn, const char *tid, const ingest_set *s, ingest_counts *c, const char **outcome)
+{
+    buf a[5] = {{0}};
+    for (size_t i = 0; i < s->n_spend; i++) {
+        const rd_spend *x = &s->spend[i];
+        arr_add(&a[0], x->kind);
+        arr_add(&a[1], x->channel);
+        arr_add(&a[2], x->period_start);
+        arr_add(&a[3], x->period_end);
+        arr_add(&a[4], x->amount);
+    }
+    const char *p[6] = {tid};
+    for (int i = 0; i < 5; i++)
+        p[i + 1] = arr_end(&a[i]);
+    int rc = run(conn, "ingest_spend", 6, p, c, outcome);
+    for (int i = 0; i < 5; i++)
+        buf_free(&a[i]);
+    return rc;
+}
+
+int store_ingest(PGconn *conn, int64_t tenant_id, const ingest_set *set, ingest_counts *counts,
+                 const char **outcome)
+{
+    char tid[24];
+    snprintf(tid, sizeof tid, "%lld", (long long)tenant_id);
+    if (outcome)
+        *outcome = NULL;
+    /* customers first, so orders and events of the same set find their records */
+    if (set->n_customers && write_customers(conn, tid, set, counts, outcome) != RD_OK)
+        return RD_ERR;
+    if (set->n_orders && write_orders(conn, tid, set, counts, outcome) != RD_OK)
+        return RD_ERR;
+    if (set->n_events && write_events(conn, tid, set->source ? set->source : "api", set, counts, outcome) != RD_OK)
+        return RD_ERR;
+    if (set->n_spend && write_spend(conn, tid, set, counts, outcome) != RD_OK)
+        return RD_ERR;
+    return RD_OK;
+}
+
+int store_ingest_commit(PGconn *conn, int64_t tenant_id, const ingest_set *set, ingest_counts *counts)
+{
+    ingest_counts tmp = {0};
+    for (int attempt = 0; attempt < 3; attempt++) {
+        memset(&tmp, 0, sizeof tmp);
+        if (db_exec(conn, "BEGIN", "begin batch") != RD_OK)
+            return RD_ERR;
+        if (store_ingest(conn, tenant_id, set, &tmp, NULL) == RD_OK &&
+            db_exec(conn, "COMMIT", "commit batch") == RD_OK) {
+            counts->created += tmp.created;
+            counts->updated += tmp.updated;
+            counts->duplicates += tmp.duplicates;
+            return RD_OK;
+        }
+        PGresult *res = PQexec(conn, "ROLLBACK");
+        PQclear(res);
+        if (PQstatus(conn) != CONNECTION_OK)
+            return RD_ERR;
+        /* a deadlock with a concurrent writer: try again */
+    }
+    return RD_ERR;
+}
