@@ -9,8 +9,9 @@ CC      ?= gcc
 PKGS    := libmicrohttpd jansson libpq libcrypto
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu17 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2 \
-           -fno-strict-aliasing -pthread -Iinclude -Ibuild/gen
+           -fno-strict-aliasing -pthread -Iinclude -I$(B)/gen
 LDLIBS  += -pthread -lm
+B       ?= build
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
 
@@ -20,11 +21,11 @@ UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 # everything but main.c, for linking unit tests against the modules they test
 LIB_SRCS := $(filter-out src/main.c,$(SRCS))
 
-DEPS_STAMP := build/.deps-$(shell cat scripts/install-deps.sh | cksum | cut -d' ' -f1)
+DEPS_STAMP := $(B)/.deps-$(shell cat scripts/install-deps.sh | cksum | cut -d' ' -f1)
 
 .PHONY: all deps run test unit integration test-asan bench soak fuzz install clean
 
-all: build/retentiond
+all: $(B)/retentiond
 
 $(DEPS_STAMP): scripts/install-deps.sh
 	@mkdir -p build
@@ -33,64 +34,64 @@ $(DEPS_STAMP): scripts/install-deps.sh
 
 deps: $(DEPS_STAMP)
 
-build/gen/migrations.c: scripts/embed-migrations.sh $(MIGRATIONS)
-	@mkdir -p build/gen
+$(B)/gen/migrations.c: scripts/embed-migrations.sh $(MIGRATIONS)
+	@mkdir -p $(B)/gen
 	scripts/embed-migrations.sh $(MIGRATIONS) > $@
 
 # --- release build ---
-OBJS := $(patsubst src/%.c,build/obj/%.o,$(SRCS)) build/obj/gen/migrations.o
-LIB_OBJS := $(filter-out build/obj/main.o,$(OBJS))
+OBJS := $(patsubst src/%.c,$(B)/obj/%.o,$(SRCS)) $(B)/obj/gen/migrations.o
+LIB_OBJS := $(filter-out $(B)/obj/main.o,$(OBJS))
 
-build/obj/%.o: src/%.c $(DEPS_STAMP) | build/gen/migrations.c
+$(B)/obj/%.o: src/%.c $(DEPS_STAMP) | $(B)/gen/migrations.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(shell pkg-config --cflags $(PKGS)) -MMD -MP -c $< -o $@
 
-build/obj/gen/migrations.o: build/gen/migrations.c
+$(B)/obj/gen/migrations.o: $(B)/gen/migrations.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(shell pkg-config --cflags $(PKGS)) -c $< -o $@
 
-build/retentiond: $(OBJS)
+$(B)/retentiond: $(OBJS)
 	$(CC) $(CFLAGS) -o $@ $^ $(shell pkg-config --libs $(PKGS)) $(LDLIBS)
 
 # --- sanitizer build (separate objects) ---
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-ASAN_OBJS := $(patsubst src/%.c,build/asan/%.o,$(SRCS)) build/asan/gen/migrations.o
+ASAN_OBJS := $(patsubst src/%.c,$(B)/asan/%.o,$(SRCS)) $(B)/asan/gen/migrations.o
 
-build/asan/%.o: src/%.c $(DEPS_STAMP) | build/gen/migrations.c
+$(B)/asan/%.o: src/%.c $(DEPS_STAMP) | $(B)/gen/migrations.c
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out -O2,$(CFLAGS)) $(ASAN_FLAGS) $(shell pkg-config --cflags $(PKGS)) -MMD -MP -c $< -o $@
 
-build/asan/gen/migrations.o: build/gen/migrations.c
+$(B)/asan/gen/migrations.o: $(B)/gen/migrations.c
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out -O2,$(CFLAGS)) $(ASAN_FLAGS) $(shell pkg-config --cflags $(PKGS)) -c $< -o $@
 
-build/asan/retentiond: $(ASAN_OBJS)
+$(B)/asan/retentiond: $(ASAN_OBJS)
 	$(CC) $(ASAN_FLAGS) -o $@ $^ $(shell pkg-config --libs $(PKGS)) $(LDLIBS)
 
 # --- unit tests: one check program per suite, linked with the modules ---
-build/unit/%: tests/unit/%.c $(LIB_OBJS)
-	@mkdir -p build/unit
+$(B)/unit/%: tests/unit/%.c $(LIB_OBJS)
+	@mkdir -p $(B)/unit
 	$(CC) $(CFLAGS) $(shell pkg-config --cflags check $(PKGS)) $< $(LIB_OBJS) -o $@ \
 	    $(shell pkg-config --libs check $(PKGS)) $(LDLIBS)
 
-build/unit-asan/%: tests/unit/%.c $(filter-out build/asan/main.o,$(ASAN_OBJS))
-	@mkdir -p build/unit-asan
+$(B)/unit-asan/%: tests/unit/%.c $(filter-out $(B)/asan/main.o,$(ASAN_OBJS))
+	@mkdir -p $(B)/unit-asan
 	$(CC) $(filter-out -O2,$(CFLAGS)) $(ASAN_FLAGS) $(shell pkg-config --cflags check $(PKGS)) $< \
-	    $(filter-out build/asan/main.o,$(ASAN_OBJS)) -o $@ $(shell pkg-config --libs check $(PKGS)) $(LDLIBS)
+	    $(filter-out $(B)/asan/main.o,$(ASAN_OBJS)) -o $@ $(shell pkg-config --libs check $(PKGS)) $(LDLIBS)
 
-UNIT_BINS := $(patsubst tests/unit/%.c,build/unit/%,$(UNIT_SRCS))
-UNIT_ASAN_BINS := $(patsubst tests/unit/%.c,build/unit-asan/%,$(UNIT_SRCS))
+UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/unit/%,$(UNIT_SRCS))
+UNIT_ASAN_BINS := $(patsubst tests/unit/%.c,$(B)/unit-asan/%,$(UNIT_SRCS))
 
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; RD_FIXTURES=tests/fixtures CK_FORK=no $$t; done
 
-integration: build/retentiond
-	RETENTIOND_BIN=$(CURDIR)/build/retentiond python3 -m unittest discover -s tests/integration -p 'test_*.py' -v
+integration: $(B)/retentiond
+	RETENTIOND_BIN=$(abspath $(B))/retentiond python3 -m unittest discover -s tests/integration -p 'test_*.py' -v
 
-test-asan: build/asan/retentiond $(UNIT_ASAN_BINS)
+test-asan: $(B)/asan/retentiond $(UNIT_ASAN_BINS)
 	@set -e; for t in $(UNIT_ASAN_BINS); do echo "== $$t (asan)"; RD_FIXTURES=tests/fixtures CK_FORK=no $$t; done
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	RETENTIOND_BIN=$(CURDIR)/build/asan/retentiond RETENTIOND_SANITIZED=1 \
+	RETENTIOND_BIN=$(abspath $(B))/asan/retentiond RETENTIOND_SANITIZED=1 \
 	    python3 -m unittest discover -s tests/integration -p 'test_*.py'
 
 test: deps
@@ -98,17 +99,17 @@ test: deps
 	$(MAKE) integration
 	$(MAKE) test-asan
 
-run: deps build/retentiond
+run: deps $(B)/retentiond
 	scripts/run.sh
 
-bench: deps build/retentiond
+bench: deps $(B)/retentiond
 	scripts/install-deps.sh bench
 	python3 bench/bench.py
 
-install: build/retentiond
-	install -D -m 0755 build/retentiond $(DESTDIR)$(BINDIR)/retentiond
+install: $(B)/retentiond
+	install -D -m 0755 $(B)/retentiond $(DESTDIR)$(BINDIR)/retentiond
 
 clean:
 	rm -rf build
 
--include $(shell find build/obj build/asan -name '*.d' 2>/dev/null)
+-include $(shell find $(B)/obj $(B)/asan -name '*.d' 2>/dev/null)

@@ -12,6 +12,8 @@ const http_route http_routes[] = {
     {"POST", "/v1/events", SCOPE_INGEST, api_post_event, NULL, false},
     {"POST", "/v1/spend", SCOPE_INGEST, api_post_spend, NULL, false},
     {"POST", "/v1/batch", SCOPE_INGEST, api_batch_end, api_batch_chunk, true},
+    {"POST", "/v1/webhooks/shopify/{tenant}", SCOPE_WEBHOOK, api_webhook_shopify, NULL, false},
+    {"POST", "/v1/webhooks/woocommerce/{tenant}", SCOPE_WEBHOOK, api_webhook_woocommerce, NULL, false},
 };
 
 const int http_route_count = sizeof http_routes / sizeof http_routes[0];

@@ -20,4 +20,8 @@ int api_post_spend(http_req *rq);
 int api_batch_chunk(http_req *rq, const char *data, size_t len);
 int api_batch_end(http_req *rq);
 
+/* webhooks.c */
+int api_webhook_shopify(http_req *rq);
+int api_webhook_woocommerce(http_req *rq);
+
 #endif
