@@ -109,7 +109,8 @@ static int single_ingest(http_req *rq, const char *kind)
     }
     ingest_ctx *c = ctx_new(rq, kind);
     c->reader.default_kind = kind;
-    json_object_del(obj, "kind"); /* the endpoint names the kind */
+    if (strcmp(kind, "spend") != 0)
+        json_object_del(obj, "kind"); /* the endpoint names the kind */
     batch_add_object(&c->reader, obj, 1);
     json_decref(obj);
     if (c->reader.counts.rejected) {

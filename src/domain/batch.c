@@ -84,7 +84,9 @@ void batch_add_object(batch_reader *b, const json_t *obj, uint64_t line_no)
         return;
     }
     const json_t *k = json_object_get(obj, "kind");
-    const char *kind = json_is_string(k) ? json_string_value(k) : b->default_kind;
+    const char *kind = b->default_kind;
+    if (json_is_string(k) && (!kind || strcmp(kind, "spend") != 0))
+        kind = json_string_value(k);
     json_t *errors = json_array();
     ingest_set *s = &b->set;
     if (!kind) {

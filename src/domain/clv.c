@@ -245,10 +245,10 @@ static double expected_alive_direct(double r, double a, double b, double x, doub
     return (-C * expm1(A * log1mz) - exp(lt)) / (a - 1.0);
 }
 
-/* Relative distance from a = 1 inside which the direct form is replaced by the mean of its
- * values at 1 -/+ this offset: the bias is O(offset^2) ~ 1e-8 relative, the rounding
- * amplification eps/offset ~ 1e-12. */
-#define CLV_A_NEAR_ONE 1e-4
+/* Distance from a = 1 inside which the direct form is replaced by linear interpolation
+ * between its values at 1 -/+ this offset: the bias is O(offset^2) ~ 1e-10 relative, the
+ * rounding amplification about C * eps / offset ~ 1e-11 * C. */
+#define CLV_A_NEAR_ONE 1e-5
 
 /* Ratio t/(alpha+T) beyond which t is capped: keeps every intermediate finite. */
 #define CLV_MAX_HORIZON_RATIO 1e12
@@ -266,8 +266,9 @@ static double expected_if_alive(double r, double alpha, double a, double b, doub
     if (a + b - 1.0 - r > -1.0) {
         e = expected_alive_euler(r, a, b, x, z, log1mz);
     } else if (fabs(a - 1.0) < CLV_A_NEAR_ONE) {
-        e = 0.5 * (expected_alive_direct(r, 1.0 - CLV_A_NEAR_ONE, b, x, z, log1mz) +
-                   expected_alive_direct(r, 1.0 + CLV_A_NEAR_ONE, b, x, z, log1mz));
+        double lo = expected_alive_direct(r, 1.0 - CLV_A_NEAR_ONE, b, x, z, log1mz);
+        double hi = expected_alive_direct(r, 1.0 + CLV_A_NEAR_ONE, b, x, z, log1mz);
+        e = lo + (hi - lo) * (a - (1.0 - CLV_A_NEAR_ONE)) / (2.0 * CLV_A_NEAR_ONE);
     } else {
         e = expected_alive_direct(r, a, b, x, z, log1mz);
     }

@@ -462,12 +462,19 @@ int rd_spend_parse(const json_t *obj, const char *shop_currency, rd_spend *out, 
 {
     size_t before = json_array_size(errors);
     memset(out, 0, sizeof *out);
-    const json_t *k = json_object_get(obj, "kind");
+    /* "type" names acquisition or retention; "kind" is accepted too on POST /v1/spend, but in
+     * a batch line "kind" is taken by the record kind ("spend") */
+    const json_t *k = json_object_get(obj, "type");
+    if (!k) {
+        k = json_object_get(obj, "kind");
+        if (json_is_string(k) && strcmp(json_string_value(k), "spend") == 0)
+            k = NULL;
+    }
     const char *ks = json_is_string(k) ? json_string_value(k) : NULL;
     if (ks && (strcmp(ks, "acquisition") == 0 || strcmp(ks, "retention") == 0))
         out->kind = xstrdup(ks);
     else
-        rd_error_add(errors, "kind", "must be acquisition or retention");
+        rd_error_add(errors, "type", "must be acquisition or retention");
     out->channel = opt_text(obj, "channel", RD_ID_MAX, errors);
     if (!out->channel)
         out->channel = xstrdup("");

@@ -1,0 +1,252 @@
+"""Ingestion through real HTTP: status codes, validation naming every field, idempotency,
+out-of-order updates, implicit customers, rollup and rung changes on refunds, batches."""
+import json
+import threading
+import unittest
+
+from harness import Postgres, Server
+
+pg = server = None
+
+
+def setUpModule():
+    global pg, server
+    pg = Postgres().start()
+    server = Server(pg).start()
+
+
+def tearDownModule():
+    if server:
+        server.stop()
+    if pg:
+        pg.destroy()
+
+
+def order(oid, cid, placed="2026-01-05T10:00:00Z", total="10.00", **kw):
+    d = {"order_id": oid, "customer_id": cid, "placed_at": placed, "total": total}
+    d.update(kw)
+    return d
+
+
+class Base(unittest.TestCase):
+    def setUp(self):
+        self.tenant, self.key = server.tenant()
+        self.tid = pg.scalar("SELECT tenant_id FROM tenants WHERE name = :'v1'", self.tenant)
+
+    def q(self, sql, *args):
+        return pg.scalar(sql.replace("$T", self.tid), *args)
+
+    def customer(self, cid):
+        rows = pg.sql("SELECT order_count, net_revenue::text, stage FROM customers"
+                      f" WHERE tenant_id = {self.tid} AND customer_id = :'v1'", cid)
+        return tuple(rows[0]) if rows else None
+
+
+class StatusCodes(Base):
+    def test_created_then_duplicate(self):
+        r = server.post("/v1/orders", order("o1", "c1"), self.key)
+        self.assertEqual(r.status, 201, r)
+        self.assertEqual(r.json["status"], "created")
+        self.assertEqual(r.json["order_id"], "o1")
+        r = server.post("/v1/orders", order("o1", "c1"), self.key)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json["status"], "duplicate")
+        self.assertEqual(self.q("SELECT count(*) FROM orders WHERE tenant_id = $T"), "1")
+
+    def test_malformed_json_is_400(self):
+        r = server.post("/v1/orders", '{"order_id": "x", ', self.key, content_type="application/json")
+        self.assertEqual(r.status, 400)
+        self.assertEqual(r.headers["content-type"], "application/problem+json")
+        self.assertIn("column", r.json["detail"])
+
+    def test_duplicate_keys_are_400(self):
+        r = server.post("/v1/orders", '{"order_id": "x", "order_id": "y"}', self.key, content_type="application/json")
+        self.assertEqual(r.status, 400)
+
+    def test_wrong_content_type_is_415(self):
+        r = server.post("/v1/orders", json.dumps(order("o2", "c1")), self.key, content_type="text/plain")
+        self.assertEqual(r.status, 415)
+
+    def test_body_over_limit_is_413(self):
+        big = json.dumps(order("o3", "c1", note="x" * (2 * 1024 * 1024)))
+        r = server.post("/v1/orders", big, self.key, content_type="application/json")
+        self.assertEqual(r.status, 413)
+        self.assertEqual(self.q("SELECT count(*) FROM orders WHERE tenant_id = $T"), "0")
+
+    def test_invalid_record_names_every_field_and_stores_nothing(self):
+        bad = {"order_id": "", "placed_at": "2026-02-30T10:00:00Z", "total": "-5", "refunded": "abc",
+               "status": "shipped", "currency": "EUR", "test": "yes"}
+        r = server.post("/v1/orders", bad, self.key)
+        self.assertEqual(r.status, 422, r)
+        fields = {e["field"] for e in r.json["errors"]}
+        self.assertEqual(fields, {"order_id", "customer_id", "placed_at", "total", "refunded", "status",
+                                  "currency", "test"})
+        self.assertEqual(self.q("SELECT count(*) FROM orders WHERE tenant_id = $T"), "0")
+        self.assertEqual(self.q("SELECT count(*) FROM customers WHERE tenant_id = $T"), "0")
+
+    def test_refund_above_total_is_422(self):
+        r = server.post("/v1/orders", order("o4", "c1", total="10", refunded="10.01"), self.key)
+        self.assertEqual(r.status, 422)
+        self.assertEqual(r.json["errors"][0]["field"], "refunded")
+
+    def test_overlong_string_and_impossible_date(self):
+        r = server.post("/v1/customers", {"customer_id": "x" * 300, "created_at": "2025-13-01"}, self.key)
+        self.assertEqual(r.status, 422)
+        self.assertEqual({e["field"] for e in r.json["errors"]}, {"customer_id", "created_at"})
+
+    def test_foreign_currency_needs_shop_money(self):
+        r = server.post("/v1/orders", order("o5", "c1", currency="EUR", total="20.00"), self.key)
+        self.assertEqual(r.status, 422)
+        r = server.post("/v1/orders", order("o5", "c1", currency="EUR", total="20.00",
+                                            shop_money={"total": "21.70"}), self.key)
+        self.assertEqual(r.status, 201, r)
+        self.assertEqual(self.q("SELECT shop_total::text || ' ' || total::text FROM orders WHERE tenant_id = $T"),
+                         "21.70 20.00")
+
+    def test_money_is_exact(self):
+        r = server.post("/v1/orders", order("o6", "c1", total="123456789012345.123456"), self.key)
+        self.assertEqual(r.status, 201, r)
+        r = server.post("/v1/orders", order("o7", "c1", total=0.1), self.key)
+        self.assertEqual(r.status, 201, r)
+        self.assertEqual(self.q("SELECT string_agg(total::text, ' ' ORDER BY order_id) FROM orders WHERE tenant_id = $T"),
+                         "123456789012345.123456 0.1")
+        self.assertEqual(self.q("SELECT net_revenue::text FROM customers WHERE tenant_id = $T"),
+                         "123456789012345.223456")
+
+    def test_events_customers_spend(self):
+        self.assertEqual(server.post("/v1/customers", {"customer_id": "k1", "email": "k1@example.com",
+                                                       "created_at": "2025-12-01T00:00:00+01:00"}, self.key).status, 201)
+        r = server.post("/v1/events", {"event_id": "e1", "customer_id": "k1", "type": "review",
+                                       "occurred_at": "2026-01-02T00:00:00Z", "properties": {"rating": 9}}, self.key)
+        self.assertEqual(r.status, 422)
+        self.assertEqual(r.json["errors"][0]["field"], "properties.rating")
+        r = server.post("/v1/events", {"event_id": "e1", "customer_id": "k1", "type": "visit",
+                                       "occurred_at": "2026-01-02T00:00:00Z"}, self.key)
+        self.assertEqual(r.status, 201)
+        self.assertEqual(server.post("/v1/events", {"event_id": "e1", "customer_id": "k1", "type": "visit",
+                                                    "occurred_at": "2026-01-02T00:00:00Z"}, self.key).json["status"],
+                         "duplicate")
+        self.assertEqual(self.customer("k1"), ("0", "0", "prospect"))
+        r = server.post("/v1/spend", {"kind": "acquisition", "channel": "ads", "period": "2026-01", "amount": "500"},
+                        self.key)
+        self.assertEqual(r.status, 201, r)
+        self.assertEqual(self.q("SELECT period_end::text FROM spend WHERE tenant_id = $T"), "2026-02-01")
+
+
+class OrderingAndRollup(Base):
+    def test_newer_update_wins_older_is_ignored(self):
+        server.post("/v1/orders", order("o1", "c1", total="50", updated_at="2026-01-05T10:00:00Z"), self.key)
+        r = server.post("/v1/orders", order("o1", "c1", total="50", status="cancelled",
+                                            updated_at="2026-01-07T10:00:00Z"), self.key)
+        self.assertEqual(r.json["status"], "updated")
+        r = server.post("/v1/orders", order("o1", "c1", total="50", status="paid",
+                                            updated_at="2026-01-06T10:00:00Z"), self.key)
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.json["status"], "stale")
+        self.assertEqual(self.q("SELECT status FROM orders WHERE tenant_id = $T"), "cancelled")
+        self.assertEqual(self.customer("c1"), ("0", "0", "suspect"))
+
+    def test_order_before_customer(self):
+        server.post("/v1/orders", order("o1", "late"), self.key)
+        self.assertEqual(self.q("SELECT coalesce(email, '-') || ' ' || is_known FROM customers WHERE tenant_id = $T"),
+                         "- false")
+        r = server.post("/v1/customers", {"customer_id": "late", "email": "late@example.com"}, self.key)
+        self.assertEqual(r.status, 201)
+        self.assertEqual(self.q("SELECT email || ' ' || is_known || ' ' || order_count FROM customers"
+                                " WHERE tenant_id = $T"), "late@example.com true 1")
+
+    def test_refund_moves_client_back_to_customer(self):
+        server.post("/v1/orders", order("o1", "c1", placed="2026-01-01T00:00:00Z", total="30"), self.key)
+        server.post("/v1/orders", order("o2", "c1", placed="2026-02-01T00:00:00Z", total="20"), self.key)
+        self.assertEqual(self.customer("c1"), ("2", "50", "client"))
+        # a partial refund lowers revenue but keeps the order
+        server.post("/v1/orders", order("o2", "c1", placed="2026-02-01T00:00:00Z", total="20", refunded="5",
+                                        updated_at="2026-02-03T00:00:00Z"), self.key)
+        self.assertEqual(self.customer("c1"), ("2", "45", "client"))
+        # a full refund removes it: one qualifying order left
+        server.post("/v1/orders", order("o2", "c1", placed="2026-02-01T00:00:00Z", total="20", refunded="20",
+                                        status="refunded", updated_at="2026-02-05T00:00:00Z"), self.key)
+        self.assertEqual(self.customer("c1"), ("1", "30", "customer"))
+        hist = pg.sql(f"SELECT from_stage, to_stage, changed_at::date::text FROM stage_history WHERE tenant_id = {self.tid}"
+                      " ORDER BY seq")
+        self.assertEqual(hist, [["suspect", "customer", "2026-01-01"], ["customer", "client", "2026-02-01"],
+                                ["client", "customer", "2026-02-05"]])
+
+    def test_advocate_by_review_and_referral(self):
+        server.post("/v1/orders", order("o1", "fan", placed="2026-01-01T00:00:00Z"), self.key)
+        server.post("/v1/events", {"event_id": "r1", "customer_id": "fan", "type": "review",
+                                   "occurred_at": "2026-01-03T00:00:00Z", "properties": {"rating": 5}}, self.key)
+        self.assertEqual(self.customer("fan")[2], "advocate")
+        server.post("/v1/orders", order("o2", "ref", placed="2026-01-01T00:00:00Z"), self.key)
+        server.post("/v1/customers", {"customer_id": "friend", "referred_by": "ref"}, self.key)
+        self.assertEqual(self.customer("ref")[2], "customer")  # brought nobody who bought yet
+        server.post("/v1/orders", order("o3", "friend", placed="2026-01-10T00:00:00Z"), self.key)
+        self.assertEqual(self.customer("ref")[2], "advocate")
+
+    def test_concurrent_orders_for_one_customer(self):
+        n = 40
+        results = []
+
+        def post(i):
+            results.append(server.post("/v1/orders", order(f"p{i}", "busy", total="1.25"), self.key).status)
+
+        threads = [threading.Thread(target=post, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(results, [201] * n)
+        self.assertEqual(self.customer("busy"), (str(n), f"{n * 1.25:.2f}", "client"))
+
+
+class Batches(Base):
+    def test_bad_lines_reported_by_number_good_ones_stored(self):
+        lines = [
+            json.dumps({"kind": "customer", "customer_id": "b1", "email": "b1@example.com"}),
+            json.dumps({"kind": "order", **order("bo1", "b1", total="12.50")}),
+            "{not json",
+            json.dumps({"kind": "order", "order_id": "bo2"}),
+            "",
+            json.dumps({"kind": "unicorn"}),
+            json.dumps({"kind": "event", "event_id": "be1", "customer_id": "b1", "type": "visit",
+                        "occurred_at": "2026-01-01T00:00:00Z"}),
+        ]
+        r = server.post("/v1/batch", "\n".join(lines) + "\n", self.key, content_type="application/x-ndjson")
+        self.assertEqual(r.status, 200, r)
+        body = r.json
+        self.assertEqual(body["accepted"], 3)
+        self.assertEqual(body["rejected"], 3)
+        self.assertEqual([e["line"] for e in body["errors"]], [3, 4, 6])
+        self.assertEqual({e["field"] for e in body["errors"][1]["errors"]}, {"customer_id", "placed_at", "total"})
+        self.assertEqual(self.customer("b1"), ("1", "12.50", "customer"))
+
+    def test_json_array_batch_and_replay_is_all_duplicates(self):
+        items = [{"kind": "order", **order(f"a{i}", f"c{i % 3}", total=str(i))} for i in range(1, 10)]
+        r = server.post("/v1/batch", items, self.key)
+        self.assertEqual(r.json["accepted"], 9, r)
+        r = server.post("/v1/batch", items, self.key)
+        self.assertEqual((r.json["accepted"], r.json["duplicates"]), (0, 9))
+        # c0 gets orders 3, 6, 9
+        self.assertEqual(self.customer("c0"), ("3", "18", "client"))
+
+    def test_hundred_thousand_lines(self):
+        n, customers = 100_000, 7_919
+        body = "".join(json.dumps({"kind": "order", "order_id": f"h{i}", "customer_id": f"hc{i % customers}",
+                                   "placed_at": f"2025-{i % 12 + 1:02d}-{i % 28 + 1:02d}T12:00:00Z",
+                                   "total": f"{i % 100}.{i % 10}0",
+                                   "status": "cancelled" if i % 50 == 0 else "paid"}) + "\n"
+                       for i in range(n))
+        r = server.post("/v1/batch", body, self.key, content_type="application/x-ndjson", timeout=600)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual((r.json["lines"], r.json["accepted"], r.json["rejected"]), (n, n, 0))
+        qualifying = [i for i in range(n) if i % 50 != 0]
+        revenue = sum((i % 100) * 100 + (i % 10) * 10 for i in qualifying)  # in cents
+        self.assertEqual(self.q("SELECT count(*) FROM orders WHERE tenant_id = $T"), str(n))
+        self.assertEqual(self.q("SELECT sum(order_count) FROM customers WHERE tenant_id = $T"), str(len(qualifying)))
+        self.assertEqual(self.q("SELECT (sum(net_revenue) * 100)::bigint FROM customers WHERE tenant_id = $T"),
+                         str(revenue))
+        self.assertEqual(self.q("SELECT count(*) FROM customers WHERE tenant_id = $T"), str(customers))
+
+
+if __name__ == "__main__":
+    unittest.main()
