@@ -313,6 +313,7 @@ int main(int argc, char **argv)
             fputs(command_help("import"), stderr);
             return 2;
         }
+        api_register_statements();
         PGconn *conn = connect_or_die();
         int rc = cli_import(conn, cl.tenant, cl.words[1], cl.kind);
         PQfinish(conn);
@@ -323,6 +324,7 @@ int main(int argc, char **argv)
             fputs(command_help("fit"), stderr);
             return 2;
         }
+        api_register_statements();
         PGconn *conn = connect_or_die();
         int rc = cli_fit(conn, cl.tenant, cl.as_of);
         PQfinish(conn);

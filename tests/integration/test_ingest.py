@@ -248,5 +248,29 @@ class Batches(Base):
         self.assertEqual(self.q("SELECT count(*) FROM customers WHERE tenant_id = $T"), str(customers))
 
 
+class Import(Base):
+    def test_import_csv_and_ndjson_files(self):
+        import os
+        import tempfile
+        d = tempfile.mkdtemp()
+        csv_path = os.path.join(d, "orders.csv")
+        with open(csv_path, "w") as f:
+            f.write("order_id,customer_id,placed_at,total,status\n"
+                    "i1,ic1,2026-01-01,10.10,paid\n"
+                    'i2,ic1,2026-02-01,"5.05",paid\n'
+                    "i3,,2026-01-01,1,paid\n")
+        out = server.cli("import", csv_path, "--tenant", self.tenant, "--kind", "order")
+        self.assertIn("2 new", out.stderr)
+        self.assertIn('"line":4', out.stderr)
+        nd_path = os.path.join(d, "events.ndjson")
+        with open(nd_path, "w") as f:
+            f.write(json.dumps({"kind": "event", "event_id": "v1", "customer_id": "ic2", "type": "visit",
+                                "occurred_at": "2026-01-01T00:00:00Z"}) + "\n")
+        server.cli("import", nd_path, "--tenant", self.tenant)
+        self.assertEqual(self.customer("ic1"), ("2", "15.15", "client"))
+        self.assertEqual(self.customer("ic2"), ("0", "0", "prospect"))
+        self.assertEqual(self.q("SELECT string_agg(DISTINCT source, ',') FROM orders WHERE tenant_id = $T"), "import")
+
+
 if __name__ == "__main__":
     unittest.main()
