@@ -12,6 +12,10 @@ const http_route http_routes[] = {
     {"POST", "/v1/events", SCOPE_INGEST, api_post_event, NULL, false},
     {"POST", "/v1/spend", SCOPE_INGEST, api_post_spend, NULL, false},
     {"POST", "/v1/batch", SCOPE_INGEST, api_batch_end, api_batch_chunk, true},
+    {"GET", "/v1/metrics/summary", SCOPE_READ, api_metrics_summary, NULL, false},
+    {"GET", "/v1/metrics/retention", SCOPE_READ, api_metrics_retention, NULL, false},
+    {"GET", "/v1/metrics/cohorts", SCOPE_READ, api_metrics_cohorts, NULL, false},
+    {"GET", "/v1/metrics/ladder", SCOPE_READ, api_metrics_ladder, NULL, false},
     {"POST", "/v1/webhooks/shopify/{tenant}", SCOPE_WEBHOOK, api_webhook_shopify, NULL, false},
     {"POST", "/v1/webhooks/woocommerce/{tenant}", SCOPE_WEBHOOK, api_webhook_woocommerce, NULL, false},
 };
@@ -21,4 +25,5 @@ const int http_route_count = sizeof http_routes / sizeof http_routes[0];
 void api_register_statements(void)
 {
     store_ingest_register();
+    api_metrics_register();
 }

@@ -196,8 +196,8 @@ void http_reply_db_failure(http_req *rq, db_done_status st)
     if (st == DB_DONE_DOWN || st == DB_DONE_BUSY) {
         rq->retry_after = st == DB_DONE_DOWN ? 5 : 1;
         http_reply_problem(rq, 503, "Service Unavailable",
-                           st == DB_DONE_DOWN ? "the database is unreachable; nothing was stored, retry later"
-                                              : "the service is saturated; nothing was stored, retry later",
+                           st == DB_DONE_DOWN ? "the database is unreachable; nothing was done, retry later"
+                                              : "the service is saturated; nothing was done, retry later",
                            NULL);
     } else {
         http_reply_problem(rq, 500, "Internal Server Error", "a database statement failed; nothing was stored", NULL);

@@ -1,0 +1,34 @@
+/* metrics.h - the metric formulas of SPEC §4 as pure functions of counts, and the RFM
+ * quintile arithmetic. Every ratio with a zero denominator is JSON null, never NaN. */
+#ifndef RETENTIOND_DOMAIN_METRICS_H
+#define RETENTIOND_DOMAIN_METRICS_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+/* The counts a period's summary is computed from (all over qualifying orders). */
+typedef struct {
+    double period_days;
+    int64_t S, E, N, lost, reactivated, retained;
+    int64_t ordering, repeat_ordering, returning, orders;
+    double revenue, returning_revenue, top20_revenue;
+    double acquisition_spend, retention_spend;
+    int has_spend;
+} metrics_counts;
+
+#define METRICS_MAX_LIFESPAN_YEARS 10.0
+
+/* a / b as a JSON real, or null when b == 0 (or either is not finite). New reference. */
+json_t *metrics_ratio(double a, double b);
+
+/* Builds the "metrics" object of the summary from the counts (new reference). */
+json_t *metrics_summary(const metrics_counts *c);
+
+/* ntile(5) bucket (1..5) of the row at 0-based position k among n rows sorted ascending,
+ * as PostgreSQL's ntile computes it (the first n % 5 buckets hold one row more). */
+int metrics_quintile(int64_t k, int64_t n);
+
+/* The named segment of the R x F grid (SPEC §4 RFM). */
+const char *metrics_rfm_segment(int r, int f);
+
+#endif

@@ -1,0 +1,133 @@
+"""Retention analytics through HTTP on hand-built shops whose every figure is derived here,
+by hand, from the definitions of SPEC §4."""
+import unittest
+
+from harness import Postgres, Server
+
+pg = server = None
+
+
+def setUpModule():
+    global pg, server
+    pg = Postgres().start()
+    server = Server(pg).start()
+
+
+def tearDownModule():
+    if server:
+        server.stop()
+    if pg:
+        pg.destroy()
+
+
+def order(oid, cid, placed, total, **kw):
+    d = {"kind": "order", "order_id": oid, "customer_id": cid, "placed_at": placed + "T12:00:00Z", "total": total}
+    d.update(kw)
+    return d
+
+
+class SeedsWorkedExample(unittest.TestCase):
+    """A month that starts with 100 customers, gains 60 new and ends with 150: retention 90 %."""
+
+    def test_ninety_percent(self):
+        _, key = server.tenant()
+        items = [order(f"s{i}", f"stay{i}", "2025-06-15", "10") for i in range(90)]      # active at from and to
+        items += [order(f"l{i}", f"lost{i}", "2025-01-15", "10") for i in range(10)]     # active at from only
+        items += [order(f"n{i}", f"new{i}", "2026-01-10", "10") for i in range(60)]      # new in January
+        self.assertEqual(server.post("/v1/batch", items, key).json["accepted"], 160)
+        r = server.get("/v1/metrics/summary?from=2026-01-01&to=2026-02-01&window=365", key)
+        self.assertEqual(r.status, 200, r)
+        c, m = r.json["counts"], r.json["metrics"]
+        self.assertEqual((c["S"], c["N"], c["E"], c["lost"]), (100, 60, 150, 10))
+        self.assertAlmostEqual(m["retention_rate"], (150 - 60) / 100)
+        self.assertAlmostEqual(m["churn_rate"], 10 / 100)
+
+
+class HandBuiltShop(unittest.TestCase):
+    """Period [2026-01-01, 2026-04-01), window 365 days. See each customer's comment."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tenant, cls.key = server.tenant()
+        items = [
+            order("a1", "A", "2025-05-01", "100"), order("a2", "A", "2026-02-01", "50"),   # retained, returning
+            order("b1", "B", "2025-03-01", "80"),                                          # lost
+            order("c1", "C", "2024-06-01", "30"), order("c2", "C", "2026-03-01", "40"),    # reactivated
+            order("d1", "D", "2026-01-15", "20"), order("d2", "D", "2026-01-20", "30"),    # new, repeat
+            order("e1", "E", "2026-02-10", "60"),                                          # new
+            order("e2", "E", "2026-02-11", "100", refunded="100", status="refunded"),     # fully refunded
+            order("f1", "F", "2026-03-05", "70", status="cancelled"),                      # never qualified
+            order("g1", "G", "2026-03-06", "90", test=True),                               # test order
+            order("h1", "H", "2025-12-01", "10", refunded="4"),                            # partial refund
+            {"kind": "event", "event_id": "rv1", "customer_id": "D", "type": "review",
+             "occurred_at": "2026-03-10T00:00:00Z", "properties": {"rating": 5}},          # advocate by review
+            {"kind": "spend", "type": "acquisition", "channel": "ads", "period": "2026-01", "amount": "100"},
+        ]
+        r = server.post("/v1/batch", items, cls.key)
+        assert r.json["rejected"] == 0, r
+
+    def test_summary_counts_and_ratios(self):
+        r = server.get("/v1/metrics/summary?from=2026-01-01&to=2026-04-01&window=365", self.key)
+        self.assertEqual(r.status, 200, r)
+        c, m = r.json["counts"], r.json["metrics"]
+        self.assertEqual({k: c[k] for k in ("S", "E", "N", "lost", "retained", "reactivated", "ordering",
+                                             "repeat_ordering", "returning", "orders")},
+                         {"S": 3, "E": 5, "N": 2, "lost": 1, "retained": 2, "reactivated": 1, "ordering": 4,
+                          "repeat_ordering": 1, "returning": 2, "orders": 5})
+        self.assertAlmostEqual(c["revenue"], 200)
+        self.assertAlmostEqual(m["retention_rate"], (5 - 2) / 3)
+        self.assertAlmostEqual(m["churn_rate"], 1 / 3)
+        self.assertAlmostEqual(m["repeat_purchase_rate"], 1 / 4)
+        self.assertAlmostEqual(m["purchase_frequency"], 5 / 4)
+        self.assertAlmostEqual(m["average_order_value"], 200 / 5)
+        self.assertAlmostEqual(m["customer_value"], 40 * 5 / 4)
+        self.assertAlmostEqual(m["returning_customer_rate"], 2 / 4)
+        self.assertAlmostEqual(m["returning_revenue_share"], (50 + 40) / 200)
+        self.assertAlmostEqual(m["top20_revenue_share"], 60 / 200)   # one customer (ceil 0.8): E with 60
+        self.assertAlmostEqual(m["cac"], 100 / 2)
+        days = 90
+        annual = 1 - (1 - 1 / 3) ** (365 / days)
+        self.assertAlmostEqual(m["average_lifespan_years"], 1 / annual)
+        self.assertAlmostEqual(m["ltv_historical"], 50 * 365 / days / annual)
+
+    def test_zero_denominators_are_null(self):
+        r = server.get("/v1/metrics/summary?from=2020-01-01&to=2020-02-01", self.key)
+        m = r.json["metrics"]
+        for k in ("retention_rate", "churn_rate", "repeat_purchase_rate", "purchase_frequency",
+                  "average_order_value", "returning_revenue_share", "cac"):
+            self.assertIsNone(m[k], k)
+
+    def test_ladder_now(self):
+        r = server.get("/v1/metrics/ladder?from=2026-01-01", self.key)
+        self.assertEqual(r.status, 200, r)
+        stages = {s["stage"]: s["count"] for s in r.json["stages"]}
+        self.assertEqual(stages, {"suspect": 2, "prospect": 0, "customer": 3, "client": 2, "advocate": 1})
+
+    def test_retention_series_by_quarter(self):
+        r = server.get("/v1/metrics/retention?period=quarter&from=2026-01-01&to=2026-04-01&window=365", self.key)
+        self.assertEqual(r.status, 200, r)
+        [q] = r.json["series"]
+        self.assertEqual((q["S"], q["E"], q["N"], q["lost"]), (3, 5, 2, 1))
+        # ordered in Q1 2026: A, C, D, E. Q4 2025: H. new: D, E; resurrecting: A (last ordered Q2 2025), C
+        self.assertEqual((q["new"], q["returning"], q["resurrecting"], q["dormant"]), (2, 0, 2, 1))
+        self.assertAlmostEqual(q["retention_rate"], 1.0)
+
+    def test_cohorts(self):
+        r = server.get("/v1/metrics/cohorts?period=month&from=2026-01-01&to=2026-04-01", self.key)
+        self.assertEqual(r.status, 200, r)
+        [jan, feb] = r.json["cohorts"]           # D in January, E in February
+        self.assertEqual((jan["size"], feb["size"]), (1, 1))
+        self.assertEqual([c["active"] for c in jan["cells"]], [1, 0, 0])
+        self.assertAlmostEqual(jan["cells"][0]["revenue"], 50)
+        self.assertEqual(len(feb["cells"]), 2)
+
+    def test_bad_parameters_are_400_naming_fields(self):
+        r = server.get("/v1/metrics/summary?from=yesterday&window=0", self.key)
+        self.assertEqual(r.status, 400)
+        self.assertEqual({e["field"] for e in r.json["errors"]}, {"from", "window"})
+        r = server.get("/v1/metrics/retention?period=fortnight", self.key)
+        self.assertEqual(r.json["errors"][0]["field"], "period")
+
+
+if __name__ == "__main__":
+    unittest.main()
