@@ -16,6 +16,8 @@ const http_route http_routes[] = {
     {"GET", "/v1/metrics/retention", SCOPE_READ, api_metrics_retention, NULL, false},
     {"GET", "/v1/metrics/cohorts", SCOPE_READ, api_metrics_cohorts, NULL, false},
     {"GET", "/v1/metrics/ladder", SCOPE_READ, api_metrics_ladder, NULL, false},
+    {"GET", "/v1/customers/{id}", SCOPE_READ, api_customer_get, NULL, false},
+    {"GET", "/v1/customers", SCOPE_READ, api_customer_list, NULL, false},
     {"POST", "/v1/webhooks/shopify/{tenant}", SCOPE_WEBHOOK, api_webhook_shopify, NULL, false},
     {"POST", "/v1/webhooks/woocommerce/{tenant}", SCOPE_WEBHOOK, api_webhook_woocommerce, NULL, false},
 };
@@ -25,5 +27,7 @@ const int http_route_count = sizeof http_routes / sizeof http_routes[0];
 void api_register_statements(void)
 {
     store_ingest_register();
+    api_webhooks_register_statements();
     api_metrics_register();
+    api_customers_register();
 }

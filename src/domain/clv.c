@@ -17,6 +17,9 @@
  *  - The BG/NBD conditional expectation involves 2F1(r+x, b+x; a+b+x-1; z) divided by (a-1).
  *    The series is rearranged (Euler transformation when a+b > r) so the (a-1) factor cancels
  *    analytically and the terms keep one sign; partial sums are rescaled to stay in range.
+ *    When the horizon is long against alpha + T the series needs ~40 (1 + t/(alpha+T)) terms,
+ *    so past a budget the same quantity is computed as a 1-D integral over the dropout
+ *    probability (tanh-sinh quadrature), which also prices all CLV months in one pass.
  */
 #include "retentiond/domain/clv.h"
 
@@ -32,6 +35,7 @@
 
 #define CLV_HALF_LOG_2PI 0.91893853320467274178032973640562
 #define CLV_LN10 2.30258509299404568401799145468437
+#define CLV_PI 3.14159265358979323846264338327950
 
 /* log Gamma(x) for x > 0: shift x up to >= 10 with the recurrence (one log of the product),
  * then the Stirling series, whose next omitted term is below 1e-14 there. */
@@ -60,9 +64,13 @@ static double digamma(double x)
            f * (1.0 / 12.0 - f * (1.0 / 120.0 - f * (1.0 / 252.0 - f * (1.0 / 240.0 - f / 132.0))));
 }
 
-/* Upper bound on the number of series terms: keeps any call bounded (~ms) even when z is
- * within 1e-6 of 1, at the price of truncation there. */
+/* Term budgets. The exposed 2F1 may take many terms; inside predictions a series that has
+ * not converged after CLV_SERIES_BUDGET terms (z close to 1, i.e. horizon >> alpha + T) is
+ * abandoned for quadrature, which costs about as much as that many terms. */
 #define CLV_SERIES_MAX_TERMS 1000000L
+#ifndef CLV_SERIES_BUDGET /* overridable to exercise the quadrature path in tests */
+#define CLV_SERIES_BUDGET 4000L
+#endif
 
 /*
  * log( sum_{n>=1} P_n ) where P_1 = 1 and P_{n+1} = P_n * (p1+n)(p2+n) z / ((q1+n)(n+1)).
@@ -71,23 +79,26 @@ static double digamma(double x)
  * The partial sum is rescaled by 1e-250 whenever it grows past 1e250, so the result is exact
  * in log space even when the sum itself would overflow. Stops when a rigorous bound on the
  * remaining tail is below 1e-17 of the sum: for m >= n each factor (p+m)/(q+m) is monotone
- * in m, so z * max(factor, 1) * max(other factor, 1) bounds all future ratios.
- * *truncated is set to 1 if the term budget ran out first.
+ * in m, so z * max(factor, 1) * max(other factor, 1) bounds all future ratios (checked every
+ * 8 terms to keep the loop at one division per term).
+ * *truncated is set to 1 if max_terms ran out first.
  */
-static double log_series(double p1, double p2, double q1, double z, int *truncated)
+static double log_series(double p1, double p2, double q1, double z, long max_terms, int *truncated)
 {
     double sum = 1.0, term = 1.0, log_scale = 0.0;
     *truncated = 1;
-    for (long n = 1; n < CLV_SERIES_MAX_TERMS; n++) {
+    for (long n = 1; n < max_terms; n++) {
         double dn = (double)n;
-        double u1 = (p1 + dn) / (dn + 1.0), u2 = (p2 + dn) / (q1 + dn);
-        double v1 = (p1 + dn) / (q1 + dn), v2 = (p2 + dn) / (dn + 1.0);
-        double sup = z * fmin(fmax(u1, 1.0) * fmax(u2, 1.0), fmax(v1, 1.0) * fmax(v2, 1.0));
-        if (sup < 1.0 && term * sup <= 1e-17 * sum * (1.0 - sup)) {
-            *truncated = 0;
-            break;
+        if ((n & 7) == 1) {
+            double u1 = (p1 + dn) / (dn + 1.0), u2 = (p2 + dn) / (q1 + dn);
+            double v1 = (p1 + dn) / (q1 + dn), v2 = (p2 + dn) / (dn + 1.0);
+            double sup = z * fmin(fmax(u1, 1.0) * fmax(u2, 1.0), fmax(v1, 1.0) * fmax(v2, 1.0));
+            if (sup < 1.0 && term * sup <= 1e-17 * sum * (1.0 - sup)) {
+                *truncated = 0;
+                break;
+            }
         }
-        term *= z * u1 * u2;
+        term *= z * (p1 + dn) * (p2 + dn) / ((q1 + dn) * (dn + 1.0));
         sum += term;
         if (sum > 1e250) {
             sum *= 1e-250;
@@ -109,7 +120,7 @@ int clv_log_hyp2f1(double a, double b, double c, double z, double *log_value)
     }
     int truncated;
     /* 2F1 = 1 + (a b z / c) * sum_{n>=1} P_n with the ratio of log_series. */
-    double lt = log(a) + log(b) + log(z) - log(c) + log_series(a, b, c, z, &truncated);
+    double lt = log(a) + log(b) + log(z) - log(c) + log_series(a, b, c, z, CLV_SERIES_MAX_TERMS, &truncated);
     if (truncated || !isfinite(lt))
         return -1;
     *log_value = lt > 0 ? lt + log1p(exp(-lt)) : log1p(exp(lt));
@@ -140,8 +151,8 @@ static int rft_clean(double *x, double *t_x, double *T)
 {
     if (!isfinite(*x) || !isfinite(*t_x) || !isfinite(*T))
         return -1;
-    if (*x < 0.0)
-        *x = 0.0;
+    /* x counts purchase occasions; a fraction would also make b + x - 1 negative */
+    *x = *x < 0.0 ? 0.0 : floor(*x + 0.5);
     if (*T < 0.0)
         *T = 0.0;
     if (*t_x < 0.0)
@@ -220,14 +231,14 @@ double clv_bgnbd_p_alive(const clv_bgnbd *m, double x, double t_x, double T)
  * (1-z)^(a-1) 2F1(D, a-1; C; z); every term n >= 1 of the latter carries (a-1), so dividing
  * by (a-1) is exact and
  *   E = C (1 - (1-z)^(a-1))/(a-1) - (1-z)^(a-1) D z sum_{n>=1} P_n(D, a-1; C).          */
-static double expected_alive_euler(double r, double a, double b, double x, double z, double log1mz)
+static double expected_alive_euler(double r, double a, double b, double x, double z, double log1mz, int *truncated)
 {
     double am1 = a - 1.0, C = a + b + x - 1.0, D = a + b - 1.0 - r;
     double e1 = am1 == 0.0 ? -log1mz : -expm1(am1 * log1mz) / am1;
     double res = C * e1;
+    *truncated = 0;
     if (D != 0.0 && z > 0.0) {
-        int truncated;
-        double lt = am1 * log1mz + log(fabs(D) * z) + log_series(D, am1, C, z, &truncated);
+        double lt = am1 * log1mz + log(fabs(D) * z) + log_series(D, am1, C, z, CLV_SERIES_BUDGET, truncated);
         double tail = exp(lt);
         res += D > 0.0 ? -tail : tail;
     }
@@ -237,11 +248,10 @@ static double expected_alive_euler(double r, double a, double b, double x, doubl
 /* Direct form for D <= -1 (r >= a+b), where the Euler form's terms would alternate:
  *   E = [C (1 - (1-z)^A) - (1-z)^A A B z sum_{n>=1} P_n(A, B; C)] / (a-1).
  * All terms positive; only a == 1 is singular, handled by the caller. */
-static double expected_alive_direct(double r, double a, double b, double x, double z, double log1mz)
+static double expected_alive_direct(double r, double a, double b, double x, double z, double log1mz, int *truncated)
 {
     double A = r + x, B = b + x, C = a + b + x - 1.0;
-    int truncated;
-    double lt = A * log1mz + log(A * B * z) + log_series(A, B, C, z, &truncated);
+    double lt = A * log1mz + log(A * B * z) + log_series(A, B, C, z, CLV_SERIES_BUDGET, truncated);
     return (-C * expm1(A * log1mz) - exp(lt)) / (a - 1.0);
 }
 
@@ -253,26 +263,126 @@ static double expected_alive_direct(double r, double a, double b, double x, doub
 /* Ratio t/(alpha+T) beyond which t is capped: keeps every intermediate finite. */
 #define CLV_MAX_HORIZON_RATIO 1e12
 
+/*
+ * Quadrature fallback for horizons long against alpha + T. Given alive at T, the posterior
+ * of the dropout probability is p ~ Beta(a, B = b+x) and, integrating the purchase rate out,
+ *   E = E_p[ g(p) ],   g(p) = (1 - (1 + p u)^-A) / p,   u = t/(alpha+T), A = r+x,
+ * which has no singularity anywhere (g(0) = A u). The expectation is taken with tanh-sinh
+ * (double-exponential) quadrature: p = 1/(1+exp(-pi sinh s)), so the Beta density's endpoint
+ * singularities are absorbed by the map and ln p, ln(1-p) are exact even where p underflows.
+ * The step is halved until two levels agree to 1e-10 (the error then is far smaller).
+ * g is supplied by the caller so clv_predicted can integrate all months in one pass.
+ */
+typedef double (*clv_pfun)(double p, void *ctx);
+
+#define QUAD_TMAX 20.0 /* |s| <= 20: ln p down to -7.6e8, enough for a >= 1e-6 */
+#define QUAD_MAX_LEVEL 9
+
+static double quad_node(double s, double a, double B, double lbeta, clv_pfun g, void *ctx)
+{
+    double sh = CLV_PI * sinh(s);
+    double e = exp(-fabs(sh));
+    double l1 = log1p(e);
+    double lp = -(sh < 0.0 ? -sh : 0.0) - l1; /* ln p      = -softplus(-sh) */
+    double lq = -(sh > 0.0 ? sh : 0.0) - l1;  /* ln (1-p)  = -softplus(sh)  */
+    double w = a * lp + B * lq - lbeta + log(CLV_PI * cosh(s));
+    if (w < -745.0)
+        return 0.0;
+    return exp(w) * g(exp(lp), ctx);
+}
+
+/* One side's sum of nodes s = s0, s0 +/- step, ... while they matter. */
+static double quad_side(double s0, double step, double a, double B, double lbeta, clv_pfun g, void *ctx,
+                        double scale)
+{
+    double sum = 0.0, prev = HUGE_VAL;
+    for (double s = s0; fabs(s) <= QUAD_TMAX; s += step) {
+        double f = quad_node(s, a, B, lbeta, g, ctx);
+        sum += f;
+        /* terms decay double-exponentially once past the bulk: stop when negligible and falling */
+        if (fabs(s) > 1.0 && f < prev && f <= 1e-18 * (scale + sum))
+            break;
+        prev = f;
+    }
+    return sum;
+}
+
+static double beta_expectation(double a, double B, clv_pfun g, void *ctx)
+{
+    double lbeta = log_gamma(a) + log_gamma(B) - log_gamma(a + B);
+    double h = 0.5;
+    double sum = quad_node(0.0, a, B, lbeta, g, ctx);
+    sum += quad_side(h, h, a, B, lbeta, g, ctx, sum);
+    sum += quad_side(-h, -h, a, B, lbeta, g, ctx, sum);
+    double est = h * sum;
+    for (int level = 1; level <= QUAD_MAX_LEVEL; level++) {
+        h *= 0.5;
+        double mid = quad_side(h, 2.0 * h, a, B, lbeta, g, ctx, sum) + quad_side(-h, -2.0 * h, a, B, lbeta, g, ctx, sum);
+        sum += mid;
+        double next = h * sum;
+        int done = fabs(next - est) <= 1e-10 * fabs(next);
+        est = next;
+        if (done && level >= 2)
+            break;
+    }
+    return est;
+}
+
+typedef struct {
+    double A, u;
+} single_ctx;
+
+/* g(p) = (1 - (1+pu)^-A)/p; its Taylor form where p u is tiny (p may have underflowed). */
+static double g_single(double p, void *vctx)
+{
+    const single_ctx *c = vctx;
+    double y = p * c->u;
+    if ((c->A + 1.0) * y < 1e-7)
+        return c->A * c->u * (1.0 - 0.5 * (c->A + 1.0) * y);
+    return -expm1(-c->A * log1p(y)) / p;
+}
+
+/* Series evaluation of E[purchases in the next u * (alpha+T) | alive], u already capped;
+ * *truncated = 1 when the series budget ran out (result then unusable). */
+static double expected_alive_series(double r, double a, double b, double x, double u, int *truncated)
+{
+    double log1mz = -log1p(u); /* log(1 - z), accurate for small and large u alike */
+    double z = u / (1.0 + u);
+    int trunc2 = 0;
+    if (a + b - 1.0 - r > -1.0)
+        return expected_alive_euler(r, a, b, x, z, log1mz, truncated);
+    if (fabs(a - 1.0) < CLV_A_NEAR_ONE) {
+        double lo = expected_alive_direct(r, 1.0 - CLV_A_NEAR_ONE, b, x, z, log1mz, truncated);
+        if (*truncated)
+            return 0.0;
+        double hi = expected_alive_direct(r, 1.0 + CLV_A_NEAR_ONE, b, x, z, log1mz, &trunc2);
+        *truncated = trunc2;
+        return lo + (hi - lo) * (a - (1.0 - CLV_A_NEAR_ONE)) / (2.0 * CLV_A_NEAR_ONE);
+    }
+    return expected_alive_direct(r, a, b, x, z, log1mz, truncated);
+}
+
+/* E[repeat purchases in (T, T+t] | alive at T] for horizon ratio u = t/(alpha+T). */
+static double expected_if_alive_u(double r, double a, double b, double x, double u)
+{
+    if (!(u > 0.0))
+        return 0.0;
+    if (!(u <= CLV_MAX_HORIZON_RATIO))
+        u = CLV_MAX_HORIZON_RATIO;
+    int truncated = 0;
+    double e = expected_alive_series(r, a, b, x, u, &truncated);
+    if (truncated) {
+        single_ctx ctx = {r + x, u};
+        e = beta_expectation(a, b + x, g_single, &ctx);
+    }
+    return finite_nonneg(e);
+}
+
 static double expected_if_alive(double r, double alpha, double a, double b, double x, double T, double t)
 {
     if (!(t > 0.0))
         return 0.0;
-    double u = t / (alpha + T);
-    if (!(u <= CLV_MAX_HORIZON_RATIO))
-        u = CLV_MAX_HORIZON_RATIO;
-    double log1mz = -log1p(u); /* log(1 - z), accurate for small and large u alike */
-    double z = u / (1.0 + u);
-    double e;
-    if (a + b - 1.0 - r > -1.0) {
-        e = expected_alive_euler(r, a, b, x, z, log1mz);
-    } else if (fabs(a - 1.0) < CLV_A_NEAR_ONE) {
-        double lo = expected_alive_direct(r, 1.0 - CLV_A_NEAR_ONE, b, x, z, log1mz);
-        double hi = expected_alive_direct(r, 1.0 + CLV_A_NEAR_ONE, b, x, z, log1mz);
-        e = lo + (hi - lo) * (a - (1.0 - CLV_A_NEAR_ONE)) / (2.0 * CLV_A_NEAR_ONE);
-    } else {
-        e = expected_alive_direct(r, a, b, x, z, log1mz);
-    }
-    return finite_nonneg(e);
+    return expected_if_alive_u(r, a, b, x, t / (alpha + T));
 }
 
 double clv_bgnbd_expected(const clv_bgnbd *m, double t, double x, double t_x, double T)
@@ -340,7 +450,40 @@ double clv_gg_expected_value(const clv_gg *m, double x, double mbar)
 /* ---------------------------------------------------------------------------------------- */
 
 #define CLV_DAYS_PER_MONTH 30.4375
-#define CLV_MAX_HORIZON_MONTHS 1200.0
+#define CLV_MAX_MONTHS 1200
+
+/* All months at once for the quadrature path: with e_k = (1 + p u_k)^-A,
+ *   g(p) = sum_k disc_k (e_{k-1} - e_k) / p,
+ * each difference taken as e_{k-1} * -expm1(-A (log1p(p u_k) - log1p(p u_{k-1}))) so that
+ * small increments keep their digits; Taylor form where p u_K is tiny. */
+typedef struct {
+    double A;
+    const double *u, *disc; /* u[0..months], u[0] = 0; disc[1..months] */
+    long months;
+} clv_ctx;
+
+static double g_clv(double p, void *vctx)
+{
+    const clv_ctx *c = vctx;
+    double A = c->A;
+    if ((A + 1.0) * p * c->u[c->months] < 1e-7) {
+        double s = 0.0;
+        for (long k = 1; k <= c->months; k++) {
+            double du = c->u[k] - c->u[k - 1];
+            s += c->disc[k] * du * (1.0 - 0.5 * (A + 1.0) * p * (c->u[k] + c->u[k - 1]));
+        }
+        return A * s;
+    }
+    double s = 0.0, e_prev = 1.0, l_prev = 0.0;
+    for (long k = 1; k <= c->months; k++) {
+        double l = log1p(p * c->u[k]);
+        double m = expm1(-A * (l - l_prev));
+        s -= c->disc[k] * e_prev * m;
+        e_prev *= 1.0 + m;
+        l_prev = l;
+    }
+    return s / p;
+}
 
 double clv_predicted(const clv_bgnbd *m, const clv_gg *g, double x, double t_x, double T, double mbar,
                      double horizon_months, double monthly_discount, double days_per_unit)
@@ -348,7 +491,7 @@ double clv_predicted(const clv_bgnbd *m, const clv_gg *g, double x, double t_x, 
     if (!bg_valid(m) || !gg_valid(g) || !pos_finite(days_per_unit) || !(horizon_months > 0.0) ||
         rft_clean(&x, &t_x, &T) != 0)
         return 0.0;
-    double H = horizon_months > CLV_MAX_HORIZON_MONTHS ? CLV_MAX_HORIZON_MONTHS : horizon_months;
+    double H = horizon_months > CLV_MAX_MONTHS ? (double)CLV_MAX_MONTHS : horizon_months;
     double d = isfinite(monthly_discount) && monthly_discount > 0.0 ? monthly_discount : 0.0;
     double value = clv_gg_expected_value(g, x, mbar);
     double pa = clv_bgnbd_p_alive(m, x, t_x, T);
@@ -356,16 +499,33 @@ double clv_predicted(const clv_bgnbd *m, const clv_gg *g, double x, double t_x, 
         return 0.0;
     double units_per_month = CLV_DAYS_PER_MONTH / days_per_unit;
     long months = (long)ceil(H);
-    double prev = 0.0, disc = 1.0, total = 0.0;
+    /* Month k ends at min(k, H) months; u_k is that time over alpha + T, capped like
+     * expected_if_alive does. */
+    double u[CLV_MAX_MONTHS + 1], disc[CLV_MAX_MONTHS + 1];
+    u[0] = 0.0;
+    disc[0] = 1.0;
     for (long k = 1; k <= months; k++) {
         double end = (double)k < H ? (double)k : H;
-        double cur = expected_if_alive(m->r, m->alpha, m->a, m->b, x, T, end * units_per_month);
-        disc /= 1.0 + d;
-        double inc = cur - prev; /* mathematically >= 0; guard rounding */
-        if (inc > 0.0)
-            total += inc * disc;
-        if (cur > prev)
-            prev = cur;
+        u[k] = fmin(end * units_per_month / (m->alpha + T), CLV_MAX_HORIZON_RATIO);
+        disc[k] = disc[k - 1] / (1.0 + d);
+    }
+    /* Series per month when the longest horizon's series converges within budget (shorter
+     * horizons converge no slower); otherwise one quadrature pass over all months. */
+    double total = 0.0;
+    int truncated = 0;
+    (void)expected_alive_series(m->r, m->a, m->b, x, u[months], &truncated);
+    if (!truncated) {
+        double prev = 0.0;
+        for (long k = 1; k <= months; k++) {
+            double cur = expected_if_alive_u(m->r, m->a, m->b, x, u[k]);
+            if (cur > prev) { /* mathematically increasing; guard rounding */
+                total += (cur - prev) * disc[k];
+                prev = cur;
+            }
+        }
+    } else {
+        clv_ctx ctx = {m->r + x, u, disc, months};
+        total = beta_expectation(m->a, m->b + x, g_clv, &ctx);
     }
     return finite_nonneg(total * pa * value);
 }
@@ -405,6 +565,14 @@ static double max_abs_projected(const double *g, const double *th, int k, double
     return m;
 }
 
+static void set_identity(double *M, int k)
+{
+    for (int i = 0; i < k * k; i++)
+        M[i] = 0.0;
+    for (int i = 0; i < k; i++)
+        M[i * k + i] = 1.0;
+}
+
 /*
  * Minimise fn over th in [lo, hi]^k, starting from th (overwritten with the best point).
  * Quasi-Newton (inverse-Hessian BFGS) direction, components against an active bound dropped,
@@ -424,14 +592,9 @@ static void bfgs_box(opt_fn fn, void *ctx, int k, double *th, double lo, double 
     res->f = f;
     if (!isfinite(f))
         return;
-    int fresh = 1, stalled = 0;
+    int fresh = 1, stalled = 0; /* fresh: Hi is the identity (no curvature learnt yet) */
+    set_identity(Hi, k);
     for (int it = 0; it < OPT_MAX_ITER; it++) {
-        if (fresh) {
-            for (int i = 0; i < k * k; i++)
-                Hi[i] = 0.0;
-            for (int i = 0; i < k; i++)
-                Hi[i * k + i] = 1.0;
-        }
         double gmax = max_abs_projected(g, th, k, lo, hi);
         if (gmax < OPT_GTOL)
             break;
@@ -447,6 +610,7 @@ static void bfgs_box(opt_fn fn, void *ctx, int k, double *th, double lo, double 
         }
         if (!(gd < 0.0)) { /* not a descent direction: fall back to steepest descent */
             fresh = 1;
+            set_identity(Hi, k);
             gd = 0.0;
             for (int i = 0; i < k; i++) {
                 int active = (th[i] <= lo && g[i] > 0.0) || (th[i] >= hi && g[i] < 0.0);
@@ -493,6 +657,7 @@ static void bfgs_box(opt_fn fn, void *ctx, int k, double *th, double lo, double 
         if (!accepted) {
             if (!fresh) {
                 fresh = 1; /* stale curvature: retry once with steepest descent */
+                set_identity(Hi, k);
                 continue;
             }
             stalled = 1;

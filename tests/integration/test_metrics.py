@@ -121,6 +121,32 @@ class HandBuiltShop(unittest.TestCase):
         self.assertAlmostEqual(jan["cells"][0]["revenue"], 50)
         self.assertEqual(len(feb["cells"]), 2)
 
+    def test_profile_with_rfm_by_hand(self):
+        # customers with orders: A B C D E H (n = 6; ntile(5) sizes 2,1,1,1,1)
+        # recency order B H D A E C -> D at 2 -> r 2; frequency (count, id): B E H A C D -> D at 5 -> f 5;
+        # money H6 D50 E60 C70 B80 A150 -> D at 1 -> m 1; r 2 f 5 = cannot_lose_them
+        r = server.get("/v1/customers/D?as_of=2026-04-01", self.key)
+        self.assertEqual(r.status, 200, r)
+        p = r.json
+        self.assertEqual((p["stage"], p["order_count"], p["status"]), ("advocate", 2, "at_risk"))
+        self.assertAlmostEqual(p["net_revenue"], 50)
+        self.assertAlmostEqual(p["avg_days_between_orders"], 5)
+        self.assertEqual((p["rfm"]["r"], p["rfm"]["f"], p["rfm"]["m"], p["rfm"]["segment"]),
+                         (2, 5, 1, "cannot_lose_them"))
+        self.assertEqual(server.get("/v1/customers/nobody", self.key).status, 404)
+
+    def test_lists_filter_sort_and_paginate(self):
+        r = server.get("/v1/customers?stage=customer&sort=net_revenue&limit=2", self.key)
+        self.assertEqual(r.status, 200, r)
+        page1 = r.json
+        self.assertEqual([c["customer_id"] for c in page1["customers"]], ["B", "E"])  # 80, 60
+        r = server.get("/v1/customers?stage=customer&sort=net_revenue&limit=2&cursor=" + page1["next_cursor"], self.key)
+        self.assertEqual([c["customer_id"] for c in r.json["customers"]], ["H"])
+        r = server.get("/v1/customers?segment=cannot_lose_them", self.key)
+        self.assertEqual([c["customer_id"] for c in r.json["customers"]], ["D"])
+        r = server.get("/v1/customers?sort=shoe_size&cursor=zz", self.key)
+        self.assertEqual({e["field"] for e in r.json["errors"]}, {"sort", "cursor"})
+
     def test_bad_parameters_are_400_naming_fields(self):
         r = server.get("/v1/metrics/summary?from=yesterday&window=0", self.key)
         self.assertEqual(r.status, 400)

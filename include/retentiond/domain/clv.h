@@ -14,8 +14,9 @@
  *  - Monetary value: mbar = mean value of the repeat occasions (first occasion excluded).
  *  - int-returning functions: 0 = OK, -1 = error.
  *  - Prediction functions never return NaN/Inf for finite arguments: out-of-range inputs are
- *    clamped (x < 0 -> 0, T <= 0 -> a tiny positive age, t_x into [0, T]). A model whose
- *    parameters are not finite and positive makes them return 0.
+ *    clamped (x < 0 -> 0 and x rounded to a whole count, T < 0 -> 0, t_x into [0, T], t_x = 0
+ *    when x = 0). A model whose parameters are not finite and positive makes them return 0.
+ *    Results too large for a double (absurd inputs only) saturate at DBL_MAX.
  */
 #ifndef RETENTIOND_DOMAIN_CLV_H
 #define RETENTIOND_DOMAIN_CLV_H
@@ -70,9 +71,12 @@ int clv_bgnbd_fit(const clv_rft *c, size_t n, clv_bgnbd *out);
 double clv_bgnbd_p_alive(const clv_bgnbd *m, double x, double t_x, double T);
 
 /* Conditional expected number of purchases in (T, T + t] given (x, t_x, T) — FHL 2005
- * eq. 10, evaluated through a Gauss 2F1 series summed in scaled/log space and rearranged so
- * a == 1 is not a singularity. t <= 0 gives 0. Always finite and >= 0; accuracy degrades
- * (series truncated after a fixed number of terms) only when t exceeds ~1e5 * (alpha + T). */
+ * eq. 10. Evaluated through the Gauss 2F1 series, summed in scaled/log space and rearranged
+ * so a == 1 is not a singularity; when the series would need more than a few thousand terms
+ * (t much longer than alpha + T) an equivalent one-dimensional integral over the dropout
+ * probability is used instead (tanh-sinh quadrature). Relative accuracy ~1e-8 or better.
+ * t <= 0 or non-finite gives 0; t beyond 1e12 * (alpha + T) is capped there.
+ * Always finite and >= 0. */
 double clv_bgnbd_expected(const clv_bgnbd *m, double t, double x, double t_x, double T);
 
 /* Unconditional E[X(t)]: expected repeat purchases in (0, t] for a newly acquired customer
@@ -94,15 +98,19 @@ int clv_gg_fit(const double *x, const double *mbar, size_t n, clv_gg *out);
 
 /* Conditional expected average transaction value given x repeat purchases with mean mbar:
  * p (v + x mbar) / (p x + q - 1). With x == 0 (or mbar <= 0 / non-finite) it is the
- * population mean v p / (q - 1). Returns 0 when that mean does not exist (q <= 1) or the
- * model is invalid. Always finite and >= 0. */
+ * population mean v p / (q - 1), or 0 when that mean does not exist (q <= 1). If
+ * p x + q - 1 <= 0 (only possible with q < 1) it returns mbar itself. 0 for an invalid
+ * model. Always finite and >= 0. */
 double clv_gg_expected_value(const clv_gg *m, double x, double mbar);
 
 /* Discounted CLV over horizon_months months with monthly discount rate monthly_discount,
  * for a BG/NBD model whose time unit is days_per_unit days (1 = days, 7 = weeks).
  * Sum over months k = 1..ceil(H) of (E[purchases by end of month k] - E[by end of month k-1])
  * * value / (1 + d)^k, month = 30.4375 days, the last month ending exactly at H when H is
- * fractional; value = clv_gg_expected_value(g, x, mbar).
+ * fractional; value = clv_gg_expected_value(g, x, mbar). Equivalently
+ * P(alive) * value * sum_k disc_k * (E_alive(t_k) - E_alive(t_{k-1})); for long horizons all
+ * months are integrated in one quadrature pass (cost ~0.2 ms for 120 months), otherwise
+ * it is a series evaluation per month (a few microseconds each).
  * Clamping: H is capped at 1200 months (100 years), H <= 0 gives 0, d < 0 is treated as 0;
  * days_per_unit <= 0 or non-finite gives 0. Always finite and >= 0. */
 double clv_predicted(const clv_bgnbd *m, const clv_gg *g, double x, double t_x, double T, double mbar,

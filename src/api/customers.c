@@ -1,0 +1,303 @@
+/* customers.c - GET /v1/customers/{id} (one profile) and GET /v1/customers (lists).
+ *
+ * The profile comes from the rollup row plus RFM ranks (migrations/005_customers.sql); the
+ * quintile arithmetic, segment and predictions are added here, inside the same database job,
+ * so that the predictive part can use the tenant's fitted model (api_clv_enrich_profile). */
+#include "retentiond/api/api.h"
+
+#include "retentiond/domain/metrics.h"
+#include "retentiond/domain/model.h"
+#include "retentiond/store/pool.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void api_customers_register(void)
+{
+    db_register_statement("customer_profile",
+        "SELECT rd_customer_profile($1, $2, coalesce($3::timestamptz, now()))::text, "
+        "coalesce($3::timestamptz, now())::text", 3);
+    db_register_statement("customer_list",
+        "SELECT rd_customer_list($1, $2, $3, $4, $5, $6, $7, $8, $9, coalesce($10::timestamptz, now()))::text", 10);
+}
+
+typedef struct {
+    char *params[10];
+    int days, horizon_months;
+    json_t *result;
+    bool found;
+} cust_ctx;
+
+static void cust_ctx_free(void *p)
+{
+    cust_ctx *c = p;
+    for (int i = 0; i < 10; i++)
+        free(c->params[i]);
+    json_decref(c->result);
+    free(c);
+}
+
+static cust_ctx *ctx_new(http_req *rq)
+{
+    cust_ctx *c = xcalloc(1, sizeof *c);
+    rq->ctx = c;
+    rq->ctx_free = cust_ctx_free;
+    char tid[24];
+    snprintf(tid, sizeof tid, "%lld", (long long)rq->tenant.id);
+    c->params[0] = xstrdup(tid);
+    return c;
+}
+
+/* Adds r/f/m scores and the segment from the ranks the SQL computed. */
+static void add_rfm(json_t *profile)
+{
+    json_t *ranks = json_object_get(profile, "rfm_ranks");
+    if (!json_is_object(ranks)) {
+        json_object_set_new(profile, "rfm", json_pack("{s:n, s:n, s:n, s:s}", "r", "f", "m", "segment", "prospect"));
+        return;
+    }
+    int64_t n = json_integer_value(json_object_get(ranks, "n"));
+    int r = metrics_quintile(json_integer_value(json_object_get(ranks, "r")), n);
+    int f = metrics_quintile(json_integer_value(json_object_get(ranks, "f")), n);
+    int m = metrics_quintile(json_integer_value(json_object_get(ranks, "m")), n);
+    json_object_set_new(profile, "rfm", json_pack("{s:i, s:i, s:i, s:s, s:O}", "r", r, "f", f, "m", m, "segment",
+                                                  metrics_rfm_segment(r, f), "inputs", ranks));
+    json_object_del(profile, "rfm_ranks");
+}
+
+static int profile_run(PGconn *conn, void *arg)
+{
+    http_req *rq = arg;
+    cust_ctx *c = rq->ctx;
+    json_decref(c->result);
+    c->result = NULL;
+    PGresult *res = PQexecPrepared(conn, "customer_profile", 3, (const char *const *)c->params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        db_log_error(res, conn, "customer_profile");
+        PQclear(res);
+        return RD_ERR;
+    }
+    c->found = !PQgetisnull(res, 0, 0);
+    if (c->found) {
+        c->result = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+        char *as_of = xstrdup(PQgetvalue(res, 0, 1));
+        PQclear(res);
+        if (!c->result) {
+            free(as_of);
+            return RD_ERR;
+        }
+        add_rfm(c->result);
+        json_object_set_new(c->result, "as_of", json_string(as_of));
+        int rc = api_clv_enrich_profile(conn, rq->tenant.id, c->result, as_of, c->days, c->horizon_months);
+        free(as_of);
+        return rc;
+    }
+    PQclear(res);
+    return RD_OK;
+}
+
+static int profile_after(http_req *rq, db_done_status st)
+{
+    cust_ctx *c = rq->ctx;
+    if (st != DB_DONE_OK) {
+        http_reply_db_failure(rq, st);
+        return HTTP_REPLIED;
+    }
+    if (!c->found) {
+        http_reply_problem(rq, 404, "Not Found", "no customer with this id", NULL);
+        return HTTP_REPLIED;
+    }
+    http_reply_json(rq, 200, json_incref(c->result));
+    return HTTP_REPLIED;
+}
+
+/* Parses an integer query argument in [min, max]; records an error when it is bad. */
+static int int_arg(http_req *rq, const char *name, int def, int min, int max, json_t *errors)
+{
+    const char *v = http_arg(rq, name);
+    if (!v)
+        return def;
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (*end || end == v || n < min || n > max) {
+        rd_error_add(errors, name, "must be a whole number from %d to %d", min, max);
+        return def;
+    }
+    return (int)n;
+}
+
+static const char *as_of_arg(http_req *rq, json_t *errors)
+{
+    const char *as_of = http_arg(rq, "as_of");
+    if (as_of && rd_timestamp_check(as_of) != RD_OK) {
+        rd_error_add(errors, "as_of", "must be an RFC 3339 timestamp or a date YYYY-MM-DD");
+        return NULL;
+    }
+    return as_of;
+}
+
+int api_customer_get(http_req *rq)
+{
+    json_t *errors = json_array();
+    cust_ctx *c = ctx_new(rq);
+    c->days = int_arg(rq, "days", 90, 1, 3650, errors);
+    c->horizon_months = int_arg(rq, "horizon_months", 12, 1, 120, errors);
+    const char *as_of = as_of_arg(rq, errors);
+    if (json_array_size(errors)) {
+        http_reply_problem(rq, 400, "Bad Request", "invalid query parameters", errors);
+        return HTTP_REPLIED;
+    }
+    json_decref(errors);
+    c->params[1] = xstrdup(rq->params[0]);
+    c->params[2] = as_of ? xstrdup(as_of) : NULL;
+    return http_defer(rq, DB_JOB_SOLO, 0, profile_run, profile_after);
+}
+
+/* ---- lists ---- */
+
+static const char *const sorts[] = {"net_revenue", "order_count", "last_order_at", "p_alive", "predicted_clv",
+                                    "customer_id", NULL};
+static const char *const stages[] = {"suspect", "prospect", "customer", "client", "advocate", NULL};
+static const char *const statuses[] = {"active", "at_risk", "lapsed", NULL};
+static const char *const segments[] = {"champions", "loyal", "potential_loyalist", "new", "promising",
+                                       "need_attention", "about_to_sleep", "at_risk", "cannot_lose_them",
+                                       "hibernating", NULL};
+
+static const char *one_of(http_req *rq, const char *name, const char *const *allowed, json_t *errors)
+{
+    const char *v = http_arg(rq, name);
+    if (!v)
+        return NULL;
+    for (int i = 0; allowed[i]; i++)
+        if (strcmp(v, allowed[i]) == 0)
+            return allowed[i];
+    buf b = {0};
+    for (int i = 0; allowed[i]; i++)
+        buf_printf(&b, "%s%s", i ? ", " : "", allowed[i]);
+    rd_error_add(errors, name, "must be one of %s", b.data);
+    buf_free(&b);
+    return NULL;
+}
+
+static int list_run(PGconn *conn, void *arg)
+{
+    http_req *rq = arg;
+    cust_ctx *c = rq->ctx;
+    json_decref(c->result);
+    c->result = NULL;
+    PGresult *res = PQexecPrepared(conn, "customer_list", 10, (const char *const *)c->params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        db_log_error(res, conn, "customer_list");
+        PQclear(res);
+        return RD_ERR;
+    }
+    c->result = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+    PQclear(res);
+    return c->result ? RD_OK : RD_ERR;
+}
+
+static int list_after(http_req *rq, db_done_status st)
+{
+    cust_ctx *c = rq->ctx;
+    if (st != DB_DONE_OK) {
+        http_reply_db_failure(rq, st);
+        return HTTP_REPLIED;
+    }
+    json_t *rows = c->result;
+    size_t n = json_array_size(rows);
+    json_t *next = json_null();
+    if (n && (int)n == atoi(c->params[8])) {
+        /* cursor: the last row's sort value and id, hex-encoded JSON so it is opaque and URL-safe */
+        json_t *last = json_array_get(rows, n - 1);
+        json_t *cur = json_pack("[O, O]", json_object_get(last, "sort_value"), json_object_get(last, "customer_id"));
+        char *s = json_dumps(cur, JSON_COMPACT);
+        json_decref(cur);
+        buf hex = {0};
+        for (const char *p = s; *p; p++)
+            buf_printf(&hex, "%02x", (unsigned char)*p);
+        free(s);
+        next = json_string(hex.data);
+        buf_free(&hex);
+    }
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row) {
+        json_t *rfm = json_object_get(row, "rfm");
+        if (json_is_object(rfm))
+            json_object_set_new(rfm, "segment", json_string(metrics_rfm_segment(
+                (int)json_integer_value(json_object_get(rfm, "r")), (int)json_integer_value(json_object_get(rfm, "f")))));
+        json_object_del(row, "sort_value");
+    }
+    http_reply_json(rq, 200, json_pack("{s:O, s:o, s:I}", "customers", rows, "next_cursor", next, "count", (json_int_t)n));
+    return HTTP_REPLIED;
+}
+
+/* Decodes a cursor into (value, id); RD_ERR when it is not one of ours. */
+static int cursor_decode(const char *hex, char **value, char **id)
+{
+    size_t n = strlen(hex);
+    if (n % 2 || n > 2048)
+        return RD_ERR;
+    char *raw = xmalloc(n / 2 + 1);
+    for (size_t i = 0; i < n / 2; i++) {
+        unsigned v;
+        if (sscanf(hex + 2 * i, "%2x", &v) != 1) {
+            free(raw);
+            return RD_ERR;
+        }
+        raw[i] = (char)v;
+    }
+    raw[n / 2] = '\0';
+    json_t *cur = json_loads(raw, 0, NULL);
+    free(raw);
+    if (!json_is_array(cur) || !json_is_number(json_array_get(cur, 0)) || !json_is_string(json_array_get(cur, 1))) {
+        json_decref(cur);
+        return RD_ERR;
+    }
+    char tmp[64];
+    snprintf(tmp, sizeof tmp, "%.17g", json_number_value(json_array_get(cur, 0)));
+    *value = xstrdup(tmp);
+    *id = xstrdup(json_string_value(json_array_get(cur, 1)));
+    json_decref(cur);
+    return RD_OK;
+}
+
+int api_customer_list(http_req *rq)
+{
+    json_t *errors = json_array();
+    cust_ctx *c = ctx_new(rq);
+    const char *stage = one_of(rq, "stage", stages, errors);
+    const char *status = one_of(rq, "status", statuses, errors);
+    const char *segment = one_of(rq, "segment", segments, errors);
+    const char *sort = one_of(rq, "sort", sorts, errors);
+    int limit = int_arg(rq, "limit", 50, 1, 1000, errors);
+    const char *as_of = as_of_arg(rq, errors);
+    const char *min_p = http_arg(rq, "min_p_alive");
+    if (min_p) {
+        char *end;
+        double v = strtod(min_p, &end);
+        if (*end || end == min_p || !(v >= 0 && v <= 1))
+            rd_error_add(errors, "min_p_alive", "must be a number from 0 to 1");
+    }
+    const char *cursor = http_arg(rq, "cursor");
+    if (cursor && cursor_decode(cursor, &c->params[6], &c->params[7]) != RD_OK)
+        rd_error_add(errors, "cursor", "is not a cursor this service returned");
+    if (json_array_size(errors)) {
+        http_reply_problem(rq, 400, "Bad Request", "invalid query parameters", errors);
+        return HTTP_REPLIED;
+    }
+    json_decref(errors);
+    char lim[16];
+    snprintf(lim, sizeof lim, "%d", limit);
+    c->params[1] = stage ? xstrdup(stage) : NULL;
+    c->params[2] = status ? xstrdup(status) : NULL;
+    c->params[3] = segment ? xstrdup(segment) : NULL;
+    c->params[4] = min_p ? xstrdup(min_p) : NULL;
+    c->params[5] = xstrdup(sort ? sort : "net_revenue");
+    c->params[8] = xstrdup(lim);
+    c->params[9] = as_of ? xstrdup(as_of) : NULL;
+    if (c->params[7] && !c->params[6])
+        c->params[6] = xstrdup("0");
+    return http_defer(rq, DB_JOB_SOLO, 0, list_run, list_after);
+}
