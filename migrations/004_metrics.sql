@@ -66,6 +66,19 @@ RETURNS json LANGUAGE sql STABLE AS $$
     fp AS (
         SELECT c.customer_id, date_trunc(p_unit, c.first_order_at) AS fp FROM customers c
         WHERE c.tenant_id = p_tenant AND c.first_order_at IS NOT NULL),
+    -- lifecycle per period by hash joins of the activity set with itself shifted one period
+    cur AS (
+        SELECT a.p, count(*) FILTER (WHERE fp.fp = a.p) AS new,
+               count(*) FILTER (WHERE prev.customer_id IS NOT NULL) AS n_returning,
+               count(*) FILTER (WHERE prev.customer_id IS NULL AND fp.fp < a.p) AS resurrecting
+        FROM act a JOIN fp USING (customer_id)
+        LEFT JOIN act prev ON prev.customer_id = a.customer_id AND prev.p = a.p - rd_unit_interval(p_unit)
+        GROUP BY a.p),
+    dorm AS (
+        SELECT a.p + rd_unit_interval(p_unit) AS p, count(*) AS dormant
+        FROM act a LEFT JOIN act nxt ON nxt.customer_id = a.customer_id AND nxt.p = a.p + rd_unit_interval(p_unit)
+        WHERE nxt.customer_id IS NULL
+        GROUP BY 1),
     rows AS (
         SELECT b.p_start, b.p_end,
             (SELECT count(*) FROM rd_active_at(p_tenant, b.p_start, p_window)) AS s,
@@ -76,18 +89,9 @@ RETURNS json LANGUAGE sql STABLE AS $$
                WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.tenant_id = p_tenant
                    AND o.customer_id = s.customer_id AND o.qualifying
                    AND o.placed_at >= b.p_end - make_interval(days => p_window) AND o.placed_at < b.p_end)) AS lost,
-            (SELECT count(*) FROM act a JOIN fp USING (customer_id)
-               WHERE a.p = b.p_start AND fp.fp = b.p_start) AS new,
-            (SELECT count(*) FROM act a WHERE a.p = b.p_start AND EXISTS (
-               SELECT 1 FROM act a2 WHERE a2.customer_id = a.customer_id
-               AND a2.p = b.p_start - rd_unit_interval(p_unit))) AS n_returning,
-            (SELECT count(*) FROM act a JOIN fp USING (customer_id)
-               WHERE a.p = b.p_start AND fp.fp < b.p_start AND NOT EXISTS (
-               SELECT 1 FROM act a2 WHERE a2.customer_id = a.customer_id
-               AND a2.p = b.p_start - rd_unit_interval(p_unit))) AS resurrecting,
-            (SELECT count(*) FROM act a WHERE a.p = b.p_start - rd_unit_interval(p_unit) AND NOT EXISTS (
-               SELECT 1 FROM act a2 WHERE a2.customer_id = a.customer_id AND a2.p = b.p_start)) AS dormant
-        FROM b)
+            coalesce(cur.new, 0) AS new, coalesce(cur.n_returning, 0) AS n_returning,
+            coalesce(cur.resurrecting, 0) AS resurrecting, coalesce(dorm.dormant, 0) AS dormant
+        FROM b LEFT JOIN cur ON cur.p = b.p_start LEFT JOIN dorm ON dorm.p = b.p_start)
     SELECT coalesce(json_agg(json_build_object(
         'period_start', p_start, 'period_end', p_end, 'S', s, 'E', e, 'N', n, 'lost', lost,
         'new', new, 'returning', n_returning, 'resurrecting', resurrecting, 'dormant', dormant)
