@@ -1,0 +1,221 @@
+/* test_domain.c - unit tests of the pure domain code: field validation, money, the ingest
+ * model, batch line splitting and CSV, metric ratios and RFM quintiles. No database. */
+#include "retentiond/domain/batch.h"
+#include "retentiond/domain/metrics.h"
+#include "retentiond/domain/model.h"
+
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+START_TEST(timestamps)
+{
+    ck_assert_int_eq(rd_timestamp_check("2026-01-05T10:00:00Z"), RD_OK);
+    ck_assert_int_eq(rd_timestamp_check("2026-01-05T10:00:00.123456+05:30"), RD_OK);
+    ck_assert_int_eq(rd_timestamp_check("2024-02-29"), RD_OK);           /* leap year */
+    ck_assert_int_eq(rd_timestamp_check("2023-02-29"), RD_ERR);
+    ck_assert_int_eq(rd_timestamp_check("1900-02-29"), RD_ERR);          /* century, not leap */
+    ck_assert_int_eq(rd_timestamp_check("2000-02-29"), RD_OK);           /* 400-year leap */
+    ck_assert_int_eq(rd_timestamp_check("2026-04-31T00:00:00Z"), RD_ERR);
+    ck_assert_int_eq(rd_timestamp_check("2026-01-05T24:00:00Z"), RD_ERR);
+    ck_assert_int_eq(rd_timestamp_check("2026-01-05T10:00:00"), RD_ERR); /* no offset */
+    ck_assert_int_eq(rd_timestamp_check("2026-1-5"), RD_ERR);
+    ck_assert_int_eq(rd_timestamp_check(""), RD_ERR);
+}
+END_TEST
+
+static char *money(json_t *v, const char **why)
+{
+    char *m = rd_money_from_json(v, why);
+    json_decref(v);
+    return m;
+}
+
+START_TEST(money_exact)
+{
+    const char *why = NULL;
+    char *m;
+    m = money(json_string("49.90"), &why);
+    ck_assert_str_eq(m, "49.90");
+    free(m);
+    m = money(json_real(0.1), &why);   /* a double that reads 0.1 is sent as 0.1 */
+    ck_assert_str_eq(m, "0.1");
+    free(m);
+    m = money(json_real(19.99), &why);
+    ck_assert_str_eq(m, "19.99");
+    free(m);
+    m = money(json_integer(12), &why);
+    ck_assert_str_eq(m, "12");
+    free(m);
+    m = money(json_string("007.50"), &why);
+    ck_assert_str_eq(m, "7.50");
+    free(m);
+    ck_assert_ptr_null(money(json_string("-1"), &why));
+    ck_assert_str_eq(why, "must not be negative");
+    ck_assert_ptr_null(money(json_real(-0.5), &why));
+    ck_assert_ptr_null(money(json_string("1e3"), &why));
+    ck_assert_ptr_null(money(json_string("1.2345678"), &why));
+    ck_assert_ptr_null(money(json_string("1234567890123456789"), &why));
+    ck_assert_ptr_null(money(json_real(1e300), &why));
+    ck_assert_ptr_null(money(json_real(0.1234567890123456), &why)); /* 16 digits: refused, not rounded */
+    ck_assert_ptr_null(money(json_true(), &why));
+    ck_assert_int_lt(rd_money_cmp("9.99", "10"), 0);
+    ck_assert_int_eq(rd_money_cmp("10.50", "10.5"), 0);
+    ck_assert_int_gt(rd_money_cmp("10.51", "10.5"), 0);
+}
+END_TEST
+
+static json_t *errs_of(const char *json, const char *currency, int *rc)
+{
+    json_t *obj = json_loads(json, 0, NULL);
+    json_t *errors = json_array();
+    rd_order o;
+    *rc = rd_order_parse(obj, currency, &o, errors);
+    rd_order_free(&o);
+    json_decref(obj);
+    return errors;
+}
+
+static bool has_field(json_t *errors, const char *field)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(errors, i, e)
+        if (strcmp(json_string_value(json_object_get(e, "field")), field) == 0)
+            return true;
+    return false;
+}
+
+START_TEST(order_validation_names_every_field)
+{
+    int rc;
+    json_t *e = errs_of("{\"order_id\": 5, \"customer_id\": \"c\", \"placed_at\": \"2026-01-01\", \"total\": \"10\"}",
+                        "USD", &rc);
+    ck_assert_int_eq(rc, RD_OK);
+    ck_assert_int_eq(json_array_size(e), 0);
+    json_decref(e);
+    e = errs_of("{\"order_id\": \"\", \"placed_at\": \"2026-13-01\", \"total\": -3, \"refunded\": \"x\","
+                " \"status\": \"lost\", \"currency\": \"eur\", \"test\": 1}", "USD", &rc);
+    ck_assert_int_eq(rc, RD_ERR);
+    const char *fields[] = {"order_id", "customer_id", "placed_at", "total", "refunded", "status", "currency", "test"};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+        ck_assert_msg(has_field(e, fields[i]), "no error for %s", fields[i]);
+    json_decref(e);
+    e = errs_of("{\"order_id\": \"o\", \"customer_id\": \"c\", \"placed_at\": \"2026-01-01\", \"total\": \"10\","
+                " \"refunded\": \"10.01\"}", "USD", &rc);
+    ck_assert(has_field(e, "refunded"));
+    json_decref(e);
+    e = errs_of("{\"order_id\": \"o\", \"customer_id\": \"c\", \"placed_at\": \"2026-01-01\", \"total\": \"10\","
+                " \"currency\": \"EUR\"}", "USD", &rc);
+    ck_assert(has_field(e, "currency"));
+    json_decref(e);
+}
+END_TEST
+
+START_TEST(batch_lines_across_chunks)
+{
+    batch_reader b;
+    batch_init(&b, "USD", "api");
+    const char *data = "{\"kind\":\"event\",\"event_id\":\"e1\",\"customer_id\":\"c\",\"type\":\"visit\","
+                       "\"occurred_at\":\"2026-01-01T00:00:00Z\"}\n\n{bad\n"
+                       "{\"kind\":\"customer\",\"customer_id\":\"c2\"}";
+    /* feed one byte at a time: line boundaries must not depend on chunking */
+    for (size_t i = 0; data[i]; i++)
+        batch_feed(&b, data + i, 1);
+    batch_finish(&b);
+    ck_assert_int_eq(b.line_no, 4);
+    ck_assert_int_eq(b.set.n_events, 1);
+    ck_assert_int_eq(b.set.n_customers, 1);
+    ck_assert_int_eq(b.counts.rejected, 1);
+    ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(b.rejected, 0), "line")), 3);
+    batch_free(&b);
+}
+END_TEST
+
+START_TEST(batch_csv)
+{
+    batch_reader b;
+    batch_init(&b, "USD", "import");
+    b.csv = true;
+    b.default_kind = "order";
+    const char *csv = "order_id,customer_id,placed_at,total,note\r\n"
+                      "1,\"c, with comma\",2026-01-01,\"1,5\",x\r\n"
+                      "2,c2,2026-01-02,2.50,\"say \"\"hi\"\"\"\r\n"
+                      "3,c3\r\n";
+    batch_feed(&b, csv, strlen(csv));
+    batch_finish(&b);
+    ck_assert_int_eq(b.set.n_orders, 1);            /* row 2 has total "1,5": rejected */
+    ck_assert_str_eq(b.set.orders[0].customer_id, "c2");
+    ck_assert_int_eq(b.counts.rejected, 2);          /* bad money, short row */
+    batch_free(&b);
+}
+END_TEST
+
+START_TEST(ratios_null_on_zero)
+{
+    json_t *r = metrics_ratio(1, 0);
+    ck_assert(json_is_null(r));
+    json_decref(r);
+    r = metrics_ratio(1, 4);
+    ck_assert(fabs(json_real_value(r) - 0.25) < 1e-12);
+    json_decref(r);
+    metrics_counts c = {0};
+    c.period_days = 31;
+    json_t *m = metrics_summary(&c);
+    const char *keys[] = {"retention_rate", "churn_rate", "repeat_purchase_rate", "purchase_frequency",
+                          "average_order_value", "customer_value", "ltv_historical", "cac"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        ck_assert_msg(json_is_null(json_object_get(m, keys[i])), "%s not null", keys[i]);
+    json_decref(m);
+    /* the seeds' worked example: S 100, N 60, E 150 -> retention 0.9 */
+    c = (metrics_counts){.period_days = 31, .S = 100, .E = 150, .N = 60, .lost = 10};
+    m = metrics_summary(&c);
+    ck_assert(fabs(json_real_value(json_object_get(m, "retention_rate")) - 0.9) < 1e-12);
+    ck_assert(fabs(json_real_value(json_object_get(m, "churn_rate")) - 0.1) < 1e-12);
+    json_decref(m);
+    /* no churn: lifespan capped and flagged */
+    c = (metrics_counts){.period_days = 365, .S = 10, .E = 10, .ordering = 10, .orders = 10, .revenue = 100};
+    m = metrics_summary(&c);
+    ck_assert(json_is_true(json_object_get(m, "average_lifespan_capped")));
+    ck_assert(fabs(json_real_value(json_object_get(m, "average_lifespan_years")) - METRICS_MAX_LIFESPAN_YEARS) < 1e-12);
+    json_decref(m);
+}
+END_TEST
+
+START_TEST(quintiles_like_ntile)
+{
+    /* PostgreSQL's ntile(5) over 6 rows gives 1,1,2,3,4,5; over 10 rows 1,1,2,2,...,5,5 */
+    int six[] = {1, 1, 2, 3, 4, 5};
+    for (int k = 0; k < 6; k++)
+        ck_assert_int_eq(metrics_quintile(k, 6), six[k]);
+    for (int k = 0; k < 10; k++)
+        ck_assert_int_eq(metrics_quintile(k, 10), k / 2 + 1);
+    ck_assert_int_eq(metrics_quintile(0, 1), 1);
+    ck_assert_int_eq(metrics_quintile(3, 3), 0); /* out of range */
+    ck_assert_str_eq(metrics_rfm_segment(5, 5), "champions");
+    ck_assert_str_eq(metrics_rfm_segment(2, 5), "cannot_lose_them");
+    ck_assert_str_eq(metrics_rfm_segment(4, 1), "promising");
+    ck_assert_str_eq(metrics_rfm_segment(1, 1), "hibernating");
+    ck_assert_str_eq(metrics_rfm_segment(3, 3), "need_attention");
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("domain");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, timestamps);
+    tcase_add_test(tc, money_exact);
+    tcase_add_test(tc, order_validation_names_every_field);
+    tcase_add_test(tc, batch_lines_across_chunks);
+    tcase_add_test(tc, batch_csv);
+    tcase_add_test(tc, ratios_null_on_zero);
+    tcase_add_test(tc, quintiles_like_ntile);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
