@@ -21,7 +21,8 @@ UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 # everything but main.c, for linking unit tests against the modules they test
 LIB_SRCS := $(filter-out src/main.c,$(SRCS))
 
-DEPS_STAMP := $(B)/.deps-$(shell cat scripts/install-deps.sh | cksum | cut -d' ' -f1)
+DEPS_LEVEL ?= test
+DEPS_STAMP := $(B)/.deps-$(DEPS_LEVEL)-$(shell cat scripts/install-deps.sh | cksum | cut -d' ' -f1)
 
 .PHONY: all deps run test unit integration test-asan bench soak fuzz install clean
 
@@ -29,7 +30,7 @@ all: $(B)/retentiond
 
 $(DEPS_STAMP): scripts/install-deps.sh
 	@mkdir -p build
-	@scripts/install-deps.sh test
+	@scripts/install-deps.sh $(DEPS_LEVEL)
 	@touch $@
 
 deps: $(DEPS_STAMP)
@@ -108,6 +109,8 @@ bench: deps $(B)/retentiond
 
 install: $(B)/retentiond
 	install -D -m 0755 $(B)/retentiond $(DESTDIR)$(BINDIR)/retentiond
+	install -D -m 0644 scripts/systemd/retentiond.service $(DESTDIR)$(PREFIX)/lib/systemd/system/retentiond.service
+	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/retentiond/README.md
 
 clean:
 	rm -rf build
