@@ -128,7 +128,16 @@ class Server:
             rc = self.proc.wait()
         self.proc = None
         self.log.close()
+        if SANITIZED:
+            self.assert_no_sanitizer_reports()
         return rc
+
+    def assert_no_sanitizer_reports(self):
+        """Under `make test-asan` a sanitizer finding (leak, overflow, UB) fails the test run."""
+        log = self.read_log()
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            if marker in log:
+                raise AssertionError(f"sanitizer report in {self.log_path}:\n" + log[log.index(marker) - 200:][:4000])
 
     def read_log(self):
         with open(self.log_path, "rb") as f:
