@@ -9,6 +9,7 @@
 
 #include "retentiond/config.h"
 #include "retentiond/domain/batch.h"
+#include "retentiond/stats.h"
 #include "retentiond/store/ingest.h"
 
 #include <stdlib.h>
@@ -68,6 +69,15 @@ static uint64_t hash_str(const char *s)
     return h;
 }
 
+/* Adds a committed set's outcomes to the process counters. */
+static void count_outcomes(const ingest_set *s, const ingest_counts *c)
+{
+    int kind = s->n_orders ? STATS_KIND_ORDER : s->n_customers ? STATS_KIND_CUSTOMER
+               : s->n_events ? STATS_KIND_EVENT : STATS_KIND_SPEND;
+    stats_add(&stats.ingested[kind][stats_source(s->source)], c->created + c->updated);
+    stats_add(&stats.duplicates, c->duplicates);
+}
+
 static int single_run(PGconn *conn, void *arg)
 {
     http_req *rq = arg;
@@ -83,6 +93,7 @@ static int single_after(http_req *rq, db_done_status st)
         http_reply_db_failure(rq, st);
         return HTTP_REPLIED;
     }
+    count_outcomes(&c->reader.set, &c->reader.counts);
     const char *outcome = c->outcome ? c->outcome : "duplicate";
     char id_field[32];
     snprintf(id_field, sizeof id_field, "%s_id", c->kind);
@@ -114,6 +125,7 @@ static int single_ingest(http_req *rq, const char *kind)
     batch_add_object(&c->reader, obj, 1);
     json_decref(obj);
     if (c->reader.counts.rejected) {
+        stats_add(&stats.rejected, 1);
         json_t *first = json_array_get(c->reader.rejected, 0);
         http_reply_problem(rq, 422, "Unprocessable Content", "the record has invalid fields; nothing was stored",
                            json_incref(json_object_get(first, "errors")));
@@ -140,12 +152,21 @@ static int batch_run(PGconn *conn, void *arg)
 {
     http_req *rq = arg;
     ingest_ctx *c = rq->ctx;
-    return store_ingest_commit(conn, rq->tenant.id, &c->reader.set, &c->reader.counts);
+    ingest_counts before = c->reader.counts;
+    if (store_ingest_commit(conn, rq->tenant.id, &c->reader.set, &c->reader.counts) != RD_OK)
+        return RD_ERR;
+    /* per kind would need per-kind outcomes; a batch's records are counted under "order" when
+     * it holds orders, else under its first kind */
+    ingest_counts delta = {c->reader.counts.created - before.created, c->reader.counts.updated - before.updated,
+                           c->reader.counts.duplicates - before.duplicates, 0};
+    count_outcomes(&c->reader.set, &delta);
+    return RD_OK;
 }
 
 static int batch_reply(http_req *rq)
 {
     ingest_ctx *c = rq->ctx;
+    stats_add(&stats.rejected, c->reader.counts.rejected);
     http_reply_json(rq, 200, batch_report(&c->reader));
     return HTTP_REPLIED;
 }

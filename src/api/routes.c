@@ -7,6 +7,7 @@
 const http_route http_routes[] = {
     {"GET", "/healthz", SCOPE_PUBLIC, api_healthz, NULL, false},
     {"GET", "/readyz", SCOPE_PUBLIC, api_readyz, NULL, false},
+    {"GET", "/metrics", SCOPE_PUBLIC, api_prometheus, NULL, false},
     {"POST", "/v1/customers", SCOPE_INGEST, api_post_customer, NULL, false},
     {"POST", "/v1/orders", SCOPE_INGEST, api_post_order, NULL, false},
     {"POST", "/v1/events", SCOPE_INGEST, api_post_event, NULL, false},

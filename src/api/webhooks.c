@@ -1,14 +1,473 @@
-/* webhooks.c - POST /v1/webhooks/shopify/{tenant} and /v1/webhooks/woocommerce/{tenant}.
- * (being written) */
+/* webhooks.c - POST /v1/webhooks/shopify/{tenant} and POST /v1/webhooks/woocommerce/{tenant}.
+ *
+ * A platform, not a user, calls these routes, so there is no Bearer key: the tenant is named
+ * in the URL and the request is authenticated by the platform's HMAC signature of the raw
+ * body under the tenant's webhook secret. Everything for one delivery is one database job
+ * (DB_JOB_SOLO, on a worker, while the connection is suspended):
+ *
+ *   load the tenant's secrets → verify the signature on the raw bytes (nothing is parsed
+ *   before) → parse and map the payload (src/platform/, pure) → BEGIN → remember the delivery
+ *   id (a redelivery stops here: "duplicate") → write the records → COMMIT
+ *
+ * and the 2xx is sent only after that COMMIT. Deliveries that are authentic but of no use to
+ * us (unknown topics, orders in a currency we cannot value) are acknowledged with 200
+ * {"status":"ignored"} and logged: platforms retry anything else, and WooCommerce disables a
+ * webhook after a few failures.
+ *
+ * Shopify refunds are kept per refund id in webhook_refunds (migrations/003_webhooks.sql); an
+ * order's refunded amount is always the capped sum of its rows, whichever of orders/updated
+ * and refunds/create brought them, and in whatever order they came. The few statements for
+ * this live here, next to their only user, as prepared statements. */
 #include "retentiond/api/api.h"
+
+#include "retentiond/log.h"
+#include "retentiond/platform/shopify.h"
+#include "retentiond/platform/signature.h"
+#include "retentiond/platform/woocommerce.h"
+#include "retentiond/store/ingest.h"
+#include "retentiond/store/tenants.h"
+
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { PLATFORM_SHOPIFY, PLATFORM_WOOCOMMERCE } wh_platform;
+
+/* What a delivery asks of the store, whichever platform sent it. */
+typedef enum { ACT_RECORDS, ACT_REFUND, ACT_DELETE, ACT_IGNORED, ACT_INVALID } wh_action;
+
+/* How a delivery ended; after_db turns it into the reply. */
+typedef enum {
+    WH_UNAUTHORIZED,  /* unknown tenant, no secret, or a signature that does not match */
+    WH_BAD_JSON,      /* authentic but not JSON: 400 */
+    WH_INVALID,       /* authentic JSON missing what its topic needs: 422 */
+    WH_IGNORED,       /* 200 ignored */
+    WH_DUPLICATE,     /* this delivery id was processed before: 200 duplicate */
+    WH_STORED,        /* records written: 200 with the store's outcome */
+    WH_PENDING,       /* a refund for an order not stored yet: kept, applied when it arrives */
+} wh_result;
+
+typedef struct {
+    wh_platform platform;
+    /* request headers, copied on the HTTP thread (MHD is not to be asked from a worker) */
+    char *signature, *topic, *delivery_id;
+    /* filled by the job */
+    wh_result result;
+    http_tenant tenant;
+    ingest_set set;
+    shopify_result shopify;
+    woocommerce_result woo;
+    wh_action action;
+    const char *order_id;     /* borrowed from the platform result */
+    const char *reason;       /* borrowed: why ignored */
+    json_t *errors;           /* field problems (WH_INVALID) */
+    const char *outcome;      /* the store's outcome for the first record */
+    char detail[320];         /* WH_BAD_JSON */
+} wh_ctx;
+
+static const char *platform_name(wh_platform p)
+{
+    return p == PLATFORM_SHOPIFY ? "shopify" : "woocommerce";
+}
+
+static void set_free(ingest_set *s)
+{
+    ingest_set_clear(s);
+    free(s->customers);
+    free(s->orders);
+    free(s->events);
+    free(s->spend);
+    memset(s, 0, sizeof *s);
+}
+
+static void wh_ctx_free(void *p)
+{
+    wh_ctx *c = p;
+    free(c->signature);
+    free(c->topic);
+    free(c->delivery_id);
+    set_free(&c->set);
+    shopify_result_free(&c->shopify);
+    woocommerce_result_free(&c->woo);
+    json_decref(c->errors);
+    free(c);
+}
+
+/* A header value that is safe to print in a logfmt line (platform-controlled text). */
+static void log_safe(char *dst, size_t n, const char *s)
+{
+    size_t j = 0;
+    for (; s && *s && j + 1 < n; s++)
+        dst[j++] = (strchr("/._-", *s) || (*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'z') ||
+                    (*s >= 'A' && *s <= 'Z')) ? *s : '?';
+    dst[j] = '\0';
+}
+
+/* ---- statements ---- */
+
+void api_webhooks_register_statements(void)
+{
+    db_register_statement("secret_get",
+        "SELECT t.tenant_id, t.name, t.currency, s.secret, "
+        "CASE WHEN s.rotated_at > now() - interval '1 hour' THEN s.previous_secret END "
+        "FROM tenants t JOIN webhook_secrets s USING (tenant_id) WHERE t.name = $1 AND s.platform = $2", 2);
+    db_register_statement("wh_delivery",
+        "INSERT INTO webhook_deliveries (tenant_id, platform, delivery_id, topic) VALUES ($1, $2, $3, $4) "
+        "ON CONFLICT DO NOTHING", 4);
+    /* serialises every write about one order (its refunds and its state) whatever the topic */
+    db_register_statement("wh_order_lock",
+        "SELECT pg_advisory_xact_lock(hashtextextended('wh:' || $1 || ':' || $2, 0))", 2);
+    db_register_statement("wh_refund_add",
+        "INSERT INTO webhook_refunds AS r (tenant_id, order_id, refund_id, amount, shop_amount, refunded_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, order_id, refund_id) DO UPDATE "
+        "SET shop_amount = EXCLUDED.shop_amount WHERE r.shop_amount IS NULL", 6);
+    /* refunded and shop_refunded of an order of total $3 / shop total $4: the capped sums; a
+     * refund without shop money is converted at the order's own ratio */
+    db_register_statement("wh_refund_sum",
+        "SELECT least($3::numeric, coalesce(sum(amount), 0))::text, "
+        "least($4::numeric, coalesce(sum(coalesce(shop_amount, CASE WHEN $3::numeric > 0 "
+        "THEN round(amount * $4::numeric / $3::numeric, scale($4::numeric)) END)), 0))::text "
+        "FROM webhook_refunds WHERE tenant_id = $1 AND order_id = $2", 4);
+    /* the stored order, with updated_at advanced to $3 (NULL: now) when that is later */
+    db_register_statement("wh_order_get",
+        "SELECT customer_id, placed_at::text, greatest(updated_at, coalesce($3::timestamptz, now()))::text, "
+        "currency, total::text, refunded::text, shop_total::text, shop_refunded::text, status, source, test "
+        "FROM orders WHERE tenant_id = $1 AND order_id = $2 FOR UPDATE", 3);
+}
+
+/* Runs a prepared statement; NULL (after logging) unless it returned `want`. */
+static PGresult *exec(PGconn *conn, const char *stmt, int n, const char *const *params, ExecStatusType want)
+{
+    PGresult *res = PQexecPrepared(conn, stmt, n, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != want) {
+        db_log_error(res, conn, stmt);
+        PQclear(res);
+        return NULL;
+    }
+    return res;
+}
+
+static int exec_ok(PGconn *conn, const char *stmt, int n, const char *const *params, ExecStatusType want)
+{
+    PGresult *res = exec(conn, stmt, n, params, want);
+    PQclear(res);
+    return res ? RD_OK : RD_ERR;
+}
+
+/* Replaces o's refunded amounts by the capped sums of the order's stored refunds. */
+static int apply_refund_sum(PGconn *conn, const char *tid, rd_order *o)
+{
+    const char *p[4] = {tid, o->order_id, o->total, o->shop_total};
+    PGresult *res = exec(conn, "wh_refund_sum", 4, p, PGRES_TUPLES_OK);
+    if (!res)
+        return RD_ERR;
+    free(o->refunded);
+    free(o->shop_refunded);
+    o->refunded = xstrdup(PQgetvalue(res, 0, 0));
+    o->shop_refunded = xstrdup(PQgetvalue(res, 0, 1));
+    PQclear(res);
+    return RD_OK;
+}
+
+static const char *static_source(const char *s)
+{
+    static const char *const names[] = {"api", "shopify", "woocommerce", "import"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(s, names[i]) == 0)
+            return names[i];
+    return "api";
+}
+
+/* Loads the stored order into c->set (one order) with updated_at advanced to `at` (NULL:
+ * now). Returns 1 if found, 0 if not, RD_ERR on a database error. */
+static int load_order(PGconn *conn, const char *tid, wh_ctx *c, const char *at)
+{
+    const char *p[3] = {tid, c->order_id, at};
+    PGresult *res = exec(conn, "wh_order_get", 3, p, PGRES_TUPLES_OK);
+    if (!res)
+        return RD_ERR;
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return 0;
+    }
+    rd_order o = {
+        .order_id = xstrdup(c->order_id), .customer_id = xstrdup(PQgetvalue(res, 0, 0)),
+        .placed_at = xstrdup(PQgetvalue(res, 0, 1)), .updated_at = xstrdup(PQgetvalue(res, 0, 2)),
+        .currency = xstrdup(PQgetvalue(res, 0, 3)), .total = xstrdup(PQgetvalue(res, 0, 4)),
+        .refunded = xstrdup(PQgetvalue(res, 0, 5)), .shop_total = xstrdup(PQgetvalue(res, 0, 6)),
+        .shop_refunded = xstrdup(PQgetvalue(res, 0, 7)), .status = xstrdup(PQgetvalue(res, 0, 8)),
+        .source = static_source(PQgetvalue(res, 0, 9)), .test = PQgetvalue(res, 0, 10)[0] == 't',
+    };
+    PQclear(res);
+    c->set.orders = xcalloc(1, sizeof *c->set.orders);
+    c->set.orders[0] = o;
+    c->set.n_orders = c->set.cap_orders = 1;
+    return 1;
+}
+
+/* Stores every refund of c->shopify for c->order_id. */
+static int add_refunds(PGconn *conn, const char *tid, wh_ctx *c, const char *at)
+{
+    for (size_t i = 0; i < c->shopify.n_refunds; i++) {
+        const shopify_refund *r = &c->shopify.refunds[i];
+        const char *p[6] = {tid, c->order_id, r->refund_id, r->amount, r->shop_amount, at};
+        if (exec_ok(conn, "wh_refund_add", 6, p, PGRES_COMMAND_OK) != RD_OK)
+            return RD_ERR;
+    }
+    return RD_OK;
+}
+
+/* The writes of one verified, mapped delivery, inside the open transaction. */
+static int store_delivery(PGconn *conn, wh_ctx *c)
+{
+    char tid[24];
+    snprintf(tid, sizeof tid, "%lld", (long long)c->tenant.id);
+    ingest_counts counts = {0};
+    bool shopify_order = c->platform == PLATFORM_SHOPIFY && c->order_id;
+    if (shopify_order) {
+        const char *p[2] = {tid, c->order_id};
+        if (exec_ok(conn, "wh_order_lock", 2, p, PGRES_TUPLES_OK) != RD_OK)
+            return RD_ERR;
+    }
+    switch (c->action) {
+    case ACT_RECORDS:
+        if (shopify_order && c->set.n_orders == 1 &&
+            (add_refunds(conn, tid, c, NULL) != RD_OK || apply_refund_sum(conn, tid, &c->set.orders[0]) != RD_OK))
+            return RD_ERR;
+        break;
+    case ACT_REFUND: {
+        if (add_refunds(conn, tid, c, c->shopify.refund_at) != RD_OK)
+            return RD_ERR;
+        int found = load_order(conn, tid, c, c->shopify.refund_at);
+        if (found < 0)
+            return RD_ERR;
+        if (!found) {
+            c->result = WH_PENDING;
+            return RD_OK;
+        }
+        if (apply_refund_sum(conn, tid, &c->set.orders[0]) != RD_OK)
+            return RD_ERR;
+        break;
+    }
+    case ACT_DELETE: {
+        int found = load_order(conn, tid, c, NULL);
+        if (found < 0)
+            return RD_ERR;
+        if (!found) {
+            c->result = WH_IGNORED;
+            c->reason = "the deleted order was never stored";
+            return RD_OK;
+        }
+        free(c->set.orders[0].status);
+        c->set.orders[0].status = xstrdup("cancelled");
+        break;
+    }
+    default:
+        return RD_OK;
+    }
+    if (store_ingest(conn, c->tenant.id, &c->set, &counts, &c->outcome) != RD_OK)
+        return RD_ERR;
+    c->result = WH_STORED;
+    return RD_OK;
+}
+
+/* ---- the job ---- */
+
+/* Loads the tenant's secrets and checks the signature against each. Returns 1 when
+ * authentic, 0 when not, RD_ERR on a database error. */
+static int verify(PGconn *conn, http_req *rq, wh_ctx *c)
+{
+    char *secrets[2] = {NULL, NULL};
+    int n = store_secret_get(conn, rq->params[0], platform_name(c->platform), &c->tenant, secrets);
+    if (n < 0)
+        return RD_ERR;
+    int ok = 0;
+    for (int i = 0; i < n; i++) {
+        if (!ok && signature_verify(secrets[i], rq->body.data, rq->body.len, c->signature))
+            ok = 1;
+        OPENSSL_cleanse(secrets[i], strlen(secrets[i]));
+        free(secrets[i]);
+    }
+    char name[80];
+    log_safe(name, sizeof name, rq->params[0]);
+    if (!ok)
+        rd_log(LOG_WARN, "msg=\"webhook rejected\" platform=%s tenant=%s reason=\"%s\"", platform_name(c->platform),
+               name, n == 0 ? "unknown tenant or no secret set" : "signature mismatch");
+    return ok;
+}
+
+static wh_action map_payload(wh_ctx *c, const json_t *payload)
+{
+    if (c->platform == PLATFORM_SHOPIFY) {
+        shopify_action a = shopify_map(c->topic, payload, c->tenant.currency, &c->set, &c->shopify, c->errors);
+        c->order_id = c->shopify.order_id;
+        c->reason = c->shopify.reason;
+        return a == SHOPIFY_RECORDS ? ACT_RECORDS : a == SHOPIFY_REFUND ? ACT_REFUND
+               : a == SHOPIFY_DELETE ? ACT_DELETE : a == SHOPIFY_IGNORED ? ACT_IGNORED : ACT_INVALID;
+    }
+    woocommerce_action a = woocommerce_map(c->topic, payload, c->tenant.currency, &c->set, &c->woo, c->errors);
+    c->order_id = c->woo.order_id;
+    c->reason = c->woo.reason;
+    return a == WOOCOMMERCE_RECORDS ? ACT_RECORDS : a == WOOCOMMERCE_DELETE ? ACT_DELETE
+           : a == WOOCOMMERCE_IGNORED ? ACT_IGNORED : ACT_INVALID;
+}
+
+static int wh_run(PGconn *conn, void *arg)
+{
+    http_req *rq = arg;
+    wh_ctx *c = rq->ctx;
+    c->result = WH_UNAUTHORIZED;
+    int ok = verify(conn, rq, c);
+    if (ok <= 0)
+        return ok < 0 ? RD_ERR : RD_OK;
+    /* from here on the body is the platform's: parse it */
+    rq->tenant = c->tenant;
+    json_error_t err;
+    json_t *payload = json_loadb(rq->body.data ? rq->body.data : "", rq->body.len, JSON_REJECT_DUPLICATES, &err);
+    if (!payload) {
+        snprintf(c->detail, sizeof c->detail, "malformed JSON at line %d, column %d: %s", err.line, err.column,
+                 err.text);
+        c->result = WH_BAD_JSON;
+        return RD_OK;
+    }
+    c->action = map_payload(c, payload);
+    json_decref(payload);
+    if (c->action == ACT_IGNORED || c->action == ACT_INVALID) {
+        c->result = c->action == ACT_IGNORED ? WH_IGNORED : WH_INVALID;
+        return RD_OK;
+    }
+
+    if (db_exec(conn, "BEGIN", "begin webhook") != RD_OK)
+        return RD_ERR;
+    if (c->delivery_id) {
+        char tid[24];
+        snprintf(tid, sizeof tid, "%lld", (long long)c->tenant.id);
+        const char *p[4] = {tid, platform_name(c->platform), c->delivery_id, c->topic ? c->topic : ""};
+        PGresult *res = exec(conn, "wh_delivery", 4, p, PGRES_COMMAND_OK);
+        if (!res)
+            return RD_ERR; /* the pool rolls back */
+        bool seen = strcmp(PQcmdTuples(res), "0") == 0;
+        PQclear(res);
+        if (seen) {
+            c->result = WH_DUPLICATE;
+            return db_exec(conn, "ROLLBACK", "rollback webhook");
+        }
+    }
+    if (store_delivery(conn, c) != RD_OK)
+        return RD_ERR;
+    return db_exec(conn, "COMMIT", "commit webhook");
+}
+
+/* ---- replies ---- */
+
+static void reply_status(http_req *rq, const char *status, const char *key, const char *value, const char *detail)
+{
+    json_t *body = json_pack("{s:s}", "status", status);
+    if (key && value)
+        json_object_set_new(body, key, json_string(value));
+    if (detail)
+        json_object_set_new(body, "detail", json_string(detail));
+    http_reply_json(rq, 200, body);
+}
+
+static int wh_after(http_req *rq, db_done_status st)
+{
+    wh_ctx *c = rq->ctx;
+    if (st != DB_DONE_OK) {
+        http_reply_db_failure(rq, st);
+        return HTTP_REPLIED;
+    }
+    char topic[80];
+    log_safe(topic, sizeof topic, c->topic);
+    switch (c->result) {
+    case WH_UNAUTHORIZED:
+        http_reply_problem(rq, 401, "Unauthorized",
+                           "the webhook signature does not match this tenant's secret; nothing was stored", NULL);
+        break;
+    case WH_BAD_JSON:
+        http_reply_problem(rq, 400, "Bad Request", c->detail, NULL);
+        break;
+    case WH_INVALID:
+        rd_log(LOG_WARN, "msg=\"webhook payload invalid\" platform=%s tenant=%s topic=%s", platform_name(c->platform),
+               c->tenant.name, topic);
+        http_reply_problem(rq, 422, "Unprocessable Content", "the payload lacks fields its topic needs; nothing was stored",
+                           json_incref(c->errors));
+        break;
+    case WH_IGNORED:
+        rd_log(LOG_INFO, "msg=\"webhook ignored\" platform=%s tenant=%s topic=%s reason=\"%s\"",
+               platform_name(c->platform), c->tenant.name, topic, c->reason);
+        reply_status(rq, "ignored", "reason", c->reason, NULL);
+        break;
+    case WH_DUPLICATE:
+        reply_status(rq, "duplicate", "delivery_id", c->delivery_id,
+                     "this delivery was processed before; nothing changed");
+        break;
+    case WH_PENDING:
+        reply_status(rq, "pending", "order_id", c->order_id,
+                     "the refund is recorded and will be applied when the order arrives");
+        break;
+    case WH_STORED: {
+        const char *outcome = c->outcome ? c->outcome : "duplicate";
+        if (c->set.n_orders)
+            reply_status(rq, outcome, "order_id", c->set.orders[0].order_id,
+                         strcmp(outcome, "stale") == 0 ? "a newer state of this order is stored; this one was ignored"
+                                                       : NULL);
+        else
+            reply_status(rq, outcome, "customer_id", c->set.n_customers ? c->set.customers[0].customer_id : NULL, NULL);
+        break;
+    }
+    }
+    return HTTP_REPLIED;
+}
+
+/* ---- handlers ---- */
+
+static char *header_dup(http_req *rq, const char *name)
+{
+    const char *v = http_header(rq, name);
+    return v && *v ? xstrdup(v) : NULL;
+}
+
+static int webhook(http_req *rq, wh_platform platform, const char *sig_header, const char *topic_header,
+                   const char *delivery_header)
+{
+    wh_ctx *c = xcalloc(1, sizeof *c);
+    c->platform = platform;
+    c->errors = json_array();
+    rq->ctx = c;
+    rq->ctx_free = wh_ctx_free;
+    c->signature = header_dup(rq, sig_header);
+    c->topic = header_dup(rq, topic_header);
+    c->delivery_id = header_dup(rq, delivery_header);
+    if (!c->signature) {
+        if (platform == PLATFORM_WOOCOMMERCE && woocommerce_is_ping(rq->body.data, rq->body.len)) {
+            /* sent unsigned when a webhook is saved; it expects 200 */
+            reply_status(rq, "ok", NULL, NULL, "ping received; nothing stored");
+            return HTTP_REPLIED;
+        }
+        char name[80];
+        log_safe(name, sizeof name, rq->params[0]);
+        rd_log(LOG_WARN, "msg=\"webhook rejected\" platform=%s tenant=%s reason=\"no signature\"",
+               platform_name(platform), name);
+        http_reply_problem(rq, 401, "Unauthorized", "the webhook signature header is missing; nothing was stored",
+                           NULL);
+        return HTTP_REPLIED;
+    }
+    if (c->delivery_id && strlen(c->delivery_id) > 255) {
+        http_reply_problem(rq, 400, "Bad Request", "the delivery id header is longer than 255 bytes", NULL);
+        return HTTP_REPLIED;
+    }
+    return http_defer(rq, DB_JOB_SOLO, 0, wh_run, wh_after);
+}
 
 int api_webhook_shopify(http_req *rq)
 {
-    http_reply_problem(rq, 501, "Not Implemented", "webhooks are not available yet", NULL);
-    return HTTP_REPLIED;
+    return webhook(rq, PLATFORM_SHOPIFY, "X-Shopify-Hmac-Sha256", "X-Shopify-Topic", "X-Shopify-Webhook-Id");
 }
 
 int api_webhook_woocommerce(http_req *rq)
 {
-    return api_webhook_shopify(rq);
+    return webhook(rq, PLATFORM_WOOCOMMERCE, "X-WC-Webhook-Signature", "X-WC-Webhook-Topic",
+                   "X-WC-Webhook-Delivery-ID");
 }

@@ -12,6 +12,9 @@ void api_register_statements(void);
 int api_healthz(http_req *rq);
 int api_readyz(http_req *rq);
 
+/* prometheus.c */
+int api_prometheus(http_req *rq);
+
 /* ingest.c */
 int api_post_customer(http_req *rq);
 int api_post_order(http_req *rq);

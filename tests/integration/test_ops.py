@@ -1,0 +1,61 @@
+"""Operations: /metrics in valid Prometheus text format (checked by promtool), counters that
+move when requests are made."""
+import re
+import subprocess
+import unittest
+
+from harness import Postgres, Server
+
+pg = server = None
+
+
+def setUpModule():
+    global pg, server
+    pg = Postgres().start()
+    server = Server(pg).start()
+
+
+def tearDownModule():
+    if server:
+        server.stop()
+    if pg:
+        pg.destroy()
+
+
+def sample(text, name, **labels):
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in text.splitlines():
+        if line.startswith(name + ("{" + want if want else "")):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+class Prometheus(unittest.TestCase):
+    def test_format_is_valid_and_counters_move(self):
+        _, key = server.tenant()
+        before = server.get("/metrics").body.decode()
+        o = {"order_id": "m1", "customer_id": "c", "placed_at": "2026-01-01", "total": "1"}
+        self.assertEqual(server.post("/v1/orders", o, key).status, 201)
+        self.assertEqual(server.post("/v1/orders", o, key).status, 200)
+        self.assertEqual(server.post("/v1/orders", {"order_id": "m2"}, key).status, 422)
+        r = server.get("/metrics")
+        self.assertEqual(r.status, 200)
+        self.assertTrue(r.headers["content-type"].startswith("text/plain; version=0.0.4"))
+        text = r.body.decode()
+        check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+        self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
+        route = dict(method="POST", route="/v1/orders")
+        self.assertEqual(sample(text, "retentiond_http_requests_total", **route, status=201)
+                         - sample(before, "retentiond_http_requests_total", **route, status=201), 1)
+        self.assertEqual(sample(text, "retentiond_http_requests_total", **route, status=422), 1)
+        self.assertEqual(sample(text, "retentiond_records_ingested_total", kind="order", source="api")
+                         - sample(before, "retentiond_records_ingested_total", kind="order", source="api"), 1)
+        self.assertGreaterEqual(sample(text, "retentiond_records_duplicate_total"), 1)
+        self.assertGreaterEqual(sample(text, "retentiond_records_rejected_total"), 1)
+        self.assertGreater(sample(text, "retentiond_db_pool_size"), 0)
+        self.assertTrue(re.search(r'retentiond_http_request_duration_seconds_bucket\{method="POST",'
+                                  r'route="/v1/orders",status="201",le="\+Inf"\} 1', text))
+
+
+if __name__ == "__main__":
+    unittest.main()
