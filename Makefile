@@ -39,15 +39,20 @@ $(B)/gen/migrations.c: scripts/embed-migrations.sh $(MIGRATIONS)
 	@mkdir -p $(B)/gen
 	scripts/embed-migrations.sh $(MIGRATIONS) > $@
 
+ASSETS := openapi=src/api/openapi.json dashboard=src/api/dashboard.html
+$(B)/gen/assets.c: scripts/embed-assets.sh src/api/openapi.json src/api/dashboard.html
+	@mkdir -p $(B)/gen
+	scripts/embed-assets.sh $(ASSETS) > $@
+
 # --- release build ---
-OBJS := $(patsubst src/%.c,$(B)/obj/%.o,$(SRCS)) $(B)/obj/gen/migrations.o
+OBJS := $(patsubst src/%.c,$(B)/obj/%.o,$(SRCS)) $(B)/obj/gen/migrations.o $(B)/obj/gen/assets.o
 LIB_OBJS := $(filter-out $(B)/obj/main.o,$(OBJS))
 
 $(B)/obj/%.o: src/%.c $(DEPS_STAMP) | $(B)/gen/migrations.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(shell pkg-config --cflags $(PKGS)) -MMD -MP -c $< -o $@
 
-$(B)/obj/gen/migrations.o: $(B)/gen/migrations.c
+$(B)/obj/gen/%.o: $(B)/gen/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(shell pkg-config --cflags $(PKGS)) -c $< -o $@
 
@@ -56,13 +61,13 @@ $(B)/retentiond: $(OBJS)
 
 # --- sanitizer build (separate objects) ---
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-ASAN_OBJS := $(patsubst src/%.c,$(B)/asan/%.o,$(SRCS)) $(B)/asan/gen/migrations.o
+ASAN_OBJS := $(patsubst src/%.c,$(B)/asan/%.o,$(SRCS)) $(B)/asan/gen/migrations.o $(B)/asan/gen/assets.o
 
 $(B)/asan/%.o: src/%.c $(DEPS_STAMP) | $(B)/gen/migrations.c
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out -O2,$(CFLAGS)) $(ASAN_FLAGS) $(shell pkg-config --cflags $(PKGS)) -MMD -MP -c $< -o $@
 
-$(B)/asan/gen/migrations.o: $(B)/gen/migrations.c
+$(B)/asan/gen/%.o: $(B)/gen/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out -O2,$(CFLAGS)) $(ASAN_FLAGS) $(shell pkg-config --cflags $(PKGS)) -c $< -o $@
 
@@ -86,10 +91,14 @@ UNIT_ASAN_BINS := $(patsubst tests/unit/%.c,$(B)/unit-asan/%,$(UNIT_SRCS))
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; RD_FIXTURES=tests/fixtures CK_FORK=no $$t; done
 
-integration: $(B)/retentiond
+tests/openapi/node_modules: tests/openapi/package-lock.json
+	cd tests/openapi && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+integration: $(B)/retentiond tests/openapi/node_modules
 	RETENTIOND_BIN=$(abspath $(B))/retentiond python3 -m unittest discover -s tests/integration -p 'test_*.py' -v
 
-test-asan: $(B)/asan/retentiond $(UNIT_ASAN_BINS)
+test-asan: $(B)/asan/retentiond $(UNIT_ASAN_BINS) tests/openapi/node_modules
 	@set -e; for t in $(UNIT_ASAN_BINS); do echo "== $$t (asan)"; RD_FIXTURES=tests/fixtures CK_FORK=no $$t; done
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	RETENTIOND_BIN=$(abspath $(B))/asan/retentiond RETENTIOND_SANITIZED=1 \

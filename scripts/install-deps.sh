@@ -18,6 +18,11 @@ case "$want" in
   *) echo "usage: $0 [build|runtime|test|bench]" >&2; exit 2 ;;
 esac
 
+# The OpenAPI and browser checks run on Node.js; any Node >= 18 will do (a NodeSource one too).
+case "$want" in test|bench)
+  command -v npm >/dev/null 2>&1 || pkgs="$pkgs nodejs npm" ;;
+esac
+
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -1,18 +1,25 @@
-/* cli.c - the import and fit sub-commands, and serve's background tasks.
+/* cli.c - the import and fit sub-commands, and serve's background tasks (the scheduled CLV
+ * refit of every tenant every clv_refit_interval seconds).
  *
  * import reads NDJSON or CSV through the same batch reader as POST /v1/batch and commits
  * every IMPORT_FLUSH_ROWS valid records in one transaction, so a history of millions of rows
  * streams through bounded memory. */
 #include "retentiond/cli.h"
 
+#include "retentiond/api/api.h"
+#include "retentiond/config.h"
 #include "retentiond/domain/batch.h"
+#include "retentiond/domain/model.h"
+#include "retentiond/log.h"
 #include "retentiond/store/ingest.h"
 #include "retentiond/store/tenants.h"
 #include "retentiond/util.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define IMPORT_FLUSH_ROWS 5000
@@ -96,10 +103,127 @@ int cli_import(PGconn *conn, const char *tenant, const char *path, const char *k
 
 int cli_fit(PGconn *conn, const char *tenant, const char *as_of)
 {
-    (void)conn; (void)tenant; (void)as_of;
-    fprintf(stderr, "retentiond: fit is not available yet\n");
-    return 1;
+    http_tenant t;
+    int found = store_tenant_find(conn, tenant, &t);
+    if (found <= 0) {
+        if (found == 0)
+            fprintf(stderr, "retentiond: no tenant \"%s\"\n", tenant);
+        return found == 0 ? 3 : 1;
+    }
+    if (as_of && rd_timestamp_check(as_of) != RD_OK) {
+        fprintf(stderr, "retentiond: --as-of must be an RFC 3339 timestamp or a date YYYY-MM-DD\n");
+        return 2;
+    }
+    clv_fit_report r;
+    clv_fit_outcome outcome = api_clv_fit_tenant(conn, t.id, as_of, &r);
+    if (outcome == CLV_FIT_DB_ERROR) {
+        fprintf(stderr, "retentiond: the database failed during the fit; nothing was stored\n");
+        return 1;
+    }
+    if (outcome == CLV_FIT_UNFIT) {
+        fprintf(stderr, "retentiond: no model fitted: %s\n", r.detail);
+        return 1;
+    }
+    const clv_model_row *m = &r.model;
+    printf("tenant       %s\n", tenant);
+    printf("fitted_at    %s\n", m->fitted_at);
+    printf("as_of        %s\n", m->as_of);
+    printf("customers    %d (%d repeat)\n", m->sample_size, m->repeat_size);
+    printf("BG/NBD       r=%.6g alpha=%.6g a=%.6g b=%.6g (alpha in days)  log-likelihood=%.4f\n", m->bg.r,
+           m->bg.alpha, m->bg.a, m->bg.b, m->bg.loglik);
+    printf("Gamma-Gamma  p=%.6g q=%.6g v=%.6g  log-likelihood=%.4f\n", m->gg.p, m->gg.q, m->gg.v, m->gg.loglik);
+    printf("time         load %.1f ms, fit %.1f ms, predictions %.1f ms, store %.1f ms, total %.1f ms\n",
+           r.load_ms, r.fit_ms, r.predict_ms, r.store_ms, r.total_ms);
+    return 0;
 }
 
-void api_start_background(void) {}
-void api_stop_background(void) {}
+/* ---- scheduled refit ----
+ * One thread with its own connection (never a pool worker: a fit of a big tenant would hold a
+ * worker for its whole duration). It sleeps on a condition variable, so stopping the service
+ * wakes it at once; a fit in progress finishes its current tenant first. */
+
+static struct {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool running, stopping;
+} refit = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+static bool refit_wait(int seconds)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += seconds;
+    pthread_mutex_lock(&refit.lock);
+    while (!refit.stopping && pthread_cond_timedwait(&refit.cond, &refit.lock, &until) == 0)
+        ;
+    bool stop = refit.stopping;
+    pthread_mutex_unlock(&refit.lock);
+    return !stop;
+}
+
+static bool refit_stopping(void)
+{
+    pthread_mutex_lock(&refit.lock);
+    bool stop = refit.stopping;
+    pthread_mutex_unlock(&refit.lock);
+    return stop;
+}
+
+static void refit_all(void)
+{
+    PGconn *conn = db_connect(config.database_url);
+    if (!conn) {
+        rd_log(LOG_WARN, "msg=\"scheduled clv refit skipped: no database connection\"");
+        return;
+    }
+    int64_t *ids = NULL;
+    int n = store_clv_tenants(conn, &ids);
+    int fitted = 0, unfit = 0, failed = 0;
+    for (int i = 0; i < n && !refit_stopping(); i++) {
+        clv_fit_report r;
+        switch (api_clv_fit_tenant(conn, ids[i], NULL, &r)) {
+        case CLV_FIT_DONE: fitted++; break;
+        case CLV_FIT_UNFIT: unfit++; break;
+        case CLV_FIT_DB_ERROR: failed++; break;
+        }
+        if (PQstatus(conn) != CONNECTION_OK)
+            break;
+    }
+    free(ids);
+    PQfinish(conn);
+    rd_log(LOG_INFO, "msg=\"scheduled clv refit\" tenants=%d fitted=%d too_little_data=%d failed=%d", n < 0 ? 0 : n,
+           fitted, unfit, failed);
+}
+
+static void *refit_main(void *arg)
+{
+    (void)arg;
+    while (refit_wait(config.clv_refit_interval))
+        refit_all();
+    return NULL;
+}
+
+void api_start_background(void)
+{
+    if (config.clv_refit_interval <= 0 || refit.running)
+        return;
+    refit.stopping = false;
+    if (pthread_create(&refit.thread, NULL, refit_main, NULL) != 0) {
+        rd_log(LOG_ERROR, "msg=\"cannot start the clv refit thread\"");
+        return;
+    }
+    refit.running = true;
+}
+
+void api_stop_background(void)
+{
+    if (!refit.running)
+        return;
+    pthread_mutex_lock(&refit.lock);
+    refit.stopping = true;
+    pthread_cond_broadcast(&refit.cond);
+    pthread_mutex_unlock(&refit.lock);
+    pthread_join(refit.thread, NULL);
+    refit.running = false;
+}

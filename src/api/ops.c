@@ -45,3 +45,20 @@ int api_readyz(http_req *rq)
     rq->ctx_free = free;
     return http_defer(rq, DB_JOB_SOLO, 0, readyz_run, readyz_after);
 }
+
+extern const char rd_asset_openapi[];
+extern const size_t rd_asset_openapi_len;
+extern const char rd_asset_dashboard[];
+extern const size_t rd_asset_dashboard_len;
+
+int api_openapi(http_req *rq)
+{
+    http_reply_text(rq, 200, "application/json", rd_asset_openapi, rd_asset_openapi_len);
+    return HTTP_REPLIED;
+}
+
+int api_dashboard(http_req *rq)
+{
+    http_reply_text(rq, 200, "text/html; charset=utf-8", rd_asset_dashboard, rd_asset_dashboard_len);
+    return HTTP_REPLIED;
+}

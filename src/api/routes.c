@@ -8,6 +8,8 @@ const http_route http_routes[] = {
     {"GET", "/healthz", SCOPE_PUBLIC, api_healthz, NULL, false},
     {"GET", "/readyz", SCOPE_PUBLIC, api_readyz, NULL, false},
     {"GET", "/metrics", SCOPE_PUBLIC, api_prometheus, NULL, false},
+    {"GET", "/openapi.json", SCOPE_PUBLIC, api_openapi, NULL, false},
+    {"GET", "/", SCOPE_PUBLIC, api_dashboard, NULL, false},
     {"POST", "/v1/customers", SCOPE_INGEST, api_post_customer, NULL, false},
     {"POST", "/v1/orders", SCOPE_INGEST, api_post_order, NULL, false},
     {"POST", "/v1/events", SCOPE_INGEST, api_post_event, NULL, false},
@@ -17,6 +19,8 @@ const http_route http_routes[] = {
     {"GET", "/v1/metrics/retention", SCOPE_READ, api_metrics_retention, NULL, false},
     {"GET", "/v1/metrics/cohorts", SCOPE_READ, api_metrics_cohorts, NULL, false},
     {"GET", "/v1/metrics/ladder", SCOPE_READ, api_metrics_ladder, NULL, false},
+    {"GET", "/v1/metrics/clv", SCOPE_READ, api_metrics_clv, NULL, false},
+    {"POST", "/v1/models/clv/fit", SCOPE_ADMIN, api_clv_fit, NULL, false},
     {"GET", "/v1/customers/{id}", SCOPE_READ, api_customer_get, NULL, false},
     {"GET", "/v1/customers", SCOPE_READ, api_customer_list, NULL, false},
     {"POST", "/v1/webhooks/shopify/{tenant}", SCOPE_WEBHOOK, api_webhook_shopify, NULL, false},
@@ -31,4 +35,5 @@ void api_register_statements(void)
     api_webhooks_register_statements();
     api_metrics_register();
     api_customers_register();
+    store_clv_register();
 }

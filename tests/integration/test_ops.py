@@ -1,10 +1,11 @@
 """Operations: /metrics in valid Prometheus text format (checked by promtool), counters that
 move when requests are made."""
+import os
 import re
 import subprocess
 import unittest
 
-from harness import Postgres, Server
+from harness import ROOT, Postgres, Server
 
 pg = server = None
 
@@ -59,3 +60,31 @@ class Prometheus(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class OpenAPI(unittest.TestCase):
+    def test_document_is_valid_openapi_31(self):
+        r = server.get("/openapi.json")
+        self.assertEqual(r.status, 200)
+        out = subprocess.run(["node", os.path.join(ROOT, "tests", "openapi", "validate.mjs"), "-"], input=r.body,
+                             capture_output=True, cwd=os.path.join(ROOT, "tests", "openapi"))
+        self.assertEqual(out.returncode, 0, out.stderr.decode() + out.stdout.decode())
+        self.assertEqual(r.json["openapi"], "3.1.0")
+
+    def test_every_route_is_documented_and_vice_versa(self):
+        with open(os.path.join(ROOT, "src", "api", "routes.c")) as f:
+            served = set(re.findall(r'\{"(GET|POST|PUT|PATCH|DELETE)", "([^"]+)"', f.read()))
+        doc = server.get("/openapi.json").json
+        documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops
+                      if m in ("get", "post", "put", "patch", "delete")}
+        self.assertTrue(served)
+        self.assertEqual(served - documented, set(), "routes missing from the OpenAPI document")
+        self.assertEqual(documented - served, set(), "documented paths the server does not serve")
+
+
+class Dashboard(unittest.TestCase):
+    def test_page_is_served(self):
+        r = server.get("/")
+        self.assertEqual(r.status, 200)
+        self.assertTrue(r.headers["content-type"].startswith("text/html"))
+        self.assertIn(b"/v1/metrics/summary", r.body)

@@ -4,6 +4,7 @@
 #define RETENTIOND_API_API_H
 
 #include "retentiond/http/server.h"
+#include "retentiond/store/clv_store.h"
 
 /* Registers every prepared statement the handlers use (call before db_pool_start). */
 void api_register_statements(void);
@@ -11,6 +12,9 @@ void api_register_statements(void);
 /* ops.c */
 int api_healthz(http_req *rq);
 int api_readyz(http_req *rq);
+/* The embedded OpenAPI document and dashboard page. */
+int api_openapi(http_req *rq);
+int api_dashboard(http_req *rq);
 
 /* prometheus.c */
 int api_prometheus(http_req *rq);
@@ -45,6 +49,26 @@ int api_customer_list(http_req *rq);
  * predicted CLV). Says plainly when no model is fitted. Returns RD_OK or RD_ERR. */
 int api_clv_enrich_profile(PGconn *conn, int64_t tenant_id, json_t *profile, const char *as_of, int days,
                            int horizon_months);
+/* POST /v1/models/clv/fit (scope admin) and GET /v1/metrics/clv (scope read). */
+int api_clv_fit(http_req *rq);
+int api_metrics_clv(http_req *rq);
+
+/* One complete fit for a tenant on conn (shared by the endpoint, `retentiond fit` and the
+ * scheduled refit): loads the customers' summaries at as_of (NULL = now), fits BG/NBD (days)
+ * and Gamma-Gamma, predicts every customer and stores model + predictions in one
+ * transaction. CLV_FIT_DONE fills out->model and the timings; CLV_FIT_UNFIT means the data
+ * cannot support a model (out->detail says why in plain words; nothing stored);
+ * CLV_FIT_DB_ERROR means a statement failed (logged; nothing stored). */
+typedef enum { CLV_FIT_DONE, CLV_FIT_UNFIT, CLV_FIT_DB_ERROR } clv_fit_outcome;
+typedef struct {
+    clv_model_row model;
+    char detail[320];
+    size_t customers;
+    double load_ms, fit_ms, predict_ms, store_ms, total_ms;
+} clv_fit_report;
+clv_fit_outcome api_clv_fit_tenant(PGconn *conn, int64_t tenant_id, const char *as_of, clv_fit_report *out);
+/* The stored model as JSON (parameters, fit time, as_of, sizes, log-likelihoods). New reference. */
+json_t *api_clv_model_json(const clv_model_row *m);
 
 /* webhooks.c */
 int api_webhook_shopify(http_req *rq);

@@ -1,0 +1,81 @@
+/* clv_store.h - PostgreSQL side of predictive CLV: the per-customer purchase summaries the
+ * models are fitted on (computed in SQL from the orders), the fitted models (clv_models) and
+ * the per-customer predictions every fit writes (customer_predictions).
+ *
+ * Time convention (SPEC §4 "Predictive CLV", shared/data/clv/README.md). as_of is the end of
+ * the observation window, an instant; orders with placed_at < as_of count, later ones are
+ * ignored. Purchase occasions are UTC calendar days and every duration is a whole number of
+ * days between calendar days: t_x = last occasion day - first occasion day, and
+ * T = end day - first occasion day, where the end day is the UTC day holding the last instant
+ * before as_of. So as_of = 1997-10-01 (midnight) observes up to and including 1997-09-30 and
+ * gives T = 272 days for a first purchase on 1997-01-01, the published CDNOW convention;
+ * as_of = now observes today, partly, as the end day.
+ *
+ * All functions take a connection the caller owns, outside any transaction of the caller's
+ * (store_clv_save runs its own). Return conventions are stated per function. */
+#ifndef RETENTIOND_STORE_CLV_STORE_H
+#define RETENTIOND_STORE_CLV_STORE_H
+
+#include "retentiond/domain/clv.h"
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Registers the statements below with the pool (call before db_pool_start / db_connect). */
+void store_clv_register(void);
+
+/* The customers of one tenant at as_of, parallel arrays of n rows (all owned). */
+typedef struct {
+    size_t n;
+    char **ids;          /* customer_id */
+    clv_rft *rft;        /* x, t_x, T in days */
+    double *mbar;        /* mean value of the repeat occasions, 0 when x = 0 */
+    double *x;           /* copy of rft[i].x, the layout clv_gg_fit wants */
+    char as_of[64];      /* the resolved as_of, as PostgreSQL prints a timestamptz */
+} clv_sample;
+
+/* Loads the summary of every customer with a qualifying order before as_of (NULL = now).
+ * Returns RD_OK and fills *out (release with clv_sample_free), or RD_ERR after logging. */
+int store_clv_load_sample(PGconn *conn, int64_t tenant_id, const char *as_of, clv_sample *out);
+void clv_sample_free(clv_sample *s);
+
+/* One customer's summary at as_of (NULL = now). Returns 1 and fills *rft, *mbar and
+ * *as_of_epoch (seconds since 1970, UTC); 0 when the customer has no qualifying order before
+ * as_of (only *as_of_epoch is filled); -1 on a database error. */
+int store_clv_customer(PGconn *conn, int64_t tenant_id, const char *customer_id, const char *as_of,
+                       clv_rft *rft, double *mbar, double *as_of_epoch);
+
+/* A stored model: both sub-models, in days. */
+typedef struct {
+    clv_bgnbd bg;
+    clv_gg gg;
+    char fitted_at[64], as_of[64];   /* timestamptz text as PostgreSQL prints it */
+    int sample_size, repeat_size;
+    double fit_ms;
+} clv_model_row;
+
+/* Per-customer predictions written with a model, parallel to the sample's rows. */
+typedef struct {
+    double *p_alive, *expected_orders, *predicted_clv;
+} clv_predictions;
+
+/* In one transaction: inserts the model (fitted_at = the transaction's time, written back
+ * into m->fitted_at), replaces every customer_predictions row of the tenant by the sample's
+ * rows (batched INSERT ... SELECT FROM unnest), commits. Concurrent saves for one tenant are
+ * serialised by an advisory lock. Returns RD_OK, or RD_ERR after rolling back and logging. */
+int store_clv_save(PGconn *conn, int64_t tenant_id, clv_model_row *m, const clv_sample *s,
+                   const clv_predictions *pred);
+
+/* The tenant's newest model. Returns 1 and fills *out, 0 when none was fitted, -1 on error. */
+int store_clv_latest(PGconn *conn, int64_t tenant_id, clv_model_row *out);
+
+/* Distribution of the stored predicted CLV (count, sum, mean, p10..p99) and related figures
+ * as a JSON text the caller frees; NULL on a database error. */
+char *store_clv_distribution(PGconn *conn, int64_t tenant_id);
+
+/* Ids of every tenant, for the scheduled refit. Returns how many (*ids allocated, caller
+ * frees), or -1 on error. */
+int store_clv_tenants(PGconn *conn, int64_t **ids);
+
+#endif

@@ -1,0 +1,333 @@
+/* clv_store.c - predictive CLV in PostgreSQL: purchase summaries, fitted models, predictions.
+ *
+ * The per-customer summary (x, t_x, T, mbar) is computed by PostgreSQL from the orders in one
+ * statement, so a fit moves one row per customer over the wire instead of every order. The
+ * predictions of a fit replace the tenant's previous ones in the same transaction as the
+ * model row, through INSERT ... SELECT FROM unnest(arrays) in batches of PRED_BATCH rows: one
+ * round trip per batch, and readers never see a model without its predictions. */
+#include "retentiond/store/clv_store.h"
+
+#include "retentiond/log.h"
+#include "retentiond/store/pool.h"
+#include "retentiond/util.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PRED_BATCH 10000
+
+/* Occasions: one row per (customer, UTC day) of qualifying orders before as_of, values summed.
+ * The end day is the UTC day of the last instant before as_of (see clv_store.h). */
+#define OCCASIONS_SQL(customer_filter)                                                             \
+    "WITH occ AS (SELECT o.customer_id, (o.placed_at AT TIME ZONE 'UTC')::date AS d, "            \
+    "                    sum(o.net_value) AS v "                                                   \
+    "             FROM orders o WHERE o.tenant_id = $1 " customer_filter " AND o.qualifying "      \
+    "               AND o.placed_at < $2::timestamptz GROUP BY 1, 2), "                              \
+    "     k AS (SELECT customer_id, d, v, row_number() OVER (PARTITION BY customer_id ORDER BY d) AS k " \
+    "           FROM occ) "                                                                        \
+    "SELECT customer_id, (count(*) - 1)::int AS x, max(d) - min(d) AS t_x, "                      \
+    "       ((($2::timestamptz - interval '1 microsecond') AT TIME ZONE 'UTC')::date - min(d)) AS T, " \
+    "       coalesce((sum(v) FILTER (WHERE k > 1) / nullif(count(*) - 1, 0))::float8, 0) AS mbar " \
+    "FROM k GROUP BY customer_id"
+
+void store_clv_register(void)
+{
+    db_register_statement("clv_as_of", "SELECT to_json(coalesce($1::timestamptz, now()))#>>'{}'", 1);
+    db_register_statement("clv_sample", OCCASIONS_SQL(""), 2);
+    db_register_statement("clv_customer",
+        "SELECT s.x, s.t_x, s.T, s.mbar, extract(epoch FROM a.at)::float8 "
+        "FROM (SELECT $2::timestamptz AS at) a "
+        "LEFT JOIN LATERAL (" OCCASIONS_SQL("AND o.customer_id = $3") ") s ON true",
+        3);
+    db_register_statement("clv_lock", "SELECT pg_advisory_xact_lock(1380, ($1::bigint % 2147483647)::int)", 1);
+    db_register_statement("clv_model_insert",
+        "INSERT INTO clv_models (tenant_id, fitted_at, as_of, sample_size, repeat_size, r, alpha, a, b, "
+        "                        bgnbd_loglik, p, q, v, gg_loglik, fit_ms) "
+        "VALUES ($1, now(), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) "
+        "RETURNING to_json(fitted_at)#>>'{}'",
+        14);
+    db_register_statement("clv_pred_delete", "DELETE FROM customer_predictions WHERE tenant_id = $1", 1);
+    db_register_statement("clv_pred_insert",
+        "INSERT INTO customer_predictions (tenant_id, customer_id, fitted_at, p_alive, expected_orders, predicted_clv) "
+        "SELECT $1, u.id, $2, u.pa, u.eo, u.clv "
+        "FROM unnest($3::text[], $4::float8[], $5::float8[], $6::float8[]) AS u(id, pa, eo, clv)",
+        6);
+    db_register_statement("clv_latest",
+        "SELECT to_json(fitted_at)#>>'{}', to_json(as_of)#>>'{}', sample_size, repeat_size, r, alpha, a, b, "
+        "       bgnbd_loglik, p, q, v, gg_loglik, fit_ms "
+        "FROM clv_models WHERE tenant_id = $1 ORDER BY fitted_at DESC LIMIT 1",
+        1);
+    db_register_statement("clv_distribution",
+        "SELECT json_build_object("
+        "  'customers', count(*), 'fitted_at', max(fitted_at), "
+        "  'predicted_clv', json_build_object('count', count(*), 'sum', sum(predicted_clv), "
+        "      'mean', avg(predicted_clv), 'min', min(predicted_clv), "
+        "      'p10', percentile_cont(0.10) WITHIN GROUP (ORDER BY predicted_clv), "
+        "      'p25', percentile_cont(0.25) WITHIN GROUP (ORDER BY predicted_clv), "
+        "      'p50', percentile_cont(0.50) WITHIN GROUP (ORDER BY predicted_clv), "
+        "      'p75', percentile_cont(0.75) WITHIN GROUP (ORDER BY predicted_clv), "
+        "      'p90', percentile_cont(0.90) WITHIN GROUP (ORDER BY predicted_clv), "
+        "      'p99', percentile_cont(0.99) WITHIN GROUP (ORDER BY predicted_clv), "
+        "      'max', max(predicted_clv)), "
+        "  'p_alive', json_build_object('mean', avg(p_alive), "
+        "      'p50', percentile_cont(0.50) WITHIN GROUP (ORDER BY p_alive), "
+        "      'below_0_5', count(*) FILTER (WHERE p_alive < 0.5)), "
+        "  'expected_orders_90d', json_build_object('sum', sum(expected_orders), 'mean', avg(expected_orders))"
+        ")::text FROM customer_predictions WHERE tenant_id = $1",
+        1);
+    db_register_statement("clv_tenants", "SELECT tenant_id FROM tenants ORDER BY tenant_id", 0);
+}
+
+/* Runs a prepared statement expecting rows; logs and returns NULL on failure. */
+static PGresult *query(PGconn *conn, const char *stmt, int n, const char *const *params)
+{
+    PGresult *res = PQexecPrepared(conn, stmt, n, params, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(res);
+    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+        db_log_error(res, conn, stmt);
+        PQclear(res);
+        return NULL;
+    }
+    return res;
+}
+
+static double field_double(const PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? NAN : strtod(PQgetvalue(res, row, col), NULL);
+}
+
+static void tenant_text(char out[24], int64_t tenant_id)
+{
+    snprintf(out, 24, "%lld", (long long)tenant_id);
+}
+
+void clv_sample_free(clv_sample *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->ids[i]);
+    free(s->ids);
+    free(s->rft);
+    free(s->mbar);
+    free(s->x);
+    memset(s, 0, sizeof *s);
+}
+
+int store_clv_load_sample(PGconn *conn, int64_t tenant_id, const char *as_of, clv_sample *out)
+{
+    memset(out, 0, sizeof *out);
+    PGresult *res = query(conn, "clv_as_of", 1, (const char *const[]){as_of});
+    if (!res)
+        return RD_ERR;
+    rd_strlcpy(out->as_of, PQgetvalue(res, 0, 0), sizeof out->as_of);
+    PQclear(res);
+
+    char tid[24];
+    tenant_text(tid, tenant_id);
+    res = query(conn, "clv_sample", 2, (const char *const[]){tid, out->as_of});
+    if (!res)
+        return RD_ERR;
+    size_t n = (size_t)PQntuples(res);
+    out->n = n;
+    out->ids = xcalloc(n ? n : 1, sizeof *out->ids);
+    out->rft = xcalloc(n ? n : 1, sizeof *out->rft);
+    out->mbar = xcalloc(n ? n : 1, sizeof *out->mbar);
+    out->x = xcalloc(n ? n : 1, sizeof *out->x);
+    for (size_t i = 0; i < n; i++) {
+        int r = (int)i;
+        out->ids[i] = xstrdup(PQgetvalue(res, r, 0));
+        out->rft[i] = (clv_rft){field_double(res, r, 1), field_double(res, r, 2), field_double(res, r, 3)};
+        out->mbar[i] = field_double(res, r, 4);
+        out->x[i] = out->rft[i].x;
+    }
+    PQclear(res);
+    return RD_OK;
+}
+
+int store_clv_customer(PGconn *conn, int64_t tenant_id, const char *customer_id, const char *as_of,
+                       clv_rft *rft, double *mbar, double *as_of_epoch)
+{
+    char tid[24];
+    tenant_text(tid, tenant_id);
+    char at[64];
+    PGresult *res;
+    if (as_of) {
+        rd_strlcpy(at, as_of, sizeof at);
+    } else { /* resolve now() once: the summary and the epoch must agree */
+        if (!(res = query(conn, "clv_as_of", 1, (const char *const[]){NULL})))
+            return -1;
+        rd_strlcpy(at, PQgetvalue(res, 0, 0), sizeof at);
+        PQclear(res);
+    }
+    res = query(conn, "clv_customer", 3, (const char *const[]){tid, at, customer_id});
+    if (!res)
+        return -1;
+    int found = 0;
+    if (PQntuples(res) == 1) {
+        *as_of_epoch = field_double(res, 0, 4);
+        if (!PQgetisnull(res, 0, 0)) {
+            *rft = (clv_rft){field_double(res, 0, 0), field_double(res, 0, 1), field_double(res, 0, 2)};
+            *mbar = field_double(res, 0, 3);
+            found = 1;
+        }
+    }
+    PQclear(res);
+    return found;
+}
+
+/* Appends a PostgreSQL array element: a double-quoted string with " and \ escaped. */
+static void array_text(buf *b, const char *s)
+{
+    buf_puts(b, "\"");
+    for (const char *p = s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            buf_puts(b, "\\");
+        buf_append(b, p, 1);
+    }
+    buf_puts(b, "\"");
+}
+
+/* Appends a finite double (non-finite values, which the domain never returns, become 0). */
+static void array_double(buf *b, double v)
+{
+    buf_printf(b, "%.17g", isfinite(v) ? v : 0.0);
+}
+
+static int insert_batch(PGconn *conn, const char *tid, const char *fitted_at, const clv_sample *s,
+                        const clv_predictions *pred, size_t from, size_t to)
+{
+    buf ids = {0}, pa = {0}, eo = {0}, clv = {0};
+    buf_puts(&ids, "{");
+    buf_puts(&pa, "{");
+    buf_puts(&eo, "{");
+    buf_puts(&clv, "{");
+    for (size_t i = from; i < to; i++) {
+        const char *sep = i > from ? "," : "";
+        buf_puts(&ids, sep);
+        buf_puts(&pa, sep);
+        buf_puts(&eo, sep);
+        buf_puts(&clv, sep);
+        array_text(&ids, s->ids[i]);
+        array_double(&pa, pred->p_alive[i]);
+        array_double(&eo, pred->expected_orders[i]);
+        array_double(&clv, pred->predicted_clv[i]);
+    }
+    buf_puts(&ids, "}");
+    buf_puts(&pa, "}");
+    buf_puts(&eo, "}");
+    buf_puts(&clv, "}");
+    PGresult *res = query(conn, "clv_pred_insert", 6,
+                          (const char *const[]){tid, fitted_at, ids.data, pa.data, eo.data, clv.data});
+    buf_free(&ids);
+    buf_free(&pa);
+    buf_free(&eo);
+    buf_free(&clv);
+    if (!res)
+        return RD_ERR;
+    PQclear(res);
+    return RD_OK;
+}
+
+static void param_double(char out[32], double v)
+{
+    if (isfinite(v))
+        snprintf(out, 32, "%.17g", v);
+    else
+        out[0] = '\0';
+}
+
+int store_clv_save(PGconn *conn, int64_t tenant_id, clv_model_row *m, const clv_sample *s,
+                   const clv_predictions *pred)
+{
+    char tid[24], sample[16], repeat[16], num[10][32];
+    tenant_text(tid, tenant_id);
+    snprintf(sample, sizeof sample, "%d", m->sample_size);
+    snprintf(repeat, sizeof repeat, "%d", m->repeat_size);
+    double values[10] = {m->bg.r, m->bg.alpha, m->bg.a, m->bg.b, m->bg.loglik,
+                         m->gg.p, m->gg.q, m->gg.v, m->gg.loglik, m->fit_ms};
+    const char *params[14] = {tid, m->as_of, sample, repeat};
+    for (int i = 0; i < 10; i++) {
+        param_double(num[i], values[i]);
+        params[4 + i] = num[i][0] ? num[i] : NULL;
+    }
+
+    if (db_exec(conn, "BEGIN", "clv save") != RD_OK)
+        return RD_ERR;
+    PGresult *res = query(conn, "clv_lock", 1, (const char *const[]){tid});
+    if (!res)
+        goto failed;
+    PQclear(res);
+    res = query(conn, "clv_model_insert", 14, params);
+    if (!res)
+        goto failed;
+    rd_strlcpy(m->fitted_at, PQgetvalue(res, 0, 0), sizeof m->fitted_at);
+    PQclear(res);
+    res = query(conn, "clv_pred_delete", 1, (const char *const[]){tid});
+    if (!res)
+        goto failed;
+    PQclear(res);
+    for (size_t from = 0; from < s->n; from += PRED_BATCH) {
+        size_t to = from + PRED_BATCH < s->n ? from + PRED_BATCH : s->n;
+        if (insert_batch(conn, tid, m->fitted_at, s, pred, from, to) != RD_OK)
+            goto failed;
+    }
+    if (db_exec(conn, "COMMIT", "clv save") != RD_OK)
+        goto failed;
+    return RD_OK;
+
+failed:
+    if (PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) != PQTRANS_IDLE)
+        db_exec(conn, "ROLLBACK", "clv save rollback");
+    return RD_ERR;
+}
+
+int store_clv_latest(PGconn *conn, int64_t tenant_id, clv_model_row *out)
+{
+    char tid[24];
+    tenant_text(tid, tenant_id);
+    PGresult *res = query(conn, "clv_latest", 1, (const char *const[]){tid});
+    if (!res)
+        return -1;
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return 0;
+    }
+    memset(out, 0, sizeof *out);
+    rd_strlcpy(out->fitted_at, PQgetvalue(res, 0, 0), sizeof out->fitted_at);
+    rd_strlcpy(out->as_of, PQgetvalue(res, 0, 1), sizeof out->as_of);
+    out->sample_size = atoi(PQgetvalue(res, 0, 2));
+    out->repeat_size = atoi(PQgetvalue(res, 0, 3));
+    out->bg = (clv_bgnbd){field_double(res, 0, 4), field_double(res, 0, 5), field_double(res, 0, 6),
+                          field_double(res, 0, 7), field_double(res, 0, 8), 0};
+    out->gg = (clv_gg){field_double(res, 0, 9), field_double(res, 0, 10), field_double(res, 0, 11),
+                       field_double(res, 0, 12), 0};
+    out->fit_ms = field_double(res, 0, 13);
+    PQclear(res);
+    return 1;
+}
+
+char *store_clv_distribution(PGconn *conn, int64_t tenant_id)
+{
+    char tid[24];
+    tenant_text(tid, tenant_id);
+    PGresult *res = query(conn, "clv_distribution", 1, (const char *const[]){tid});
+    if (!res)
+        return NULL;
+    char *doc = PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) ? xstrdup(PQgetvalue(res, 0, 0)) : NULL;
+    PQclear(res);
+    return doc;
+}
+
+int store_clv_tenants(PGconn *conn, int64_t **ids)
+{
+    PGresult *res = query(conn, "clv_tenants", 0, NULL);
+    if (!res)
+        return -1;
+    int n = PQntuples(res);
+    *ids = xcalloc(n ? (size_t)n : 1, sizeof **ids);
+    for (int i = 0; i < n; i++)
+        (*ids)[i] = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+    PQclear(res);
+    return n;
+}
