@@ -91,14 +91,14 @@ UNIT_ASAN_BINS := $(patsubst tests/unit/%.c,$(B)/unit-asan/%,$(UNIT_SRCS))
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; RD_FIXTURES=tests/fixtures CK_FORK=no $$t; done
 
-tests/openapi/node_modules: tests/openapi/package-lock.json
-	cd tests/openapi && npm ci --no-audit --no-fund --loglevel=error
+tests/node/node_modules: tests/node/package-lock.json
+	cd tests/node && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-integration: $(B)/retentiond tests/openapi/node_modules
+integration: $(B)/retentiond tests/node/node_modules
 	RETENTIOND_BIN=$(abspath $(B))/retentiond python3 -m unittest discover -s tests/integration -p 'test_*.py' -v
 
-test-asan: $(B)/asan/retentiond $(UNIT_ASAN_BINS) tests/openapi/node_modules
+test-asan: $(B)/asan/retentiond $(UNIT_ASAN_BINS) tests/node/node_modules
 	@set -e; for t in $(UNIT_ASAN_BINS); do echo "== $$t (asan)"; RD_FIXTURES=tests/fixtures CK_FORK=no $$t; done
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	RETENTIOND_BIN=$(abspath $(B))/asan/retentiond RETENTIOND_SANITIZED=1 \

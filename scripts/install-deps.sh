@@ -7,7 +7,7 @@ set -eu
 want=${1:-test}
 runtime="libmicrohttpd12 libjansson4 libpq5 libssl3 ca-certificates"
 build="gcc make pkg-config libmicrohttpd-dev libjansson-dev libpq-dev libssl-dev"
-test="check libsubunit-dev postgresql curl procps python3 prometheus"
+test="check libsubunit-dev postgresql curl procps python3 prometheus chromium"
 bench="wrk postgresql-contrib"
 
 case "$want" in
