@@ -1,0 +1,151 @@
+"""A generated shop of thousands of customers: every endpoint's numbers against an
+independent plain-SQL computation of the same definitions over the raw orders and events
+(not the rollup, not the service's SQL functions)."""
+import datetime
+import json
+import random
+import unittest
+
+from harness import Postgres, Server
+
+pg = server = None
+FROM, TO, W = "2025-07-01", "2026-01-01", 365
+
+# qualifying, recomputed from raw columns
+Q = ("o.status NOT IN ('cancelled','refunded') AND NOT o.test"
+     " AND NOT (o.shop_total > 0 AND o.shop_refunded >= o.shop_total)")
+
+
+def setUpModule():
+    global pg, server
+    pg = Postgres().start()
+    server = Server(pg).start()
+
+
+def tearDownModule():
+    if server:
+        server.stop()
+    if pg:
+        pg.destroy()
+
+
+class GeneratedShop(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tenant, cls.key = server.tenant()
+        cls.tid = pg.scalar("SELECT tenant_id FROM tenants WHERE name = :'v1'", cls.tenant)
+        rnd = random.Random(20261123)
+        start = datetime.date(2024, 1, 1)
+        lines = []
+        for c in range(4000):
+            n = rnd.choice([0, 1, 1, 1, 2, 2, 3, 5])
+            first = rnd.randint(0, 730)
+            for k in range(n):
+                day = start + datetime.timedelta(days=min(760, first + rnd.randint(0, 200) * k))
+                total = rnd.randint(100, 30000) / 100
+                o = {"kind": "order", "order_id": f"o{c}-{k}", "customer_id": f"c{c}",
+                     "placed_at": f"{day}T{rnd.randint(0, 23):02d}:00:00Z", "total": f"{total:.2f}"}
+                r = rnd.random()
+                if r < 0.04:
+                    o["status"] = "cancelled"
+                elif r < 0.07:
+                    o["refunded"] = o["total"]
+                    o["status"] = "refunded"
+                elif r < 0.12:
+                    o["refunded"] = f"{total / 3:.2f}"
+                elif r < 0.13:
+                    o["test"] = True
+                lines.append(o)
+            if rnd.random() < 0.15:
+                lines.append({"kind": "event", "event_id": f"v{c}", "customer_id": f"c{c}", "type": "visit",
+                              "occurred_at": f"{start + datetime.timedelta(days=rnd.randint(0, 760))}T08:00:00Z"})
+        body = "\n".join(json.dumps(x) for x in lines) + "\n"
+        r = server.post("/v1/batch", body, cls.key, content_type="application/x-ndjson", timeout=600)
+        assert r.status == 200 and r.json["rejected"] == 0, r
+
+    def sql(self, query):
+        for token, value in (("$FROM", f"'{FROM}'::timestamptz"), ("$TO", f"'{TO}'::timestamptz"),
+                             ("$W", f"interval '{W} days'"), ("$Q", Q), ("$T", self.tid)):
+            query = query.replace(token, value)
+        return pg.sql(query)
+
+    def test_summary_matches_plain_sql(self):
+        [row] = self.sql("""
+            WITH q AS (SELECT * FROM orders o WHERE tenant_id = $T AND $Q),
+            s AS (SELECT DISTINCT customer_id FROM q WHERE placed_at >= $FROM - $W AND placed_at < $FROM),
+            e AS (SELECT DISTINCT customer_id FROM q WHERE placed_at >= $TO - $W AND placed_at < $TO),
+            f AS (SELECT customer_id, min(placed_at) AS first FROM q GROUP BY 1),
+            p AS (SELECT customer_id, count(*) AS n, sum(shop_total - shop_refunded) AS rev FROM q
+                  WHERE placed_at >= $FROM AND placed_at < $TO GROUP BY 1)
+            SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM e),
+                   (SELECT count(*) FROM f WHERE first >= $FROM AND first < $TO),
+                   (SELECT count(*) FROM s WHERE customer_id NOT IN (SELECT customer_id FROM e)),
+                   (SELECT count(*) FROM p JOIN f USING (customer_id) WHERE first < $FROM
+                      AND customer_id NOT IN (SELECT customer_id FROM s)),
+                   (SELECT count(*) FROM p), (SELECT count(*) FROM p WHERE n >= 2), (SELECT sum(n) FROM p),
+                   (SELECT sum(rev) FROM p),
+                   (SELECT count(*) FROM p JOIN f USING (customer_id) WHERE first < $FROM),
+                   (SELECT sum(rev) FROM p JOIN f USING (customer_id) WHERE first < $FROM),
+                   (SELECT sum(rev) FROM (SELECT rev FROM p ORDER BY rev DESC
+                                          LIMIT (SELECT ceil(count(*) * 0.2) FROM p)) t)
+        """)
+        S, E, N, lost, react, ordering, repeat, orders = map(int, row[:8])
+        revenue, returning, ret_rev, top20 = float(row[8]), int(row[9]), float(row[10]), float(row[11])
+        r = server.get(f"/v1/metrics/summary?from={FROM}&to={TO}&window={W}", self.key)
+        self.assertEqual(r.status, 200, r)
+        c, m = r.json["counts"], r.json["metrics"]
+        self.assertGreater(S, 100)
+        self.assertEqual((c["S"], c["E"], c["N"], c["lost"], c["reactivated"]), (S, E, N, lost, react))
+        self.assertEqual((c["ordering"], c["repeat_ordering"], c["orders"], c["returning"]),
+                         (ordering, repeat, orders, returning))
+        self.assertAlmostEqual(c["revenue"], revenue, places=2)
+        self.assertAlmostEqual(m["retention_rate"], (E - N) / S)
+        self.assertAlmostEqual(m["churn_rate"], lost / S)
+        self.assertAlmostEqual(m["repeat_purchase_rate"], repeat / ordering)
+        self.assertAlmostEqual(m["average_order_value"], revenue / orders)
+        self.assertAlmostEqual(m["returning_revenue_share"], ret_rev / revenue)
+        self.assertAlmostEqual(m["top20_revenue_share"], top20 / revenue)
+
+    def test_ladder_matches_plain_sql(self):
+        rows = self.sql("""
+            WITH n AS (SELECT c.customer_id,
+                              (SELECT count(*) FROM orders o WHERE o.tenant_id = $T AND o.customer_id = c.customer_id AND $Q) AS n,
+                              EXISTS (SELECT 1 FROM events e WHERE e.tenant_id = $T AND e.customer_id = c.customer_id) AS engaged
+                       FROM customers c WHERE c.tenant_id = $T)
+            SELECT CASE WHEN n >= 2 THEN 'client' WHEN n = 1 THEN 'customer' WHEN engaged THEN 'prospect'
+                        ELSE 'suspect' END, count(*) FROM n GROUP BY 1""")
+        expected = {"suspect": 0, "prospect": 0, "customer": 0, "client": 0, "advocate": 0}
+        expected.update({k: int(v) for k, v in rows})
+        r = server.get("/v1/metrics/ladder", self.key)
+        self.assertEqual({s["stage"]: s["count"] for s in r.json["stages"]}, expected)
+
+    def test_cohorts_match_plain_sql(self):
+        rows = self.sql("""
+            WITH q AS (SELECT * FROM orders o WHERE tenant_id = $T AND $Q),
+            f AS (SELECT customer_id, date_trunc('month', min(placed_at)) AS cohort FROM q GROUP BY 1
+                  HAVING min(placed_at) >= $FROM AND min(placed_at) < $TO)
+            SELECT to_char(f.cohort, 'YYYY-MM'), count(DISTINCT f.customer_id),
+                   count(DISTINCT q.customer_id) FILTER (WHERE date_trunc('month', q.placed_at) = f.cohort + interval '1 month'
+                                                         AND q.placed_at < $TO)
+            FROM f JOIN q USING (customer_id) GROUP BY 1 ORDER BY 1""")
+        r = server.get(f"/v1/metrics/cohorts?period=month&from={FROM}&to={TO}", self.key)
+        got = [(c["cohort"][:7], c["size"], c["cells"][1]["active"] if len(c["cells"]) > 1 else 0)
+               for c in r.json["cohorts"]]
+        self.assertEqual(got, [(a, int(b), int(c)) for a, b, c in rows])
+
+    def test_profiles_match_plain_sql(self):
+        rows = self.sql("""
+            WITH a AS (SELECT customer_id, count(*) AS n, sum(shop_total - shop_refunded) AS rev,
+                              max(placed_at) AS last FROM orders o WHERE tenant_id = $T AND $Q GROUP BY 1)
+            SELECT customer_id, n, rev, ntile(5) OVER (ORDER BY last, customer_id),
+                   ntile(5) OVER (ORDER BY n, customer_id), ntile(5) OVER (ORDER BY rev, customer_id)
+            FROM a ORDER BY customer_id LIMIT 25""")
+        for cid, n, rev, rr, ff, mm in rows:
+            p = server.get(f"/v1/customers/{cid}", self.key).json
+            self.assertEqual(p["order_count"], int(n), cid)
+            self.assertAlmostEqual(p["net_revenue"], float(rev), places=2)
+            self.assertEqual((p["rfm"]["r"], p["rfm"]["f"], p["rfm"]["m"]), (int(rr), int(ff), int(mm)), cid)
+
+
+if __name__ == "__main__":
+    unittest.main()
