@@ -14,9 +14,12 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 enum {
@@ -31,6 +34,15 @@ enum {
 static struct MHD_Daemon *daemon_handle;
 static int inflight;
 static pthread_mutex_t inflight_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Shutdown (http_stop). FIX (found by tests/integration/test_faults.py, SIGTERM under
+ * keep-alive load): MHD_stop_daemon() aborts the process ("called while we have suspended
+ * connections") when a request arrives on a kept-alive connection between the moment
+ * http_stop saw no request in flight and the stop, and suspends on the database. Now, while
+ * draining, every reply carries "Connection: close" so clients leave, and once http_stop
+ * has seen zero in flight (stop_closed, set under inflight_lock, checked under it when a
+ * request begins) a late request gets 503 without ever being suspended. */
+static _Atomic bool stop_draining;
+static bool stop_closed; /* under inflight_lock */
 
 /* ---- statistics for /metrics ---- */
 
@@ -131,6 +143,84 @@ static int rate_check(struct MHD_Connection *c)
         wait = (int)((1.0 - s->tokens) / config.rate_limit) + 1;
     pthread_mutex_unlock(&rate_lock);
     return wait;
+}
+
+/* ---- slow clients ----
+ * FIX (found by tests/integration/test_hostile.py, Limits.test_slow_*): REQUEST_TIMEOUT was only
+ * libmicrohttpd's *inactivity* timeout, so a client sending one byte a second (headers or
+ * body) held its connection forever (slowloris). Now (1) a sweeper thread shuts down any
+ * connection that has not delivered a complete request head within REQUEST_TIMEOUT seconds of
+ * its start (accept or the end of the previous request), and (2) once the head is in, a body
+ * must arrive at SLOW_BODY_MIN_RATE bytes/s on average after its first REQUEST_TIMEOUT seconds,
+ * else 408 and the connection closes. Requests being handled (incl. suspended on the
+ * database) are never cut by the sweeper. */
+#define SLOW_BODY_MIN_RATE 256
+
+typedef struct conn_track {
+    int fd;
+    bool in_request;      /* the request head is in: the sweeper leaves it alone */
+    int64_t since;        /* accept, or end of the previous request */
+    int64_t body_since;   /* when the current request's body phase began */
+    struct conn_track *prev, *next;
+} conn_track;
+static conn_track *tracks;
+static pthread_mutex_t track_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_t sweeper_thread;
+static _Atomic bool sweeper_run;
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    (void)cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        conn_track *t = xcalloc(1, sizeof *t);
+        t->fd = ci ? ci->connect_fd : -1;
+        t->since = now_usec();
+        pthread_mutex_lock(&track_lock);
+        t->next = tracks;
+        if (tracks)
+            tracks->prev = t;
+        tracks = t;
+        pthread_mutex_unlock(&track_lock);
+        *socket_context = t;
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context) {
+        /* called before libmicrohttpd closes the fd, so the sweeper never touches a reused fd */
+        conn_track *t = *socket_context;
+        pthread_mutex_lock(&track_lock);
+        if (t->prev)
+            t->prev->next = t->next;
+        else
+            tracks = t->next;
+        if (t->next)
+            t->next->prev = t->prev;
+        pthread_mutex_unlock(&track_lock);
+        free(t);
+        *socket_context = NULL;
+    }
+}
+
+static conn_track *track_of(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+static void *sweeper_main(void *arg)
+{
+    (void)arg;
+    while (sweeper_run) {
+        usleep(250000);
+        int64_t now = now_usec(), limit = (int64_t)config.request_timeout * 1000000;
+        pthread_mutex_lock(&track_lock);
+        for (conn_track *t = tracks; t; t = t->next)
+            if (!t->in_request && t->fd >= 0 && now - t->since > limit) {
+                shutdown(t->fd, SHUT_RDWR); /* libmicrohttpd sees EOF and closes it */
+                t->since = now;
+            }
+        pthread_mutex_unlock(&track_lock);
+    }
+    return NULL;
 }
 
 /* ---- replies ---- */
@@ -347,8 +437,15 @@ static enum MHD_Result queue_reply(http_req *rq)
         MHD_add_response_header(r, "Allow", rq->allow);
     MHD_add_response_header(r, "Cache-Control", "no-store");
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    if (stop_draining)
+        MHD_add_response_header(r, "Connection", "close");
     enum MHD_Result ret = MHD_queue_response(rq->conn, (unsigned)rq->status, r);
     MHD_destroy_response(r);
+    /* counted before the reply leaves, so a client that reads /metrics next sees it */
+    if (!rq->counted) {
+        rq->counted = true;
+        stats_record(rq->route_index, rq->status, (double)(now_usec() - rq->started) / 1e6);
+    }
     return ret;
 }
 
@@ -427,6 +524,12 @@ static void begin_body(http_req *rq)
             return;
         }
     }
+    conn_track *t = track_of(rq->conn);
+    if (t) {
+        pthread_mutex_lock(&track_lock);
+        t->body_since = now_usec();
+        pthread_mutex_unlock(&track_lock);
+    }
     rq->state = ST_BODY;
 }
 
@@ -457,12 +560,23 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         rq->route_index = -1;
         rq->started = now_usec();
         *con_cls = rq;
+        conn_track *t = track_of(conn);
+        if (t) {
+            pthread_mutex_lock(&track_lock);
+            t->in_request = true;
+            t->body_since = rq->started;
+            pthread_mutex_unlock(&track_lock);
+        }
         pthread_mutex_lock(&inflight_lock);
         inflight++;
+        bool closed = stop_closed;
         pthread_mutex_unlock(&inflight_lock);
 
-        int wait = rate_check(conn);
-        if (wait > 0) {
+        int wait = closed ? 0 : rate_check(conn);
+        if (closed) { /* shutting down: answer without suspending (see stop_draining) */
+            rq->retry_after = 1;
+            http_reply_problem(rq, 503, "Service Unavailable", "the service is shutting down; retry", NULL);
+        } else if (wait > 0) {
             rq->retry_after = wait;
             http_reply_problem(rq, 429, "Too Many Requests", "request rate limit exceeded for this address", NULL);
         } else {
@@ -502,7 +616,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             *upload_data_size = 0;
             long limit = rq->route->big_body ? config.max_batch_bytes : config.max_body_bytes;
             rq->body_seen += (long)n;
-            if (rq->body_seen > limit) {
+            conn_track *t = track_of(rq->conn);
+            int64_t body_usec = 0;
+            if (t) {
+                pthread_mutex_lock(&track_lock);
+                body_usec = now_usec() - t->body_since;
+                pthread_mutex_unlock(&track_lock);
+            }
+            if (body_usec > (int64_t)config.request_timeout * 1000000 &&
+                (double)rq->body_seen < (double)body_usec / 1e6 * SLOW_BODY_MIN_RATE) {
+                /* a body trickling in (see SLOW_BODY_MIN_RATE): answer 408, the connection closes */
+                buf_free(&rq->body);
+                http_reply_problem(rq, 408, "Request Timeout", "the request body is arriving too slowly", NULL);
+            } else if (rq->body_seen > limit) {
                 /* answer now; libmicrohttpd closes the connection instead of reading the rest */
                 buf_free(&rq->body);
                 http_reply_problem(rq, 413, "Content Too Large", "the request body exceeds the configured limit", NULL);
@@ -523,13 +649,20 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     (void)cls;
-    (void)conn;
     http_req *rq = *con_cls;
     if (!rq)
         return;
+    conn_track *t = track_of(conn);
+    if (t) {
+        pthread_mutex_lock(&track_lock);
+        t->in_request = false;
+        t->since = now_usec();
+        pthread_mutex_unlock(&track_lock);
+    }
     double secs = (double)(now_usec() - rq->started) / 1e6;
     int status = rq->state == ST_REPLIED ? rq->status : 499;
-    stats_record(rq->route_index, status, secs);
+    if (!rq->counted)
+        stats_record(rq->route_index, status, secs);
     rd_log(LOG_INFO, "msg=request method=%s route=\"%s\" path_len=%zu status=%d duration_ms=%.3f tenant=%s bytes_in=%ld%s",
            rq->method, rq->route ? rq->route->pattern : "-", strlen(rq->path), status, secs * 1000.0,
            rq->tenant.name[0] ? rq->tenant.name : "-", rq->body_seen,
@@ -590,12 +723,16 @@ int http_start(int *bound_port)
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)config.request_timeout,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
         MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
         MHD_OPTION_END);
     if (!daemon_handle) {
         rd_log(LOG_ERROR, "msg=\"cannot start the HTTP server\" bind=%s port=%d", config.bind_address, config.port);
         return RD_ERR;
     }
+    sweeper_run = true;
+    if (pthread_create(&sweeper_thread, NULL, sweeper_main, NULL) != 0)
+        sweeper_run = false;
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(daemon_handle, MHD_DAEMON_INFO_BIND_PORT);
     *bound_port = di ? di->port : config.port;
     return RD_OK;
@@ -607,15 +744,29 @@ void http_stop(int grace_sec)
         return;
     /* stop accepting; requests already in flight (including those suspended on the database,
      * which the pool will resume) are allowed to finish */
+    stop_draining = true;
     MHD_quiesce_daemon(daemon_handle);
     int64_t deadline = now_usec() + (int64_t)grace_sec * 1000000;
+    int n;
     for (;;) {
         pthread_mutex_lock(&inflight_lock);
-        int n = inflight;
+        n = inflight;
+        if (n == 0)
+            stop_closed = true; /* from now on nothing suspends (see stop_draining) */
         pthread_mutex_unlock(&inflight_lock);
         if (n == 0 || now_usec() > deadline)
             break;
         usleep(10000);
+    }
+    if (sweeper_run) {
+        sweeper_run = false;
+        pthread_join(sweeper_thread, NULL);
+    }
+    if (n > 0) {
+        /* requests still suspended on the database: MHD_stop_daemon() would abort, so leave
+         * the daemon to the process exit */
+        rd_log(LOG_WARN, "msg=\"requests still in flight after the grace period; not waiting\" inflight=%d", n);
+        return;
     }
     MHD_stop_daemon(daemon_handle);
     daemon_handle = NULL;

@@ -76,6 +76,7 @@ struct http_req {
     db_job job;
     const char *api_key;      /* presented key (points into MHD's header storage) */
     bool auth_checked;        /* the cache (and, on a miss, the database) was asked */
+    bool counted;             /* recorded in the request statistics */
 };
 
 /* Replies. All take ownership of what they are given. */
