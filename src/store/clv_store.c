@@ -17,12 +17,13 @@
 #include <string.h>
 
 #define PRED_BATCH 10000
+#define CLV_LOAD_WORK_MEM "128MB"
 
 /* Occasions: one row per (customer, UTC day) of qualifying orders before as_of, values summed.
  * The end day is the UTC day of the last instant before as_of (see clv_store.h). */
 #define OCCASIONS_SQL(customer_filter)                                                             \
     "WITH occ AS (SELECT o.customer_id, (o.placed_at AT TIME ZONE 'UTC')::date AS d, "            \
-    "                    sum(o.net_value) AS v "                                                   \
+    "                    sum(o.net_value::float8) AS v "                                                   \
     "             FROM orders o WHERE o.tenant_id = $1 " customer_filter " AND o.qualifying "      \
     "               AND o.placed_at < $2::timestamptz GROUP BY 1, 2), "                              \
     "     k AS (SELECT customer_id, d, v, row_number() OVER (PARTITION BY customer_id ORDER BY d) AS k " \
@@ -125,9 +126,17 @@ int store_clv_load_sample(PGconn *conn, int64_t tenant_id, const char *as_of, cl
 
     char tid[24];
     tenant_text(tid, tenant_id);
-    res = query(conn, "clv_sample", 2, (const char *const[]){tid, out->as_of});
-    if (!res)
+    /* One hash aggregate and one sort over all the tenant's orders: give them the memory to
+     * stay off disk for this statement only. */
+    if (db_exec(conn, "BEGIN READ ONLY; SET LOCAL work_mem = '" CLV_LOAD_WORK_MEM "'", "clv load") != RD_OK)
         return RD_ERR;
+    res = query(conn, "clv_sample", 2, (const char *const[]){tid, out->as_of});
+    if (!res || db_exec(conn, "COMMIT", "clv load") != RD_OK) {
+        PQclear(res);
+        if (PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) != PQTRANS_IDLE)
+            db_exec(conn, "ROLLBACK", "clv load rollback");
+        return RD_ERR;
+    }
     size_t n = (size_t)PQntuples(res);
     out->n = n;
     out->ids = xcalloc(n ? n : 1, sizeof *out->ids);
