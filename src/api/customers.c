@@ -1,8 +1,9 @@
 /* customers.c - GET /v1/customers/{id} (one profile) and GET /v1/customers (lists).
  *
- * The profile comes from the rollup row plus RFM ranks (migrations/005_customers.sql); the
- * quintile arithmetic, segment and predictions are added here, inside the same database job,
- * so that the predictive part can use the tenant's fitted model (api_clv_enrich_profile). */
+ * The profile comes from the rollup row plus RFM scores against the tenant's cached quintile
+ * boundaries (migrations/005_customers.sql, 006_rfm_cutoffs.sql); the segment and predictions
+ * are added here, inside the same database job, so that the predictive part can use the
+ * tenant's fitted model (api_clv_enrich_profile). */
 #include "retentiond/api/api.h"
 
 #include "retentiond/domain/metrics.h"
@@ -15,6 +16,7 @@
 
 void api_customers_register(void)
 {
+    db_register_statement("rfm_ensure", "SELECT rd_rfm_ensure($1)", 1);
     db_register_statement("customer_profile",
         "SELECT rd_customer_profile($1, $2, coalesce($3::timestamptz, now()))::text, "
         "coalesce($3::timestamptz, now())::text", 3);
@@ -49,21 +51,25 @@ static cust_ctx *ctx_new(http_req *rq)
     return c;
 }
 
-/* Adds r/f/m scores and the segment from the ranks the SQL computed. */
+/* Adds the named segment to the r/f/m scores the SQL computed from the tenant's quintile
+ * boundaries (migrations/006_rfm_cutoffs.sql). */
 static void add_rfm(json_t *profile)
 {
-    json_t *ranks = json_object_get(profile, "rfm_ranks");
-    if (!json_is_object(ranks)) {
+    json_t *scores = json_object_get(profile, "rfm_scores");
+    if (!json_is_object(scores)) {
         json_object_set_new(profile, "rfm", json_pack("{s:n, s:n, s:n, s:s}", "r", "f", "m", "segment", "prospect"));
+        json_object_del(profile, "rfm_scores");
         return;
     }
-    int64_t n = json_integer_value(json_object_get(ranks, "n"));
-    int r = metrics_quintile(json_integer_value(json_object_get(ranks, "r")), n);
-    int f = metrics_quintile(json_integer_value(json_object_get(ranks, "f")), n);
-    int m = metrics_quintile(json_integer_value(json_object_get(ranks, "m")), n);
-    json_object_set_new(profile, "rfm", json_pack("{s:i, s:i, s:i, s:s, s:O}", "r", r, "f", f, "m", m, "segment",
-                                                  metrics_rfm_segment(r, f), "inputs", ranks));
-    json_object_del(profile, "rfm_ranks");
+    int r = (int)json_integer_value(json_object_get(scores, "r"));
+    int f = (int)json_integer_value(json_object_get(scores, "f"));
+    int m = (int)json_integer_value(json_object_get(scores, "m"));
+    json_object_set_new(profile, "rfm", json_pack("{s:i, s:i, s:i, s:s, s:{s:O, s:O, s:s}}", "r", r, "f", f, "m", m,
+                                                  "segment", metrics_rfm_segment(r, f), "inputs", "customers_with_orders",
+                                                  json_object_get(scores, "n"), "quintiles_computed_at",
+                                                  json_object_get(scores, "computed_at"), "rule",
+                                                  "ntile(5) of last order time, order count and net revenue"));
+    json_object_del(profile, "rfm_scores");
 }
 
 static int profile_run(PGconn *conn, void *arg)
@@ -72,7 +78,14 @@ static int profile_run(PGconn *conn, void *arg)
     cust_ctx *c = rq->ctx;
     json_decref(c->result);
     c->result = NULL;
-    PGresult *res = PQexecPrepared(conn, "customer_profile", 3, (const char *const *)c->params, NULL, NULL, 0);
+    PGresult *res = PQexecPrepared(conn, "rfm_ensure", 1, (const char *const *)c->params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        db_log_error(res, conn, "rfm_ensure");
+        PQclear(res);
+        return RD_ERR;
+    }
+    PQclear(res);
+    res = PQexecPrepared(conn, "customer_profile", 3, (const char *const *)c->params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         db_log_error(res, conn, "customer_profile");
         PQclear(res);

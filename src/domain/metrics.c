@@ -73,17 +73,6 @@ json_t *metrics_summary(const metrics_counts *c)
     return m;
 }
 
-int metrics_quintile(int64_t k, int64_t n)
-{
-    if (n <= 0 || k < 0 || k >= n)
-        return 0;
-    int64_t size = n / 5, extra = n % 5;
-    int64_t big = extra * (size + 1);
-    if (k < big)
-        return (int)(k / (size + 1)) + 1;
-    return (int)(extra + (k - big) / size) + 1;
-}
-
 const char *metrics_rfm_segment(int r, int f)
 {
     if (r == 5 && f >= 4)

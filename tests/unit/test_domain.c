@@ -1,5 +1,5 @@
 /* test_domain.c - unit tests of the pure domain code: field validation, money, the ingest
- * model, batch line splitting and CSV, metric ratios and RFM quintiles. No database. */
+ * model, batch line splitting and CSV, metric ratios and RFM segments. No database. */
 #include "retentiond/domain/batch.h"
 #include "retentiond/domain/metrics.h"
 #include "retentiond/domain/model.h"
@@ -183,16 +183,8 @@ START_TEST(ratios_null_on_zero)
 }
 END_TEST
 
-START_TEST(quintiles_like_ntile)
+START_TEST(rfm_segments)
 {
-    /* PostgreSQL's ntile(5) over 6 rows gives 1,1,2,3,4,5; over 10 rows 1,1,2,2,...,5,5 */
-    int six[] = {1, 1, 2, 3, 4, 5};
-    for (int k = 0; k < 6; k++)
-        ck_assert_int_eq(metrics_quintile(k, 6), six[k]);
-    for (int k = 0; k < 10; k++)
-        ck_assert_int_eq(metrics_quintile(k, 10), k / 2 + 1);
-    ck_assert_int_eq(metrics_quintile(0, 1), 1);
-    ck_assert_int_eq(metrics_quintile(3, 3), 0); /* out of range */
     ck_assert_str_eq(metrics_rfm_segment(5, 5), "champions");
     ck_assert_str_eq(metrics_rfm_segment(2, 5), "cannot_lose_them");
     ck_assert_str_eq(metrics_rfm_segment(4, 1), "promising");
@@ -211,7 +203,7 @@ int main(void)
     tcase_add_test(tc, batch_lines_across_chunks);
     tcase_add_test(tc, batch_csv);
     tcase_add_test(tc, ratios_null_on_zero);
-    tcase_add_test(tc, quintiles_like_ntile);
+    tcase_add_test(tc, rfm_segments);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -1,5 +1,5 @@
-/* metrics.h - the metric formulas of SPEC §4 as pure functions of counts, and the RFM
- * quintile arithmetic. Every ratio with a zero denominator is JSON null, never NaN. */
+/* metrics.h - the metric formulas of SPEC §4 as pure functions of counts, and the RFM R x F
+ * segment grid. Every ratio with a zero denominator is JSON null, never NaN. */
 #ifndef RETENTIOND_DOMAIN_METRICS_H
 #define RETENTIOND_DOMAIN_METRICS_H
 
@@ -23,10 +23,6 @@ json_t *metrics_ratio(double a, double b);
 
 /* Builds the "metrics" object of the summary from the counts (new reference). */
 json_t *metrics_summary(const metrics_counts *c);
-
-/* ntile(5) bucket (1..5) of the row at 0-based position k among n rows sorted ascending,
- * as PostgreSQL's ntile computes it (the first n % 5 buckets hold one row more). */
-int metrics_quintile(int64_t k, int64_t n);
 
 /* The named segment of the R x F grid (SPEC §4 RFM). */
 const char *metrics_rfm_segment(int r, int f);
