@@ -8,21 +8,11 @@
 
 #include "retentiond/domain/metrics.h"
 #include "retentiond/domain/model.h"
-#include "retentiond/store/pool.h"
+#include "retentiond/store/reports.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-void api_customers_register(void)
-{
-    db_register_statement("rfm_ensure", "SELECT rd_rfm_ensure($1)", 1);
-    db_register_statement("customer_profile",
-        "SELECT rd_customer_profile($1, $2, coalesce($3::timestamptz, now()))::text, "
-        "coalesce($3::timestamptz, now())::text", 3);
-    db_register_statement("customer_list",
-        "SELECT rd_customer_list($1, $2, $3, $4, $5, $6, $7, $8, $9, coalesce($10::timestamptz, now()))::text", 10);
-}
 
 typedef struct {
     char *params[10];
@@ -78,36 +68,24 @@ static int profile_run(PGconn *conn, void *arg)
     cust_ctx *c = rq->ctx;
     json_decref(c->result);
     c->result = NULL;
-    PGresult *res = PQexecPrepared(conn, "rfm_ensure", 1, (const char *const *)c->params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        db_log_error(res, conn, "rfm_ensure");
-        PQclear(res);
+    char *json, *as_of;
+    if (store_customer_profile(conn, c->params[0], c->params[1], c->params[2], &json, &as_of) != RD_OK)
         return RD_ERR;
-    }
-    PQclear(res);
-    res = PQexecPrepared(conn, "customer_profile", 3, (const char *const *)c->params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        db_log_error(res, conn, "customer_profile");
-        PQclear(res);
-        return RD_ERR;
-    }
-    c->found = !PQgetisnull(res, 0, 0);
+    c->found = json != NULL;
+    int rc = RD_OK;
     if (c->found) {
-        c->result = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
-        char *as_of = xstrdup(PQgetvalue(res, 0, 1));
-        PQclear(res);
+        c->result = json_loads(json, 0, NULL);
         if (!c->result) {
-            free(as_of);
-            return RD_ERR;
+            rc = RD_ERR;
+        } else {
+            add_rfm(c->result);
+            json_object_set_new(c->result, "as_of", json_string(as_of));
+            rc = api_clv_enrich_profile(conn, rq->tenant.id, c->result, as_of, c->days, c->horizon_months);
         }
-        add_rfm(c->result);
-        json_object_set_new(c->result, "as_of", json_string(as_of));
-        int rc = api_clv_enrich_profile(conn, rq->tenant.id, c->result, as_of, c->days, c->horizon_months);
-        free(as_of);
-        return rc;
     }
-    PQclear(res);
-    return RD_OK;
+    free(json);
+    free(as_of);
+    return rc;
 }
 
 static int profile_after(http_req *rq, db_done_status st)
@@ -199,14 +177,11 @@ static int list_run(PGconn *conn, void *arg)
     cust_ctx *c = rq->ctx;
     json_decref(c->result);
     c->result = NULL;
-    PGresult *res = PQexecPrepared(conn, "customer_list", 10, (const char *const *)c->params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        db_log_error(res, conn, "customer_list");
-        PQclear(res);
+    char *json;
+    if (store_customer_list(conn, (const char *const *)c->params, &json) != RD_OK)
         return RD_ERR;
-    }
-    c->result = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
-    PQclear(res);
+    c->result = json ? json_loads(json, 0, NULL) : NULL;
+    free(json);
     return c->result ? RD_OK : RD_ERR;
 }
 

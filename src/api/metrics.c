@@ -1,37 +1,22 @@
 /* metrics.c - GET /v1/metrics/summary, /retention, /cohorts, /ladder.
  *
- * Each report is one prepared statement returning one JSON document (migrations/
- * 003_metrics.sql); the handler validates the query parameters, and for the summary adds
+ * Each report is one statement of the store returning one JSON document (store/reports.c,
+ * migrations/004_metrics.sql); the handler validates the query parameters, and for the summary adds
  * the ratios with the null-on-zero rule (src/domain/metrics.c). */
 #include "retentiond/api/api.h"
 
 #include "retentiond/domain/metrics.h"
 #include "retentiond/domain/model.h"
-#include "retentiond/store/pool.h"
+#include "retentiond/store/reports.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Resolves the period: defaults to_ = now, from = to - 12 months, window = tenant's. */
-#define PERIOD_SQL(fn_call)                                                                     \
-    "SELECT json_build_object('from', f, 'to', t_, 'window_days', w, 'period_days', extract(epoch FROM t_ - f) / 86400, 'data', " fn_call ")::text "      \
-    "FROM (SELECT coalesce($2::timestamptz, coalesce($3::timestamptz, now()) - interval '12 months') AS f," \
-    "             coalesce($3::timestamptz, now()) AS t_," \
-    "             coalesce($4::int, t.activity_window_days) AS w FROM tenants t WHERE t.tenant_id = $1) x"
-
-void api_metrics_register(void)
-{
-    db_register_statement("metrics_summary", PERIOD_SQL("rd_metrics_summary($1, f, t_, w)"), 4);
-    db_register_statement("metrics_retention", PERIOD_SQL("rd_metrics_retention($1, f, t_, w, $5)"), 5);
-    db_register_statement("metrics_cohorts", PERIOD_SQL("rd_metrics_cohorts($1, f, t_, $5)"), 5);
-    db_register_statement("metrics_ladder", PERIOD_SQL("rd_metrics_ladder($1, f, t_)"), 4);
-}
-
-/* ---- a job that runs one statement returning one json text ---- */
+/* ---- a job that runs one report returning one json text ---- */
 
 typedef struct {
-    const char *stmt;
+    const char *report;
     char *params[8];
     int nparams;
     char *result;
@@ -53,16 +38,7 @@ static int query_run(PGconn *conn, void *arg)
     query_ctx *q = rq->ctx;
     free(q->result);
     q->result = NULL;
-    PGresult *res = PQexecPrepared(conn, q->stmt, q->nparams, (const char *const *)q->params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        db_log_error(res, conn, q->stmt);
-        PQclear(res);
-        return RD_ERR;
-    }
-    if (PQntuples(res) > 0 && !PQgetisnull(res, 0, 0))
-        q->result = xstrdup(PQgetvalue(res, 0, 0));
-    PQclear(res);
-    return RD_OK;
+    return store_metrics_report(conn, q->report, (const char *const *)q->params, &q->result);
 }
 
 static int query_after(http_req *rq, db_done_status st)
@@ -84,11 +60,11 @@ static int query_after(http_req *rq, db_done_status st)
     return HTTP_REPLIED;
 }
 
-int api_query_json(http_req *rq, const char *stmt, const char *const *params, int nparams,
-                   void (*finish)(http_req *rq, json_t *doc))
+static int query_json(http_req *rq, const char *report, const char *const *params, int nparams,
+                      void (*finish)(http_req *rq, json_t *doc))
 {
     query_ctx *q = xcalloc(1, sizeof *q);
-    q->stmt = stmt;
+    q->report = report;
     q->nparams = nparams;
     for (int i = 0; i < nparams; i++)
         q->params[i] = params[i] ? xstrdup(params[i]) : NULL;
@@ -144,13 +120,13 @@ static int period_params(http_req *rq, char *params[5], const char *const *units
     return RD_OK;
 }
 
-static int run_report(http_req *rq, const char *stmt, const char *const *units, const char *unit_default,
+static int run_report(http_req *rq, const char *report, const char *const *units, const char *unit_default,
                       void (*finish)(http_req *, json_t *))
 {
     char *params[5] = {0};
     if (period_params(rq, params, units, unit_default) != RD_OK)
         return HTTP_REPLIED;
-    int r = api_query_json(rq, stmt, (const char *const *)params, units ? 5 : 4, finish);
+    int r = query_json(rq, report, (const char *const *)params, 5, finish);
     for (int i = 0; i < 5; i++)
         free(params[i]);
     return r;
@@ -212,7 +188,7 @@ static void summary_finish(http_req *rq, json_t *doc)
 
 int api_metrics_summary(http_req *rq)
 {
-    return run_report(rq, "metrics_summary", NULL, NULL, summary_finish);
+    return run_report(rq, "summary", NULL, NULL, summary_finish);
 }
 
 static const char *const retention_units[] = {"week", "month", "quarter", NULL};
@@ -237,7 +213,7 @@ static void retention_finish(http_req *rq, json_t *doc)
 
 int api_metrics_retention(http_req *rq)
 {
-    return run_report(rq, "metrics_retention", retention_units, "month", retention_finish);
+    return run_report(rq, "retention", retention_units, "month", retention_finish);
 }
 
 static void rename_data(http_req *rq, json_t *doc, const char *name)
@@ -266,7 +242,7 @@ int api_metrics_cohorts(http_req *rq)
         http_reply_problem(rq, 400, "Bad Request", "invalid query parameters", e);
         return HTTP_REPLIED;
     }
-    return run_report(rq, "metrics_cohorts", cohort_units, "month", cohorts_finish);
+    return run_report(rq, "cohorts", cohort_units, "month", cohorts_finish);
 }
 
 static void ladder_finish(http_req *rq, json_t *doc)
@@ -289,5 +265,5 @@ static void ladder_finish(http_req *rq, json_t *doc)
 
 int api_metrics_ladder(http_req *rq)
 {
-    return run_report(rq, "metrics_ladder", NULL, NULL, ladder_finish);
+    return run_report(rq, "ladder", NULL, NULL, ladder_finish);
 }

@@ -3,6 +3,7 @@
 #include "retentiond/api/api.h"
 
 #include "retentiond/store/ingest.h"
+#include "retentiond/store/reports.h"
 
 const http_route http_routes[] = {
     {"GET", "/healthz", SCOPE_PUBLIC, api_healthz, NULL, false},
@@ -33,7 +34,6 @@ void api_register_statements(void)
 {
     store_ingest_register();
     api_webhooks_register_statements();
-    api_metrics_register();
-    api_customers_register();
+    store_reports_register();
     store_clv_register();
 }

@@ -28,18 +28,12 @@ int api_batch_chunk(http_req *rq, const char *data, size_t len);
 int api_batch_end(http_req *rq);
 
 /* metrics.c */
-void api_metrics_register(void);
 int api_metrics_summary(http_req *rq);
 int api_metrics_retention(http_req *rq);
 int api_metrics_cohorts(http_req *rq);
 int api_metrics_ladder(http_req *rq);
-/* Runs a prepared statement returning one JSON text (params copied) and replies with it,
- * or passes it to finish (which must reply and owns doc). */
-int api_query_json(http_req *rq, const char *stmt, const char *const *params, int nparams,
-                   void (*finish)(http_req *rq, json_t *doc));
 
 /* customers.c */
-void api_customers_register(void);
 int api_customer_get(http_req *rq);
 int api_customer_list(http_req *rq);
 

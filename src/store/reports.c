@@ -1,0 +1,79 @@
+/* reports.c - prepared statements of the read side (see reports.h). */
+#include "retentiond/store/reports.h"
+
+#include "retentiond/store/pool.h"
+#include "retentiond/util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Resolves the period: to = now, from = to - 12 months, window = the tenant's, by default. */
+#define PERIOD_SQL(fn_call)                                                                     \
+    "SELECT json_build_object('from', f, 'to', t_, 'window_days', w,"                          \
+    " 'period_days', extract(epoch FROM t_ - f) / 86400, 'data', " fn_call ")::text "           \
+    "FROM (SELECT coalesce($2::timestamptz, coalesce($3::timestamptz, now()) - interval '12 months') AS f," \
+    "             coalesce($3::timestamptz, now()) AS t_,"                                     \
+    "             coalesce($4::int, t.activity_window_days) AS w FROM tenants t WHERE t.tenant_id = $1) x"
+
+void store_reports_register(void)
+{
+    db_register_statement("metrics_summary", PERIOD_SQL("rd_metrics_summary($1, f, t_, w)"), 4);
+    db_register_statement("metrics_retention", PERIOD_SQL("rd_metrics_retention($1, f, t_, w, $5)"), 5);
+    db_register_statement("metrics_cohorts", PERIOD_SQL("rd_metrics_cohorts($1, f, t_, $5)"), 5);
+    db_register_statement("metrics_ladder", PERIOD_SQL("rd_metrics_ladder($1, f, t_)"), 4);
+    db_register_statement("rfm_ensure", "SELECT rd_rfm_ensure($1)", 1);
+    db_register_statement("customer_profile",
+        "SELECT rd_customer_profile($1, $2, coalesce($3::timestamptz, now()))::text,"
+        " coalesce($3::timestamptz, now())::text", 3);
+    db_register_statement("customer_list",
+        "SELECT rd_customer_list($1, $2, $3, $4, $5, $6, $7, $8, $9, coalesce($10::timestamptz, now()))::text", 10);
+}
+
+/* Runs a prepared statement; copies row 0's first columns (NULL stays NULL) into out[]. */
+static int run(PGconn *conn, const char *stmt, int nparams, const char *const *params, char **out, int nout)
+{
+    for (int i = 0; i < nout; i++)
+        out[i] = NULL;
+    PGresult *res = PQexecPrepared(conn, stmt, nparams, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        db_log_error(res, conn, stmt);
+        PQclear(res);
+        return RD_ERR;
+    }
+    for (int i = 0; i < nout && PQntuples(res) > 0 && i < PQnfields(res); i++)
+        if (!PQgetisnull(res, 0, i))
+            out[i] = xstrdup(PQgetvalue(res, 0, i));
+    PQclear(res);
+    return RD_OK;
+}
+
+int store_metrics_report(PGconn *conn, const char *report, const char *const params[5], char **json)
+{
+    char stmt[32];
+    snprintf(stmt, sizeof stmt, "metrics_%s", report);
+    /* summary and ladder have no period unit */
+    int n = strcmp(report, "summary") == 0 || strcmp(report, "ladder") == 0 ? 4 : 5;
+    return run(conn, stmt, n, params, json, 1);
+}
+
+int store_customer_profile(PGconn *conn, const char *tenant_id, const char *customer_id, const char *as_of,
+                           char **json, char **as_of_used)
+{
+    const char *params[3] = {tenant_id, customer_id, as_of};
+    char *ignored;
+    if (run(conn, "rfm_ensure", 1, params, &ignored, 1) != RD_OK)
+        return RD_ERR;
+    free(ignored);
+    char *out[2];
+    if (run(conn, "customer_profile", 3, params, out, 2) != RD_OK)
+        return RD_ERR;
+    *json = out[0];
+    *as_of_used = out[1];
+    return RD_OK;
+}
+
+int store_customer_list(PGconn *conn, const char *const params[10], char **json)
+{
+    return run(conn, "customer_list", 10, params, json, 1);
+}
