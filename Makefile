@@ -29,7 +29,7 @@ DEPS_STAMP := $(B)/.deps-$(DEPS_LEVEL)-$(shell cat scripts/install-deps.sh | cks
 all: $(B)/retentiond
 
 $(DEPS_STAMP): scripts/install-deps.sh
-	@mkdir -p build
+	@mkdir -p $(B)
 	@scripts/install-deps.sh $(DEPS_LEVEL)
 	@touch $@
 
@@ -125,3 +125,27 @@ clean:
 	rm -rf build
 
 -include $(shell find $(B)/obj $(B)/asan -name '*.d' 2>/dev/null)
+
+# --- fuzzing and soak (tests/fuzz, tests/soak.py) ---
+#   make fuzz   builds $(B)/fuzz/fuzz_ingest: libFuzzer + ASan + UBSan over the request parsers
+#               (domain + platform sources, no database)
+#   make soak   the fuzzer for FUZZ_SECONDS (60), then tests/soak.py: SOAK_SECONDS (600) of mixed
+#               load against a real server with a fault injected every minute
+FUZZ_SRCS := src/domain/model.c src/domain/batch.c src/platform/shopify.c src/platform/woocommerce.c \
+             src/platform/signature.c src/util.c src/log.c
+FUZZ_SECONDS ?= 60
+
+$(B)/fuzz/fuzz_ingest: tests/fuzz/fuzz_ingest.c $(FUZZ_SRCS) scripts/install-deps.sh
+	@scripts/install-deps.sh fuzz
+	@mkdir -p $(B)/fuzz
+	clang -std=gnu17 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	    -fno-omit-frame-pointer -Iinclude $(shell pkg-config --cflags jansson libcrypto) \
+	    tests/fuzz/fuzz_ingest.c $(FUZZ_SRCS) -o $@ $(shell pkg-config --libs jansson libcrypto) -pthread -lm
+
+fuzz: $(B)/fuzz/fuzz_ingest
+
+soak: $(B)/fuzz/fuzz_ingest $(B)/retentiond
+	@mkdir -p $(B)/fuzz/corpus
+	$(B)/fuzz/fuzz_ingest -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1 \
+	    -artifact_prefix=$(B)/fuzz/ $(B)/fuzz/corpus tests/fuzz/seeds
+	RETENTIOND_BIN=$(abspath $(B))/retentiond python3 tests/soak.py

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Install the Debian packages retentiond needs to build, test and run.
 # Used by `make` (deps target) and by docker/Dockerfile, so both install the same set.
-# Usage: scripts/install-deps.sh [build|runtime|test|bench]   (default: test = build + test tools)
+# Usage: scripts/install-deps.sh [build|runtime|test|bench|fuzz]   (default: test = build + test tools)
 set -eu
 
 want=${1:-test}
@@ -9,13 +9,15 @@ runtime="libmicrohttpd12 libjansson4 libpq5 libssl3 ca-certificates"
 build="gcc make pkg-config libmicrohttpd-dev libjansson-dev libpq-dev libssl-dev"
 test="check libsubunit-dev postgresql curl procps python3 prometheus chromium"
 bench="wrk postgresql-contrib"
+fuzz="clang libclang-rt-14-dev"
 
 case "$want" in
   runtime) pkgs="$runtime" ;;
   build)   pkgs="$runtime $build" ;;
   test)    pkgs="$runtime $build $test" ;;
   bench)   pkgs="$runtime $build $test $bench" ;;
-  *) echo "usage: $0 [build|runtime|test|bench]" >&2; exit 2 ;;
+  fuzz)    pkgs="$runtime $build $fuzz" ;;
+  *) echo "usage: $0 [build|runtime|test|bench|fuzz]" >&2; exit 2 ;;
 esac
 
 # The OpenAPI and browser checks run on Node.js; any Node >= 18 will do (a NodeSource one too).

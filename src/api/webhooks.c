@@ -16,8 +16,8 @@
  *
  * Shopify refunds are kept per refund id in webhook_refunds (migrations/003_webhooks.sql); an
  * order's refunded amount is always the capped sum of its rows, whichever of orders/updated
- * and refunds/create brought them, and in whatever order they came. The few statements for
- * this live here, next to their only user, as prepared statements. */
+ * and refunds/create brought them, and in whatever order they came. The statements for
+ * this live in src/store/webhooks_store.c; this file holds only the flow and the replies. */
 #include "retentiond/api/api.h"
 
 #include "retentiond/log.h"
@@ -26,6 +26,7 @@
 #include "retentiond/platform/woocommerce.h"
 #include "retentiond/store/ingest.h"
 #include "retentiond/store/tenants.h"
+#include "retentiond/store/webhooks_store.h"
 
 #include <openssl/crypto.h>
 #include <stdio.h>
@@ -104,102 +105,21 @@ static void log_safe(char *dst, size_t n, const char *s)
     dst[j] = '\0';
 }
 
-/* ---- statements ---- */
+/* ---- the store calls ---- */
 
 void api_webhooks_register_statements(void)
 {
-    db_register_statement("secret_get",
-        "SELECT t.tenant_id, t.name, t.currency, s.secret, "
-        "CASE WHEN s.rotated_at > now() - interval '1 hour' THEN s.previous_secret END "
-        "FROM tenants t JOIN webhook_secrets s USING (tenant_id) WHERE t.name = $1 AND s.platform = $2", 2);
-    db_register_statement("wh_delivery",
-        "INSERT INTO webhook_deliveries (tenant_id, platform, delivery_id, topic) VALUES ($1, $2, $3, $4) "
-        "ON CONFLICT DO NOTHING", 4);
-    /* serialises every write about one order (its refunds and its state) whatever the topic */
-    db_register_statement("wh_order_lock",
-        "SELECT pg_advisory_xact_lock(hashtextextended('wh:' || $1 || ':' || $2, 0))", 2);
-    db_register_statement("wh_refund_add",
-        "INSERT INTO webhook_refunds AS r (tenant_id, order_id, refund_id, amount, shop_amount, refunded_at) "
-        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, order_id, refund_id) DO UPDATE "
-        "SET shop_amount = EXCLUDED.shop_amount WHERE r.shop_amount IS NULL", 6);
-    /* refunded and shop_refunded of an order of total $3 / shop total $4: the capped sums; a
-     * refund without shop money is converted at the order's own ratio */
-    db_register_statement("wh_refund_sum",
-        "SELECT least($3::numeric, coalesce(sum(amount), 0))::text, "
-        "least($4::numeric, coalesce(sum(coalesce(shop_amount, CASE WHEN $3::numeric > 0 "
-        "THEN round(amount * $4::numeric / $3::numeric, scale($4::numeric)) END)), 0))::text "
-        "FROM webhook_refunds WHERE tenant_id = $1 AND order_id = $2", 4);
-    /* the stored order, with updated_at advanced to $3 (NULL: now) when that is later */
-    db_register_statement("wh_order_get",
-        "SELECT customer_id, placed_at::text, greatest(updated_at, coalesce($3::timestamptz, now()))::text, "
-        "currency, total::text, refunded::text, shop_total::text, shop_refunded::text, status, source, test "
-        "FROM orders WHERE tenant_id = $1 AND order_id = $2 FOR UPDATE", 3);
-}
-
-/* Runs a prepared statement; NULL (after logging) unless it returned `want`. */
-static PGresult *exec(PGconn *conn, const char *stmt, int n, const char *const *params, ExecStatusType want)
-{
-    PGresult *res = PQexecPrepared(conn, stmt, n, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != want) {
-        db_log_error(res, conn, stmt);
-        PQclear(res);
-        return NULL;
-    }
-    return res;
-}
-
-static int exec_ok(PGconn *conn, const char *stmt, int n, const char *const *params, ExecStatusType want)
-{
-    PGresult *res = exec(conn, stmt, n, params, want);
-    PQclear(res);
-    return res ? RD_OK : RD_ERR;
-}
-
-/* Replaces o's refunded amounts by the capped sums of the order's stored refunds. */
-static int apply_refund_sum(PGconn *conn, const char *tid, rd_order *o)
-{
-    const char *p[4] = {tid, o->order_id, o->total, o->shop_total};
-    PGresult *res = exec(conn, "wh_refund_sum", 4, p, PGRES_TUPLES_OK);
-    if (!res)
-        return RD_ERR;
-    free(o->refunded);
-    free(o->shop_refunded);
-    o->refunded = xstrdup(PQgetvalue(res, 0, 0));
-    o->shop_refunded = xstrdup(PQgetvalue(res, 0, 1));
-    PQclear(res);
-    return RD_OK;
-}
-
-static const char *static_source(const char *s)
-{
-    static const char *const names[] = {"api", "shopify", "woocommerce", "import"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (strcmp(s, names[i]) == 0)
-            return names[i];
-    return "api";
+    store_webhooks_register();
 }
 
 /* Loads the stored order into c->set (one order) with updated_at advanced to `at` (NULL:
  * now). Returns 1 if found, 0 if not, RD_ERR on a database error. */
-static int load_order(PGconn *conn, const char *tid, wh_ctx *c, const char *at)
+static int load_order(PGconn *conn, wh_ctx *c, const char *at)
 {
-    const char *p[3] = {tid, c->order_id, at};
-    PGresult *res = exec(conn, "wh_order_get", 3, p, PGRES_TUPLES_OK);
-    if (!res)
-        return RD_ERR;
-    if (PQntuples(res) == 0) {
-        PQclear(res);
-        return 0;
-    }
-    rd_order o = {
-        .order_id = xstrdup(c->order_id), .customer_id = xstrdup(PQgetvalue(res, 0, 0)),
-        .placed_at = xstrdup(PQgetvalue(res, 0, 1)), .updated_at = xstrdup(PQgetvalue(res, 0, 2)),
-        .currency = xstrdup(PQgetvalue(res, 0, 3)), .total = xstrdup(PQgetvalue(res, 0, 4)),
-        .refunded = xstrdup(PQgetvalue(res, 0, 5)), .shop_total = xstrdup(PQgetvalue(res, 0, 6)),
-        .shop_refunded = xstrdup(PQgetvalue(res, 0, 7)), .status = xstrdup(PQgetvalue(res, 0, 8)),
-        .source = static_source(PQgetvalue(res, 0, 9)), .test = PQgetvalue(res, 0, 10)[0] == 't',
-    };
-    PQclear(res);
+    rd_order o;
+    int found = store_webhook_order_get(conn, c->tenant.id, c->order_id, at, &o);
+    if (found != 1)
+        return found;
     c->set.orders = xcalloc(1, sizeof *c->set.orders);
     c->set.orders[0] = o;
     c->set.n_orders = c->set.cap_orders = 1;
@@ -207,12 +127,12 @@ static int load_order(PGconn *conn, const char *tid, wh_ctx *c, const char *at)
 }
 
 /* Stores every refund of c->shopify for c->order_id. */
-static int add_refunds(PGconn *conn, const char *tid, wh_ctx *c, const char *at)
+static int add_refunds(PGconn *conn, wh_ctx *c, const char *at)
 {
     for (size_t i = 0; i < c->shopify.n_refunds; i++) {
         const shopify_refund *r = &c->shopify.refunds[i];
-        const char *p[6] = {tid, c->order_id, r->refund_id, r->amount, r->shop_amount, at};
-        if (exec_ok(conn, "wh_refund_add", 6, p, PGRES_COMMAND_OK) != RD_OK)
+        if (store_webhook_refund_add(conn, c->tenant.id, c->order_id, r->refund_id, r->amount, r->shop_amount,
+                                     at) != RD_OK)
             return RD_ERR;
     }
     return RD_OK;
@@ -221,37 +141,33 @@ static int add_refunds(PGconn *conn, const char *tid, wh_ctx *c, const char *at)
 /* The writes of one verified, mapped delivery, inside the open transaction. */
 static int store_delivery(PGconn *conn, wh_ctx *c)
 {
-    char tid[24];
-    snprintf(tid, sizeof tid, "%lld", (long long)c->tenant.id);
     ingest_counts counts = {0};
     bool shopify_order = c->platform == PLATFORM_SHOPIFY && c->order_id;
-    if (shopify_order) {
-        const char *p[2] = {tid, c->order_id};
-        if (exec_ok(conn, "wh_order_lock", 2, p, PGRES_TUPLES_OK) != RD_OK)
-            return RD_ERR;
-    }
+    if (shopify_order && store_webhook_order_lock(conn, c->tenant.id, c->order_id) != RD_OK)
+        return RD_ERR;
     switch (c->action) {
     case ACT_RECORDS:
         if (shopify_order && c->set.n_orders == 1 &&
-            (add_refunds(conn, tid, c, NULL) != RD_OK || apply_refund_sum(conn, tid, &c->set.orders[0]) != RD_OK))
+            (add_refunds(conn, c, NULL) != RD_OK ||
+             store_webhook_refund_sum(conn, c->tenant.id, &c->set.orders[0]) != RD_OK))
             return RD_ERR;
         break;
     case ACT_REFUND: {
-        if (add_refunds(conn, tid, c, c->shopify.refund_at) != RD_OK)
+        if (add_refunds(conn, c, c->shopify.refund_at) != RD_OK)
             return RD_ERR;
-        int found = load_order(conn, tid, c, c->shopify.refund_at);
+        int found = load_order(conn, c, c->shopify.refund_at);
         if (found < 0)
             return RD_ERR;
         if (!found) {
             c->result = WH_PENDING;
             return RD_OK;
         }
-        if (apply_refund_sum(conn, tid, &c->set.orders[0]) != RD_OK)
+        if (store_webhook_refund_sum(conn, c->tenant.id, &c->set.orders[0]) != RD_OK)
             return RD_ERR;
         break;
     }
     case ACT_DELETE: {
-        int found = load_order(conn, tid, c, NULL);
+        int found = load_order(conn, c, NULL);
         if (found < 0)
             return RD_ERR;
         if (!found) {
@@ -338,25 +254,21 @@ static int wh_run(PGconn *conn, void *arg)
         return RD_OK;
     }
 
-    if (db_exec(conn, "BEGIN", "begin webhook") != RD_OK)
+    if (store_webhook_begin(conn) != RD_OK)
         return RD_ERR;
     if (c->delivery_id) {
-        char tid[24];
-        snprintf(tid, sizeof tid, "%lld", (long long)c->tenant.id);
-        const char *p[4] = {tid, platform_name(c->platform), c->delivery_id, c->topic ? c->topic : ""};
-        PGresult *res = exec(conn, "wh_delivery", 4, p, PGRES_COMMAND_OK);
-        if (!res)
+        int fresh = store_webhook_delivery_record(conn, c->tenant.id, platform_name(c->platform), c->delivery_id,
+                                                  c->topic);
+        if (fresh < 0)
             return RD_ERR; /* the pool rolls back */
-        bool seen = strcmp(PQcmdTuples(res), "0") == 0;
-        PQclear(res);
-        if (seen) {
+        if (!fresh) {
             c->result = WH_DUPLICATE;
-            return db_exec(conn, "ROLLBACK", "rollback webhook");
+            return store_webhook_rollback(conn);
         }
     }
     if (store_delivery(conn, c) != RD_OK)
         return RD_ERR;
-    return db_exec(conn, "COMMIT", "commit webhook");
+    return store_webhook_commit(conn);
 }
 
 /* ---- replies ---- */

@@ -29,6 +29,7 @@ enum {
     ST_DB_WAIT,    /* suspended on a database job */
     ST_DB_DONE,    /* job finished, after_db pending */
     ST_REPLIED,    /* reply set; queue it on this or the next callback */
+    ST_DISCARD,    /* reply set mid-upload; dropping the rest of the body (see finish_call) */
 };
 
 static struct MHD_Daemon *daemon_handle;
@@ -533,12 +534,25 @@ static void begin_body(http_req *rq)
     rq->state = ST_BODY;
 }
 
-/* Queues the reply if one is set. An early reply (413 during upload) drops unread data. */
-static enum MHD_Result finish_call(http_req *rq, size_t *upload_data_size)
+/* Most body bytes dropped after an early reply before the connection is simply closed. */
+#define DISCARD_MAX (16L * 1024 * 1024)
+
+/* Queues the reply if one is set.
+ * FIX (found by tests/integration/test_hostile.py, "chunked over limit"): libmicrohttpd 0.9.x
+ * refuses MHD_queue_response() while a body is still being received (it returns MHD_NO and
+ * the connection was closed with no answer at all), so an early reply set during the upload
+ * (413 for a chunked or undeclared body over the limit, a streamed batch's 503) never reached
+ * the client. Such a reply now waits in ST_DISCARD while the rest of the upload is dropped (at
+ * most DISCARD_MAX bytes), and is queued when the body is complete. */
+static enum MHD_Result finish_call(http_req *rq, size_t *upload_data_size, bool mid_upload)
 {
     if (rq->state != ST_REPLIED)
         return MHD_YES;
     *upload_data_size = 0;
+    if (mid_upload) {
+        rq->state = ST_DISCARD;
+        return MHD_YES;
+    }
     return queue_reply(rq);
 }
 
@@ -584,7 +598,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             if (rq->state == ST_NEW && authorize(rq))
                 begin_body(rq);
         }
-        return finish_call(rq, upload_data_size);
+        return finish_call(rq, upload_data_size, false);
+    }
+
+    bool mid_upload = *upload_data_size > 0;
+    if (rq->state == ST_DISCARD) {
+        if (!mid_upload) { /* the upload is complete: send the reply set earlier */
+            rq->state = ST_REPLIED;
+            return queue_reply(rq);
+        }
+        rq->body_seen += (long)*upload_data_size;
+        *upload_data_size = 0;
+        long limit = rq->route && rq->route->big_body ? config.max_batch_bytes : config.max_body_bytes;
+        return rq->body_seen - limit > DISCARD_MAX ? MHD_NO : MHD_YES;
     }
 
     if (rq->state == ST_DB_DONE) {
@@ -598,15 +624,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 http_reply_db_failure(rq, st);
             else if (authorize(rq))
                 begin_body(rq);
-            return finish_call(rq, upload_data_size);
+            return finish_call(rq, upload_data_size, mid_upload);
         }
         rq->state = ST_BODY;
         if (after(rq, st) == HTTP_DEFERRED) {
             submit_job(rq);
-            return finish_call(rq, upload_data_size);
+            return finish_call(rq, upload_data_size, mid_upload);
         }
         if (rq->state == ST_REPLIED)
-            return finish_call(rq, upload_data_size);
+            return finish_call(rq, upload_data_size, mid_upload);
         /* a streamed chunk was stored: go on with the body */
     }
 
@@ -625,11 +651,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             }
             if (body_usec > (int64_t)config.request_timeout * 1000000 &&
                 (double)rq->body_seen < (double)body_usec / 1e6 * SLOW_BODY_MIN_RATE) {
-                /* a body trickling in (see SLOW_BODY_MIN_RATE): answer 408, the connection closes */
+                /* a body trickling in (see SLOW_BODY_MIN_RATE): close the connection now (no
+                 * reply can be queued mid-upload; the 408 is what the request log records) */
                 buf_free(&rq->body);
                 http_reply_problem(rq, 408, "Request Timeout", "the request body is arriving too slowly", NULL);
+                return MHD_NO;
             } else if (rq->body_seen > limit) {
-                /* answer now; libmicrohttpd closes the connection instead of reading the rest */
+                /* answer once the rest is dropped (see finish_call) */
                 buf_free(&rq->body);
                 http_reply_problem(rq, 413, "Content Too Large", "the request body exceeds the configured limit", NULL);
             } else if (rq->route->on_chunk) {
@@ -642,7 +670,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             run_handler(rq);
         }
     }
-    return finish_call(rq, upload_data_size);
+    return finish_call(rq, upload_data_size, mid_upload);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -660,7 +688,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         pthread_mutex_unlock(&track_lock);
     }
     double secs = (double)(now_usec() - rq->started) / 1e6;
-    int status = rq->state == ST_REPLIED ? rq->status : 499;
+    int status = rq->state == ST_REPLIED || rq->state == ST_DISCARD ? rq->status : 499;
     if (!rq->counted)
         stats_record(rq->route_index, status, secs);
     rd_log(LOG_INFO, "msg=request method=%s route=\"%s\" path_len=%zu status=%d duration_ms=%.3f tenant=%s bytes_in=%ld%s",

@@ -1,0 +1,224 @@
+"""Faults under a real load: PostgreSQL stopped (fast and immediate) mid-load, the service
+killed with SIGKILL mid-load, and SIGTERM mid-load.
+
+Each test has its own cluster and server. A bounded loop of concurrent clients (8 threads,
+http.client over loopback, keep-alive) posts distinct orders and records every id the
+service acknowledged with a 2xx. The invariant of README "What a 2xx means": every
+acknowledged id is in the orders table at the end (lost == 0), and while PostgreSQL is down
+no request sent during the outage is acknowledged; each answer is 503 with Retry-After or a
+connection error.
+"""
+import http.client
+import json
+import signal
+import threading
+import time
+import unittest
+
+from harness import Postgres, Server
+
+THREADS = 8
+
+
+class Load:
+    """THREADS clients posting distinct orders until stopped (or max_seconds)."""
+
+    def __init__(self, server, key, prefix, max_seconds=60):
+        self.server = server
+        self.key = key
+        self.prefix = prefix
+        self.max_seconds = max_seconds
+        self.lock = threading.Lock()
+        self.stop_evt = threading.Event()
+        self.acked = set()
+        # (sent_at, answered_at, status or None for a connection error, retry_after, order id)
+        self.log = []
+        self.threads = []
+
+    def start(self):
+        for i in range(THREADS):
+            t = threading.Thread(target=self._run, args=(i,), daemon=True)
+            t.start()
+            self.threads.append(t)
+        return self
+
+    def stop(self):
+        self.stop_evt.set()
+        for t in self.threads:
+            t.join(90)
+            assert not t.is_alive(), "a load thread hung"
+
+    def _run(self, i):
+        n = 0
+        conn = None
+        deadline = time.time() + self.max_seconds
+        while not self.stop_evt.is_set() and time.time() < deadline:
+            oid = f"{self.prefix}-{i}-{n}"
+            n += 1
+            body = json.dumps({"order_id": oid, "customer_id": f"c{i}-{n % 50}",
+                               "placed_at": "2026-01-05T10:00:00Z", "total": "12.50"})
+            sent = time.time()
+            status = retry = None
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=30)
+                conn.request("POST", "/v1/orders", body=body,
+                             headers={"Authorization": "Bearer " + self.key,
+                                      "Content-Type": "application/json"})
+                r = conn.getresponse()
+                r.read()
+                status = r.status
+                retry = r.getheader("Retry-After")
+                if r.getheader("Connection", "").lower() == "close":
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException):
+                if conn:
+                    conn.close()
+                conn = None
+            with self.lock:
+                self.log.append((sent, time.time(), status, retry, oid))
+                if status is not None and 200 <= status < 300:
+                    self.acked.add(oid)
+            if status is None or status >= 500:
+                time.sleep(0.02)  # back off a little on errors; bounded by the loop
+        if conn:
+            conn.close()
+
+    def count_2xx_since(self, t):
+        with self.lock:
+            return sum(1 for s, _, st, _, _ in self.log if s >= t and st and 200 <= st < 300)
+
+    def wait_for_2xx_since(self, t, n=20, timeout=30):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.count_2xx_since(t) >= n:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def answers(self, since, until):
+        """Entries for requests sent in [since, until)."""
+        with self.lock:
+            return [e for e in self.log if since <= e[0] < until]
+
+
+def stored_ids(pg, prefix):
+    rows = pg.sql("SELECT order_id FROM orders WHERE order_id LIKE :'v1'", prefix + "-%")
+    return {r[0] for r in rows}
+
+
+def report(tc, pg, load, what):
+    stored = stored_ids(pg, load.prefix)
+    lost = load.acked - stored
+    statuses = {}
+    for e in load.log:
+        statuses[e[2]] = statuses.get(e[2], 0) + 1
+    print(f"\n[{what}] requests={len(load.log)} statuses={statuses} acknowledged={len(load.acked)} "
+          f"stored={len(stored)} lost={len(lost)}", flush=True)
+    tc.assertEqual(len(lost), 0, f"acknowledged but not stored: {sorted(lost)[:20]}")
+    tc.assertGreater(len(load.acked), 0)
+
+
+class PostgresOutage(unittest.TestCase):
+    def test_fast_and_immediate_stop_under_load(self):
+        pg = Postgres().start()
+        server = Server(pg).start()
+        try:
+            _, key = server.tenant()
+            load = Load(server, key, "pgout").start()
+            self.assertTrue(load.wait_for_2xx_since(0, 50), "no load before the fault")
+            for mode in ("fast", "immediate"):
+                pg.stop(mode)
+                down_at = time.time()          # pg_ctl -w returned: the cluster is down
+                time.sleep(1.5)                # the load keeps hitting the service meanwhile
+                up_at = time.time()
+                # exercise readiness during the outage too
+                r = server.get("/readyz")
+                self.assertEqual(r.status, 503, r)
+                self.assertIn("retry-after", r.headers)
+                pg.start()
+                during = load.answers(down_at, up_at)
+                self.assertGreater(len(during), 0, "no request was sent during the outage")
+                for sent, _, status, retry, oid in during:
+                    self.assertFalse(status is not None and 200 <= status < 300,
+                                     f"{mode}: {oid} sent during the outage was acknowledged ({status})")
+                    if status is not None:
+                        self.assertEqual(status, 503, f"{mode}: {oid} got {status} during the outage")
+                        self.assertIsNotNone(retry, f"{mode}: 503 without Retry-After")
+                print(f"\n[{mode} stop] answers during outage: "
+                      f"{sum(1 for e in during if e[2] == 503)} x 503, "
+                      f"{sum(1 for e in during if e[2] is None)} connection errors", flush=True)
+                # recovers by itself, without a restart of the service
+                self.assertTrue(load.wait_for_2xx_since(time.time(), 20, timeout=30),
+                                f"no 2xx within 30 s after PostgreSQL came back ({mode})")
+            load.stop()
+            # nothing other than 2xx / 503 / connection errors, at any time
+            odd = [e for e in load.log if e[2] is not None and e[2] not in (200, 201, 503)]
+            self.assertEqual(odd, [], "unexpected statuses")
+            report(self, pg, load, "postgres fast+immediate stop")
+        finally:
+            server.stop()
+            pg.destroy()
+
+
+class ServiceKilled(unittest.TestCase):
+    def test_sigkill_mid_load_then_restart(self):
+        pg = Postgres().start()
+        server = Server(pg).start()
+        try:
+            _, key = server.tenant()
+            load = Load(server, key, "kill9").start()
+            self.assertTrue(load.wait_for_2xx_since(0, 100))
+            server.stop(signal.SIGKILL)
+            load.stop()
+            report(self, pg, load, "SIGKILL")
+            # a new service on the same cluster serves at once and keeps the acknowledged data
+            server = Server(pg).start()
+            load2 = Load(server, key, "after9").start()
+            self.assertTrue(load2.wait_for_2xx_since(0, 20))
+            load2.stop()
+            report(self, pg, load2, "after SIGKILL restart")
+            self.assertFalse(load.acked - stored_ids(pg, "kill9"))
+        finally:
+            server.stop()
+            pg.destroy()
+
+
+class ServiceTerminated(unittest.TestCase):
+    def test_sigterm_mid_load_drains_and_exits_zero(self):
+        pg = Postgres().start()
+        server = Server(pg).start()
+        try:
+            _, key = server.tenant()
+            load = Load(server, key, "term").start()
+            self.assertTrue(load.wait_for_2xx_since(0, 100))
+            t0 = time.time()
+            proc = server.proc
+            proc.send_signal(signal.SIGTERM)
+            rc = proc.wait(40)
+            took = time.time() - t0
+            load.stop()
+            self.assertEqual(rc, 0, server.read_log()[-3000:])
+            print(f"\n[SIGTERM] exited {rc} after {took:.2f} s", flush=True)
+            # every response received was a proper one: a 2xx, or a 503 (the load balancer retries)
+            odd = [e for e in load.log if e[2] is not None and e[2] not in (200, 201, 503)]
+            self.assertEqual(odd, [], "unexpected statuses")
+            report(self, pg, load, "SIGTERM")
+            log = server.read_log()
+            self.assertIn("msg=stopped", log)
+            self.assertNotIn("requires MHD_USE_ITC", log)
+        finally:
+            if server.proc and server.proc.poll() is None:
+                server.stop()
+            elif server.proc:
+                server.proc = None
+                server.log.close()
+                from harness import SANITIZED
+                if SANITIZED:
+                    server.assert_no_sanitizer_reports()
+            pg.destroy()
+
+
+if __name__ == "__main__":
+    unittest.main()
