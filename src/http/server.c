@@ -727,7 +727,8 @@ int http_start(int *bound_port)
     struct sockaddr_in6 addr6 = {0};
     struct sockaddr_in addr4 = {0};
     const struct sockaddr *sa;
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    /* ITC: MHD_quiesce_daemon with an epoll thread pool needs it to wake the threads safely */
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_ITC;
     if (inet_pton(AF_INET, config.bind_address, &addr4.sin_addr) == 1) {
         addr4.sin_family = AF_INET;
         addr4.sin_port = htons((uint16_t)config.port);
