@@ -169,6 +169,12 @@ class Server:
             conn.request(method, path, body=body, headers=h)
             r = conn.getresponse()
             return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
+        except OSError:
+            # if the server died, say so with the end of its log instead of a bare refusal
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"the server exited with {self.proc.returncode}; log tail:\n"
+                                   + self.read_log()[-4000:]) from None
+            raise
         finally:
             conn.close()
 
