@@ -107,6 +107,20 @@ def rss_kb(pid, field="VmRSS"):
     return None
 
 
+def check_server(srv, res, phase):
+    """If the server died, record how (exit status, the log's tail) and start it again so the
+    remaining figures can still be measured."""
+    rc = srv.proc.poll() if srv.proc else None
+    if rc is None:
+        return
+    srv.log.close()
+    tail = srv.read_log().splitlines()[-40:]
+    res.setdefault("server_deaths", []).append({"before": phase, "exit": rc, "log_tail": tail})
+    log(f"bench: THE SERVER EXITED ({rc}) before {phase}; restarting it. Log tail:\n  " + "\n  ".join(tail[-10:]))
+    srv.proc = None
+    srv.start()
+
+
 def tenant_id(pg, name):
     return int(pg.scalar("SELECT tenant_id FROM tenants WHERE name = :'v1'", name))
 
@@ -527,6 +541,8 @@ def table(res):
     if f:
         shown = fmt(f["seconds"], "{:.2f}") if f["seconds"] is not None else f"n/a ({f['message'][:50]})"
         rows.append((f"CLV fit, {d['customers']} customers: seconds", shown, "-", ""))
+    for dth in res.get("server_deaths", []):
+        rows.append((f"SERVER EXITED before {dth['before']}", f"exit status {dth['exit']}", "restarted", ""))
     rs = res.get("rss_kb", {})
     rows.append(("server RSS MiB at rest / end of load / peak",
                  " / ".join(fmt(rs.get(k) and rs[k] / 1024, "{:.1f}") for k in ("rest", "end", "peak")), "-", ""))
@@ -602,25 +618,35 @@ def main(argv=None):
             bench_ingest(pg, srv, secs, work, res)
             rss["after_ingest"] = rss_kb(srv.proc.pid)
             save()
+        check_server(srv, res, "backfill")
         if "backfill" not in skip:
             log("bench: 2. bulk backfill")
             shop, key = bench_backfill(pg, srv, data, work, res, rss)
             shop_id = tenant_id(pg, shop)
             save()
             pg.sql("VACUUM ANALYZE")
+            check_server(srv, res, "fit")
             if "fit" not in skip:
                 log("bench: 4. CLV fit")
                 bench_fit(srv, shop, res)
+                save()
+            check_server(srv, res, "reads")
             if "reads" not in skip:
                 log("bench: 3. reads")
                 bench_reads(pg, srv, key, shop_id, customers, work, res, a.read_budget, deadline)
+        check_server(srv, res, "the end")
         rss["end"] = rss_kb(srv.proc.pid)
         rss["peak"] = rss_kb(srv.proc.pid, "VmHWM")
         rc = srv.stop()
         res["server_exit"] = rc
         srv = None
+    except BaseException:
+        if srv and os.path.exists(srv.log_path):
+            shutil.copy(srv.log_path, os.path.join(outdir, "server-failed-run.log"))
+            log(f"bench: server log kept in {os.path.join(outdir, 'server-failed-run.log')}")
+        raise
     finally:
-        if srv:
+        if srv and srv.proc:
             srv.stop()
         if a.keep:
             log(f"bench: kept {pg.dir} and {work}")
