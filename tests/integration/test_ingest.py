@@ -274,3 +274,121 @@ class Import(Base):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+# The rollup of every customer recomputed from its stored orders and events in plain SQL, from
+# SPEC §2/§4 (qualifying: not cancelled, not refunded, not a test order, not fully refunded;
+# advocacy: a review rated >= 4, an NPS score >= 9, or the first order of a customer it referred).
+ROLLUP_FROM_HISTORY = """
+WITH q AS (
+    SELECT customer_id, placed_at, shop_total - shop_refunded AS net FROM orders
+    WHERE tenant_id = $T AND status NOT IN ('cancelled', 'refunded') AND NOT test
+      AND NOT (shop_total > 0 AND shop_refunded >= shop_total)),
+adv AS (
+    SELECT customer_id, occurred_at AS at FROM events
+    WHERE tenant_id = $T AND ((type = 'review' AND (properties->>'rating')::numeric >= 4)
+                           OR (type = 'nps' AND (properties->>'score')::numeric >= 9))
+    UNION ALL
+    SELECT c.referred_by, min(q.placed_at) FROM customers c JOIN q USING (customer_id)
+    WHERE c.tenant_id = $T AND c.referred_by IS NOT NULL GROUP BY c.customer_id, c.referred_by)
+SELECT c.customer_id,
+       (SELECT min(placed_at) FROM q WHERE q.customer_id = c.customer_id),
+       (SELECT max(placed_at) FROM q WHERE q.customer_id = c.customer_id),
+       (SELECT count(*) FROM q WHERE q.customer_id = c.customer_id),
+       (SELECT coalesce(sum(net), 0) FROM q WHERE q.customer_id = c.customer_id),
+       (SELECT min(occurred_at) FROM events e WHERE e.tenant_id = $T AND e.customer_id = c.customer_id),
+       (SELECT max(occurred_at) FROM events e WHERE e.tenant_id = $T AND e.customer_id = c.customer_id),
+       (SELECT count(*) FROM events e WHERE e.tenant_id = $T AND e.customer_id = c.customer_id),
+       (SELECT max(at) FROM adv WHERE adv.customer_id = c.customer_id)
+FROM customers c WHERE c.tenant_id = $T ORDER BY 1"""
+
+ROLLUP_STORED = """
+SELECT customer_id, first_order_at, last_order_at, order_count, net_revenue, first_engaged_at,
+       last_engaged_at, event_count, last_advocacy_at
+FROM customers WHERE tenant_id = $T ORDER BY 1"""
+
+
+class RollupMatchesHistory(Base):
+    """New orders and events are added to the stored rollup as deltas; changed orders and
+    referrals recompute it. After a seeded random mix of both, through singles and batches, every
+    customer's rollup must equal the one recomputed from the history."""
+
+    def test_random_mix_of_new_changed_and_moved_orders_events_and_referrals(self):
+        import random
+        rnd = random.Random(20261123)
+        customers = [f"m{i}" for i in range(25)]
+        orders = {}          # order_id -> last posted state
+        n_events = 0
+
+        def day(d):
+            return f"2026-{1 + d // 28:02d}-{1 + d % 28:02d}T{rnd.randrange(24):02d}:00:00Z"
+
+        def new_order():
+            oid = f"mo{len(orders)}"
+            total = rnd.randrange(0, 20000)
+            o = {"order_id": oid, "customer_id": rnd.choice(customers), "placed_at": day(rnd.randrange(300)),
+                 "updated_at": "2026-11-01T00:00:00Z", "total": f"{total / 100:.2f}",
+                 "status": rnd.choice(["paid"] * 8 + ["cancelled", "fulfilled"])}
+            orders[oid] = o
+            return o
+
+        def changed_order():
+            o = dict(orders[rnd.choice(list(orders))])
+            o["updated_at"] = f"2026-11-{2 + len(orders) % 27:02d}T{rnd.randrange(24):02d}:{rnd.randrange(60):02d}:00Z"
+            change = rnd.randrange(4)
+            if change == 0:
+                o["status"] = "refunded"
+            elif change == 1:
+                total = float(o["total"])
+                o["refunded"] = f"{rnd.choice([total, total / 2]):.2f}"
+            elif change == 2:
+                o["customer_id"] = rnd.choice(customers)      # moved to another customer
+            else:
+                o["placed_at"] = day(rnd.randrange(300))
+            orders[o["order_id"]] = o
+            return o
+
+        def new_event():
+            nonlocal n_events
+            n_events += 1
+            kind = rnd.choice(["visit", "visit", "review", "nps", "referral"])
+            who = rnd.choice(customers)
+            e = {"event_id": f"me{n_events}", "customer_id": who, "type": kind,
+                 "occurred_at": day(rnd.randrange(300))}
+            if kind == "review":
+                e["properties"] = {"rating": rnd.randint(1, 5)}
+            elif kind == "nps":
+                e["properties"] = {"score": rnd.randint(0, 10)}
+            elif kind == "referral":
+                e["properties"] = {"referred_customer_id": rnd.choice([c for c in customers if c != who])}
+            return e
+
+        for round_ in range(12):
+            items = []
+            for _ in range(rnd.randrange(1, 40)):
+                pick = rnd.random()
+                if pick < 0.55 or not orders:
+                    items.append({"kind": "order", **new_order()})
+                elif pick < 0.75:
+                    items.append({"kind": "order", **changed_order()})
+                else:
+                    items.append({"kind": "event", **new_event()})
+            if round_ % 3 == 2:   # the same records one request at a time
+                for it in items:
+                    kind = it.pop("kind")
+                    r = server.post("/v1/orders" if kind == "order" else "/v1/events", it, self.key)
+                    self.assertLess(r.status, 300, r)
+            else:
+                r = server.post("/v1/batch", items, self.key)
+                self.assertEqual((r.status, r.json["rejected"]), (200, 0), r)
+
+        expected = pg.sql(ROLLUP_FROM_HISTORY.replace("$T", self.tid))
+        stored = pg.sql(ROLLUP_STORED.replace("$T", self.tid))
+        self.assertGreaterEqual(len(expected), 20)
+        self.assertEqual(stored, expected)
+        # and the rungs follow from those rollups
+        self.assertEqual(self.q("SELECT count(*) FROM customers WHERE tenant_id = $T AND stage <> CASE"
+                                " WHEN order_count >= 1 AND last_advocacy_at > now() - interval '365 days'"
+                                " THEN 'advocate' WHEN order_count >= 2 THEN 'client'"
+                                " WHEN order_count = 1 THEN 'customer' WHEN event_count > 0 THEN 'prospect'"
+                                " ELSE 'suspect' END"), "0")
