@@ -62,6 +62,7 @@ class GeneratedShop(unittest.TestCase):
         body = "\n".join(json.dumps(x) for x in lines) + "\n"
         r = server.post("/v1/batch", body, cls.key, content_type="application/x-ndjson", timeout=600)
         assert r.status == 200 and r.json["rejected"] == 0, r
+        pg.sql("ANALYZE")   # planner statistics for the plain-SQL references below
 
     def sql(self, query):
         for token, value in (("$FROM", f"'{FROM}'::timestamptz"), ("$TO", f"'{TO}'::timestamptz"),
@@ -105,6 +106,58 @@ class GeneratedShop(unittest.TestCase):
         self.assertAlmostEqual(m["average_order_value"], revenue / orders)
         self.assertAlmostEqual(m["returning_revenue_share"], ret_rev / revenue)
         self.assertAlmostEqual(m["top20_revenue_share"], top20 / revenue)
+
+    def retention_expected(self, unit, frm, to, window):
+        """Per period [ps, pe) of `unit` covering [frm, to): S, E, N, lost and the lifecycle
+        split, each straight from its definition over the raw orders."""
+        step = "3 months" if unit == "quarter" else f"1 {unit}"
+        columns = ", ".join(f"coalesce(sum(c.n) FILTER (WHERE c.k = '{k}'), 0)" for k in
+                            ("S", "E", "N", "lost", "returning", "resurrecting", "dormant"))
+        return [tuple(r) for r in self.sql(f"""
+            WITH q AS (SELECT customer_id, placed_at FROM orders o WHERE tenant_id = $T AND $Q),
+            f AS (SELECT customer_id, min(placed_at) AS first FROM q GROUP BY 1),
+            p AS (SELECT ps, ps + interval '{step}' AS pe FROM generate_series(
+                      date_trunc('{unit}', '{frm}'::timestamptz), '{to}'::timestamptz - interval '1 microsecond',
+                      interval '{step}') ps),
+            act AS (SELECT p.ps, q.customer_id FROM p JOIN q ON q.placed_at >= p.ps - interval '{window} days'
+                        AND q.placed_at < p.ps GROUP BY 1, 2),
+            act_end AS (SELECT p.ps, q.customer_id FROM p JOIN q ON q.placed_at >= p.pe - interval '{window} days'
+                        AND q.placed_at < p.pe GROUP BY 1, 2),
+            ord AS (SELECT DISTINCT date_trunc('{unit}', placed_at) AS ps, customer_id FROM q),
+            counts AS (
+                SELECT ps, 'S' AS k, count(*) AS n FROM act GROUP BY 1
+                UNION ALL SELECT ps, 'E', count(*) FROM act_end GROUP BY 1
+                UNION ALL SELECT p.ps, 'N', count(*) FROM p JOIN f ON f.first >= p.ps AND f.first < p.pe GROUP BY 1
+                UNION ALL SELECT a.ps, 'lost', count(*) FROM act a LEFT JOIN act_end e USING (ps, customer_id)
+                          WHERE e.customer_id IS NULL GROUP BY 1
+                UNION ALL SELECT a.ps, 'returning', count(*) FROM ord a JOIN ord b
+                          ON b.customer_id = a.customer_id AND b.ps = a.ps - interval '{step}' GROUP BY 1
+                UNION ALL SELECT a.ps, 'resurrecting', count(*) FROM ord a JOIN f USING (customer_id)
+                          LEFT JOIN ord b ON b.customer_id = a.customer_id AND b.ps = a.ps - interval '{step}'
+                          WHERE f.first < a.ps AND b.customer_id IS NULL GROUP BY 1
+                UNION ALL SELECT b.ps + interval '{step}', 'dormant', count(*) FROM ord b
+                          LEFT JOIN ord a ON a.customer_id = b.customer_id AND a.ps = b.ps + interval '{step}'
+                          WHERE a.customer_id IS NULL GROUP BY 1)
+            SELECT to_char(p.ps, 'YYYY-MM-DD'),
+                   {columns}
+            FROM p LEFT JOIN counts c USING (ps) GROUP BY p.ps ORDER BY p.ps""")]
+
+    def test_retention_series_matches_plain_sql(self):
+        # months and weeks within the one-pass function's 60 periods, with a short window too;
+        # and two years of weeks (105 periods), which takes the boundary-by-boundary path
+        for unit, frm, to, window in (("month", FROM, TO, W), ("week", FROM, TO, 30),
+                                      ("quarter", "2024-01-01", "2026-01-01", 90),
+                                      ("week", "2024-01-01", "2026-01-01", W)):
+            with self.subTest(unit=unit, frm=frm, window=window):
+                expected = self.retention_expected(unit, frm, to, window)
+                r = server.get(f"/v1/metrics/retention?period={unit}&from={frm}&to={to}&window={window}",
+                               self.key)
+                self.assertEqual(r.status, 200, r)
+                got = [(x["period_start"][:10], x["S"], x["E"], x["N"], x["lost"], x["returning"],
+                        x["resurrecting"], x["dormant"]) for x in r.json["series"]]
+                self.assertEqual(got, [(d, *map(int, rest)) for d, *rest in expected])
+                self.assertTrue(all(x["new"] == x["N"] for x in r.json["series"]))
+                self.assertGreater(sum(x["S"] for x in r.json["series"]), 0)
 
     def test_ladder_matches_plain_sql(self):
         rows = self.sql("""
