@@ -266,8 +266,7 @@ BEGIN;
 INSERT INTO customers (tenant_id, customer_id)
     SELECT DISTINCT {tid}, customer_id FROM orders WHERE tenant_id = {tid} ON CONFLICT DO NOTHING;
 ANALYZE orders, customers;
--- the rollups, 5 000 customers per call like the service's chunks (one call over all of them
--- is quadratic: rd_refresh_customers filters with "= ANY(p_ids)" on a parameter array)
+-- the rollups, recomputed 5 000 customers per call like the service's chunks
 DO $$
 DECLARE ids text[];
 BEGIN

@@ -21,6 +21,34 @@ static int applied_version(PGconn *conn)
     return v;
 }
 
+/* Migrations are applied in order, so every embedded one older than the newest applied must
+ * be recorded. One missing (a migration added below an existing number, or a row deleted)
+ * would never be applied by "newer than the newest" and the schema would silently lack it:
+ * refuse, naming it. Returns 0 when there is no gap. */
+static int check_gaps(PGconn *conn, int current)
+{
+    PGresult *res = PQexec(conn, "SELECT version FROM schema_migrations");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        db_log_error(res, conn, "read schema versions");
+        PQclear(res);
+        return -1;
+    }
+    int gap = 0;
+    for (int i = 0; i < rd_migration_count && rd_migrations[i].version < current; i++) {
+        int found = 0;
+        for (int r = 0; r < PQntuples(res) && !found; r++)
+            found = atoi(PQgetvalue(res, r, 0)) == rd_migrations[i].version;
+        if (!found) {
+            rd_log(LOG_ERROR, "msg=\"schema has a gap: migration %s was never applied, yet version %d is; "
+                              "apply it by hand and record it in schema_migrations, or restore the database\"",
+                   rd_migrations[i].name, current);
+            gap = -1;
+        }
+    }
+    PQclear(res);
+    return gap;
+}
+
 int migrate_apply(PGconn *conn)
 {
     if (db_exec(conn, "SELECT pg_advisory_lock(" MIGRATION_LOCK_KEY ")", "migration lock") != RD_OK)
@@ -34,7 +62,7 @@ int migrate_apply(PGconn *conn)
         goto unlock;
     }
     int current = applied_version(conn);
-    if (current < 0) {
+    if (current < 0 || check_gaps(conn, current) != 0) {
         applied = -1;
         goto unlock;
     }

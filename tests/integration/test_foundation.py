@@ -134,3 +134,20 @@ class Shutdown(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class MigrationGaps(unittest.TestCase):
+    def test_migrate_refuses_a_database_missing_an_older_migration(self):
+        # a database that recorded a newer migration but not an older one (as if the older file
+        # had been added later) is refused by name instead of silently staying without it
+        pg2 = Postgres().start()
+        try:
+            srv = Server(pg2)
+            srv.cli("migrate")
+            pg2.sql("DELETE FROM schema_migrations WHERE version = 3")
+            out = srv.cli("migrate", check=False)
+            self.assertNotEqual(out.returncode, 0)
+            self.assertIn("003_webhooks.sql", out.stderr)
+            self.assertEqual(pg2.scalar("SELECT count(*) FROM schema_migrations WHERE version = 3"), "0")
+        finally:
+            pg2.destroy()
