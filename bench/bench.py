@@ -481,7 +481,9 @@ def bench_fit(srv, tenant, results):
     if out.returncode != 0:
         results["fit"] = {"seconds": None, "exit": out.returncode, "message": msg}
     else:
-        results["fit"] = {"seconds": dt, "exit": 0, "message": msg}
+        # `retentiond fit` reports its phases: "time  load 262.1 ms, fit 268.7 ms, ..."
+        phases = {k: float(v) for k, v in re.findall(r"(load|fit|predictions|store) ([0-9.]+) ms", out.stdout)}
+        results["fit"] = {"seconds": dt, "exit": 0, "message": msg, "phases_ms": phases}
 
 
 # ---------------------------------------------------------------- the table
@@ -539,7 +541,11 @@ def table(res):
     f = res.get("fit")
     if f:
         shown = fmt(f["seconds"], "{:.2f}") if f["seconds"] is not None else f"n/a ({f['message'][:50]})"
-        rows.append((f"CLV fit, {d['customers']} customers: seconds", shown, "-", ""))
+        rows.append((f"CLV fit, {d['customers']} customers, end to end: seconds", shown, "-", ""))
+        ph = f.get("phases_ms") or {}
+        if all(k in ph for k in ("load", "fit", "predictions", "store")):
+            rows.append(("  load / model fit / predictions / store ms",
+                         f"{ph['load']:.0f} / {ph['fit']:.0f} / {ph['predictions']:.0f} / {ph['store']:.0f}", "-", ""))
     for dth in res.get("server_deaths", []):
         rows.append((f"SERVER EXITED before {dth['before']}", f"exit status {dth['exit']}", "restarted", ""))
     rs = res.get("rss_kb", {})

@@ -1,7 +1,8 @@
 /* clv_store.c - predictive CLV in PostgreSQL: purchase summaries, fitted models, predictions.
  *
- * The per-customer summary (x, t_x, T, mbar) is computed by PostgreSQL from the orders in one
- * statement, so a fit moves one row per customer over the wire instead of every order. The
+ * The per-customer summary (x, t_x, T, mbar) comes from rd_clv_sample (migration 009): the
+ * rollup for customers whose orders all precede as_of, their orders otherwise; one row per
+ * customer crosses the wire, never every order. The
  * predictions of a fit replace the tenant's previous ones in the same transaction as the
  * model row, through INSERT ... SELECT FROM unnest(arrays) in batches of PRED_BATCH rows: one
  * round trip per batch, and readers never see a model without its predictions. */
@@ -17,30 +18,15 @@
 #include <string.h>
 
 #define PRED_BATCH 10000
-#define CLV_LOAD_WORK_MEM "128MB"
-
-/* Occasions: one row per (customer, UTC day) of qualifying orders before as_of, values summed.
- * The end day is the UTC day of the last instant before as_of (see clv_store.h). */
-#define OCCASIONS_SQL(customer_filter)                                                             \
-    "WITH occ AS (SELECT o.customer_id, (o.placed_at AT TIME ZONE 'UTC')::date AS d, "            \
-    "                    sum(o.net_value::float8) AS v "                                                   \
-    "             FROM orders o WHERE o.tenant_id = $1 " customer_filter " AND o.qualifying "      \
-    "               AND o.placed_at < $2::timestamptz GROUP BY 1, 2), "                              \
-    "     k AS (SELECT customer_id, d, v, row_number() OVER (PARTITION BY customer_id ORDER BY d) AS k " \
-    "           FROM occ) "                                                                        \
-    "SELECT customer_id, (count(*) - 1)::int AS x, max(d) - min(d) AS t_x, "                      \
-    "       ((($2::timestamptz - interval '1 microsecond') AT TIME ZONE 'UTC')::date - min(d)) AS T, " \
-    "       coalesce((sum(v) FILTER (WHERE k > 1) / nullif(count(*) - 1, 0))::float8, 0) AS mbar " \
-    "FROM k GROUP BY customer_id"
 
 void store_clv_register(void)
 {
     db_register_statement("clv_as_of", "SELECT to_json(coalesce($1::timestamptz, now()))#>>'{}'", 1);
-    db_register_statement("clv_sample", OCCASIONS_SQL(""), 2);
+    db_register_statement("clv_sample", "SELECT customer_id, x, t_x, \"T\", mbar FROM rd_clv_sample($1, $2)", 2);
     db_register_statement("clv_customer",
-        "SELECT s.x, s.t_x, s.T, s.mbar, extract(epoch FROM a.at)::float8 "
+        "SELECT s.x, s.t_x, s.\"T\", s.mbar, extract(epoch FROM a.at)::float8 "
         "FROM (SELECT $2::timestamptz AS at) a "
-        "LEFT JOIN LATERAL (" OCCASIONS_SQL("AND o.customer_id = $3") ") s ON true",
+        "LEFT JOIN rd_clv_sample($1, $2, $3) s ON true",
         3);
     db_register_statement("clv_lock", "SELECT pg_advisory_xact_lock(1380, ($1::bigint % 2147483647)::int)", 1);
     db_register_statement("clv_model_insert",
@@ -126,17 +112,9 @@ int store_clv_load_sample(PGconn *conn, int64_t tenant_id, const char *as_of, cl
 
     char tid[24];
     tenant_text(tid, tenant_id);
-    /* One hash aggregate and one sort over all the tenant's orders: give them the memory to
-     * stay off disk for this statement only. */
-    if (db_exec(conn, "BEGIN READ ONLY; SET LOCAL work_mem = '" CLV_LOAD_WORK_MEM "'", "clv load") != RD_OK)
-        return RD_ERR;
     res = query(conn, "clv_sample", 2, (const char *const[]){tid, out->as_of});
-    if (!res || db_exec(conn, "COMMIT", "clv load") != RD_OK) {
-        PQclear(res);
-        if (PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) != PQTRANS_IDLE)
-            db_exec(conn, "ROLLBACK", "clv load rollback");
+    if (!res)
         return RD_ERR;
-    }
     size_t n = (size_t)PQntuples(res);
     out->n = n;
     out->ids = xcalloc(n ? n : 1, sizeof *out->ids);

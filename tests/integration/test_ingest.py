@@ -272,9 +272,6 @@ class Import(Base):
         self.assertEqual(self.q("SELECT string_agg(DISTINCT source, ',') FROM orders WHERE tenant_id = $T"), "import")
 
 
-if __name__ == "__main__":
-    unittest.main()
-
 
 # The rollup of every customer recomputed from its stored orders and events in plain SQL, from
 # SPEC §2/§4 (qualifying: not cancelled, not refunded, not a test order, not fully refunded;
@@ -299,19 +296,41 @@ SELECT c.customer_id,
        (SELECT min(occurred_at) FROM events e WHERE e.tenant_id = $T AND e.customer_id = c.customer_id),
        (SELECT max(occurred_at) FROM events e WHERE e.tenant_id = $T AND e.customer_id = c.customer_id),
        (SELECT count(*) FROM events e WHERE e.tenant_id = $T AND e.customer_id = c.customer_id),
-       (SELECT max(at) FROM adv WHERE adv.customer_id = c.customer_id)
+       (SELECT max(at) FROM adv WHERE adv.customer_id = c.customer_id),
+       (SELECT count(DISTINCT (placed_at AT TIME ZONE 'UTC')::date) FROM q WHERE q.customer_id = c.customer_id),
+       (SELECT coalesce(sum(net), 0) FROM q WHERE q.customer_id = c.customer_id
+          AND (placed_at AT TIME ZONE 'UTC')::date = (SELECT min((placed_at AT TIME ZONE 'UTC')::date)
+                                                      FROM q q1 WHERE q1.customer_id = c.customer_id))
 FROM customers c WHERE c.tenant_id = $T ORDER BY 1"""
 
 ROLLUP_STORED = """
 SELECT customer_id, first_order_at, last_order_at, order_count, net_revenue, first_engaged_at,
-       last_engaged_at, event_count, last_advocacy_at
+       last_engaged_at, event_count, last_advocacy_at, order_days, first_day_value
 FROM customers WHERE tenant_id = $T ORDER BY 1"""
 
 
+# BG/NBD inputs by definition (SPEC §4): occasions are UTC days with a qualifying order before
+# as_of; x = occasions - 1, t_x = last - first day, T = day of the last instant before as_of -
+# first day, mbar = mean value of the occasions after the first (0 without any).
+CLV_SUMMARY_FROM_HISTORY = """
+WITH occ AS (
+    SELECT customer_id, (placed_at AT TIME ZONE 'UTC')::date AS d, sum(shop_total - shop_refunded) AS v
+    FROM orders WHERE tenant_id = $T AND status NOT IN ('cancelled', 'refunded') AND NOT test
+      AND NOT (shop_total > 0 AND shop_refunded >= shop_total) AND placed_at < :'v1'::timestamptz
+    GROUP BY 1, 2),
+firsts AS (SELECT customer_id, min(d) AS f FROM occ GROUP BY 1)
+SELECT o.customer_id, count(*) - 1, max(d) - f.f,
+       ((:'v1'::timestamptz - interval '1 microsecond') AT TIME ZONE 'UTC')::date - f.f,
+       round(coalesce(avg(v) FILTER (WHERE d > f.f), 0), 6)
+FROM occ o JOIN firsts f USING (customer_id) GROUP BY o.customer_id, f.f ORDER BY 1"""
+
+
 class RollupMatchesHistory(Base):
-    """New orders and events are added to the stored rollup as deltas; changed orders and
-    referrals recompute it. After a seeded random mix of both, through singles and batches, every
-    customer's rollup must equal the one recomputed from the history."""
+    """New orders and events are added to the stored rollup as deltas; changed orders, referrals
+    and new orders on a day between a customer's first and last order days recompute it. After a
+    seeded random mix of both, through singles and batches, every customer's rollup (with the
+    purchase days and first day's value that predictive CLV reads) must equal the one recomputed
+    from the history. Many new orders fall on a day the customer already bought on, at another hour."""
 
     def test_random_mix_of_new_changed_and_moved_orders_events_and_referrals(self):
         import random
@@ -326,7 +345,12 @@ class RollupMatchesHistory(Base):
         def new_order():
             oid = f"mo{len(orders)}"
             total = rnd.randrange(0, 20000)
-            o = {"order_id": oid, "customer_id": rnd.choice(customers), "placed_at": day(rnd.randrange(300)),
+            who = rnd.choice(customers)
+            placed = day(rnd.randrange(90))
+            theirs = [o["placed_at"] for o in orders.values() if o["customer_id"] == who]
+            if theirs and rnd.random() < 0.4:     # another order on a day the customer bought
+                placed = f"{rnd.choice(theirs)[:10]}T{rnd.randrange(24):02d}:30:00Z"
+            o = {"order_id": oid, "customer_id": who, "placed_at": placed,
                  "updated_at": "2026-11-01T00:00:00Z", "total": f"{total / 100:.2f}",
                  "status": rnd.choice(["paid"] * 8 + ["cancelled", "fulfilled"])}
             orders[oid] = o
@@ -344,7 +368,7 @@ class RollupMatchesHistory(Base):
             elif change == 2:
                 o["customer_id"] = rnd.choice(customers)      # moved to another customer
             else:
-                o["placed_at"] = day(rnd.randrange(300))
+                o["placed_at"] = day(rnd.randrange(90))
             orders[o["order_id"]] = o
             return o
 
@@ -386,9 +410,21 @@ class RollupMatchesHistory(Base):
         stored = pg.sql(ROLLUP_STORED.replace("$T", self.tid))
         self.assertGreaterEqual(len(expected), 20)
         self.assertEqual(stored, expected)
+        # predictive CLV's per-customer summary, from the rollup (as_of after every order) and
+        # from the orders (as_of in the middle of the history), against occasions grouped here
+        for as_of in ("2027-01-01T00:00:00Z", "2026-02-15T00:00:00Z", "2026-02-15T12:00:00Z"):
+            expected = pg.sql(CLV_SUMMARY_FROM_HISTORY.replace("$T", self.tid), as_of)
+            got = pg.sql("SELECT customer_id, x, t_x, \"T\", round(mbar::numeric, 6)"
+                         " FROM rd_clv_sample($T, :'v1') ORDER BY 1".replace("$T", self.tid), as_of)
+            self.assertGreaterEqual(len(expected), 10, as_of)
+            self.assertEqual(got, expected, as_of)
         # and the rungs follow from those rollups
         self.assertEqual(self.q("SELECT count(*) FROM customers WHERE tenant_id = $T AND stage <> CASE"
                                 " WHEN order_count >= 1 AND last_advocacy_at > now() - interval '365 days'"
                                 " THEN 'advocate' WHEN order_count >= 2 THEN 'client'"
                                 " WHEN order_count = 1 THEN 'customer' WHEN event_count > 0 THEN 'prospect'"
                                 " ELSE 'suspect' END"), "0")
+
+
+if __name__ == "__main__":
+    unittest.main()
