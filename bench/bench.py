@@ -429,8 +429,9 @@ def read_specs(tid, n_customers):
         ("customers top 50", "/v1/customers?sort=net_revenue&limit=50",
          f"SELECT rd_customer_list({tid}::bigint, NULL, NULL, NULL, NULL, 'net_revenue', NULL, NULL, 50, now())::text;\n",
          30),
+        # the service's one statement per profile: rung, RFM, model and purchase summary
         ("customer profile", None,
-         f"\\set i random(1, {n_customers})\nSELECT rd_customer_profile({tid}::bigint, 'c' || :i, now())::text;\n",
+         f"\\set i random(1, {n_customers})\nSELECT * FROM rd_customer_profile_page({tid}::bigint, 'c' || :i, NULL);\n",
          300),
     ]
 

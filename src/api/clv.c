@@ -434,38 +434,30 @@ static void null_predictions(json_t *profile)
         json_object_set_new(profile, fields[i], json_null());
 }
 
-int api_clv_enrich_profile(PGconn *conn, int64_t tenant_id, json_t *profile, const char *as_of, int days,
-                           int horizon_months)
+void api_clv_enrich_profile(json_t *profile, const profile_row *row, int days, int horizon_months)
 {
     null_predictions(profile);
-    clv_model_row m;
-    int found = store_clv_latest(conn, tenant_id, &m);
-    if (found < 0)
-        return RD_ERR;
-    if (found == 0) {
+    if (!row->has_model) {
         json_object_set_new(profile, "model", json_string("not fitted"));
         json_object_set_new(profile, "prediction_detail",
                             json_string("no CLV model is fitted for this shop yet (POST /v1/models/clv/fit); "
                                         "predictive fields are null"));
-        return RD_OK;
+        return;
     }
     json_object_set_new(profile, "model", json_string("fitted"));
-    const char *customer_id = json_string_value(json_object_get(profile, "customer_id"));
-    clv_rft c;
-    double mbar = 0, as_of_epoch = NAN;
-    found = customer_id ? store_clv_customer(conn, tenant_id, customer_id, as_of, &c, &mbar, &as_of_epoch) : 0;
-    if (found < 0)
-        return RD_ERR;
+    const clv_model_row m = row->model;
+    const clv_rft c = row->rft;
+    const double mbar = row->mbar, as_of_epoch = row->as_of_epoch;
     json_t *model = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "fitted_at", m.fitted_at,
                               "as_of", m.as_of, "time_unit", "days", "r", jnum(m.bg.r), "alpha", jnum(m.bg.alpha),
                               "a", jnum(m.bg.a), "b", jnum(m.bg.b), "p", jnum(m.gg.p), "q", jnum(m.gg.q), "v",
                               jnum(m.gg.v));
-    if (found == 0) {
+    if (!row->has_summary) {
         json_object_set_new(profile, "prediction_detail",
                             json_string("the customer has no qualifying order before as_of; the model predicts "
                                         "from a customer's own purchase history"));
         json_object_set_new(profile, "prediction_inputs", json_pack("{s:o}", "model", model));
-        return RD_OK;
+        return;
     }
     double p_alive = clv_bgnbd_p_alive(&m.bg, c.x, c.t_x, c.T);
     double expected = clv_bgnbd_expected(&m.bg, days, c.x, c.t_x, c.T);
@@ -497,5 +489,4 @@ int api_clv_enrich_profile(PGconn *conn, int64_t tenant_id, json_t *profile, con
     json_object_set_new(profile, "prediction_inputs", inputs);
     if (isfinite(p_alive))
         live_status(profile, p_alive);
-    return RD_OK;
 }

@@ -1,9 +1,9 @@
 /* customers.c - GET /v1/customers/{id} (one profile) and GET /v1/customers (lists).
  *
  * The profile comes from the rollup row plus RFM scores against the tenant's cached quintile
- * boundaries (migrations/005_customers.sql, 006_rfm_cutoffs.sql); the segment and predictions
- * are added here, inside the same database job, so that the predictive part can use the
- * tenant's fitted model (api_clv_enrich_profile). */
+ * boundaries (migrations/005_customers.sql, 006_rfm_cutoffs.sql), read in one statement with
+ * the tenant's fitted CLV model and the customer's purchase summary (010); the segment and
+ * predictions are added here (api_clv_enrich_profile). */
 #include "retentiond/api/api.h"
 
 #include "retentiond/domain/metrics.h"
@@ -68,23 +68,22 @@ static int profile_run(PGconn *conn, void *arg)
     cust_ctx *c = rq->ctx;
     json_decref(c->result);
     c->result = NULL;
-    char *json, *as_of;
-    if (store_customer_profile(conn, c->params[0], c->params[1], c->params[2], &json, &as_of) != RD_OK)
+    profile_row row;
+    if (store_customer_profile(conn, c->params[0], c->params[1], c->params[2], &row) != RD_OK)
         return RD_ERR;
-    c->found = json != NULL;
+    c->found = row.json != NULL;
     int rc = RD_OK;
     if (c->found) {
-        c->result = json_loads(json, 0, NULL);
+        c->result = json_loads(row.json, 0, NULL);
         if (!c->result) {
             rc = RD_ERR;
         } else {
             add_rfm(c->result);
-            json_object_set_new(c->result, "as_of", json_string(as_of));
-            rc = api_clv_enrich_profile(conn, rq->tenant.id, c->result, as_of, c->days, c->horizon_months);
+            json_object_set_new(c->result, "as_of", json_string(row.as_of));
+            api_clv_enrich_profile(c->result, &row, c->days, c->horizon_months);
         }
     }
-    free(json);
-    free(as_of);
+    profile_row_free(&row);
     return rc;
 }
 

@@ -23,11 +23,6 @@ void store_clv_register(void)
 {
     db_register_statement("clv_as_of", "SELECT to_json(coalesce($1::timestamptz, now()))#>>'{}'", 1);
     db_register_statement("clv_sample", "SELECT customer_id, x, t_x, \"T\", mbar FROM rd_clv_sample($1, $2)", 2);
-    db_register_statement("clv_customer",
-        "SELECT s.x, s.t_x, s.\"T\", s.mbar, extract(epoch FROM a.at)::float8 "
-        "FROM (SELECT $2::timestamptz AS at) a "
-        "LEFT JOIN rd_clv_sample($1, $2, $3) s ON true",
-        3);
     db_register_statement("clv_lock", "SELECT pg_advisory_xact_lock(1380, ($1::bigint % 2147483647)::int)", 1);
     db_register_statement("clv_model_insert",
         "INSERT INTO clv_models (tenant_id, fitted_at, as_of, sample_size, repeat_size, r, alpha, a, b, "
@@ -130,37 +125,6 @@ int store_clv_load_sample(PGconn *conn, int64_t tenant_id, const char *as_of, cl
     }
     PQclear(res);
     return RD_OK;
-}
-
-int store_clv_customer(PGconn *conn, int64_t tenant_id, const char *customer_id, const char *as_of,
-                       clv_rft *rft, double *mbar, double *as_of_epoch)
-{
-    char tid[24];
-    tenant_text(tid, tenant_id);
-    char at[64];
-    PGresult *res;
-    if (as_of) {
-        rd_strlcpy(at, as_of, sizeof at);
-    } else { /* resolve now() once: the summary and the epoch must agree */
-        if (!(res = query(conn, "clv_as_of", 1, (const char *const[]){NULL})))
-            return -1;
-        rd_strlcpy(at, PQgetvalue(res, 0, 0), sizeof at);
-        PQclear(res);
-    }
-    res = query(conn, "clv_customer", 3, (const char *const[]){tid, at, customer_id});
-    if (!res)
-        return -1;
-    int found = 0;
-    if (PQntuples(res) == 1) {
-        *as_of_epoch = field_double(res, 0, 4);
-        if (!PQgetisnull(res, 0, 0)) {
-            *rft = (clv_rft){field_double(res, 0, 0), field_double(res, 0, 1), field_double(res, 0, 2)};
-            *mbar = field_double(res, 0, 3);
-            found = 1;
-        }
-    }
-    PQclear(res);
-    return found;
 }
 
 /* Appends a PostgreSQL array element: a double-quoted string with " and \ escaped. */
@@ -280,18 +244,24 @@ int store_clv_latest(PGconn *conn, int64_t tenant_id, clv_model_row *out)
         PQclear(res);
         return 0;
     }
-    memset(out, 0, sizeof *out);
-    rd_strlcpy(out->fitted_at, PQgetvalue(res, 0, 0), sizeof out->fitted_at);
-    rd_strlcpy(out->as_of, PQgetvalue(res, 0, 1), sizeof out->as_of);
-    out->sample_size = atoi(PQgetvalue(res, 0, 2));
-    out->repeat_size = atoi(PQgetvalue(res, 0, 3));
-    out->bg = (clv_bgnbd){field_double(res, 0, 4), field_double(res, 0, 5), field_double(res, 0, 6),
-                          field_double(res, 0, 7), field_double(res, 0, 8), 0};
-    out->gg = (clv_gg){field_double(res, 0, 9), field_double(res, 0, 10), field_double(res, 0, 11),
-                       field_double(res, 0, 12), 0};
-    out->fit_ms = field_double(res, 0, 13);
+    store_clv_model_from_row(res, 0, 0, out);
     PQclear(res);
     return 1;
+}
+
+void store_clv_model_from_row(const PGresult *res, int row, int col, clv_model_row *out)
+{
+    memset(out, 0, sizeof *out);
+    rd_strlcpy(out->fitted_at, PQgetvalue(res, row, col), sizeof out->fitted_at);
+    rd_strlcpy(out->as_of, PQgetvalue(res, row, col + 1), sizeof out->as_of);
+    out->sample_size = atoi(PQgetvalue(res, row, col + 2));
+    out->repeat_size = atoi(PQgetvalue(res, row, col + 3));
+    out->bg = (clv_bgnbd){field_double(res, row, col + 4), field_double(res, row, col + 5),
+                          field_double(res, row, col + 6), field_double(res, row, col + 7),
+                          field_double(res, row, col + 8), 0};
+    out->gg = (clv_gg){field_double(res, row, col + 9), field_double(res, row, col + 10),
+                       field_double(res, row, col + 11), field_double(res, row, col + 12), 0};
+    out->fit_ms = field_double(res, row, col + 13);
 }
 
 char *store_clv_distribution(PGconn *conn, int64_t tenant_id)

@@ -5,6 +5,7 @@
 
 #include "retentiond/http/server.h"
 #include "retentiond/store/clv_store.h"
+#include "retentiond/store/reports.h"
 
 /* Registers every prepared statement the handlers use (call before db_pool_start). */
 void api_register_statements(void);
@@ -38,11 +39,10 @@ int api_customer_get(http_req *rq);
 int api_customer_list(http_req *rq);
 
 /* clv.c: adds p_alive, churn_probability, expected_orders, predicted_clv, total_clv,
- * expected_next_order_at (and their inputs) to a profile from the tenant's fitted model, in
- * the database worker that built it (days: horizon for expected orders; horizon_months: for
- * predicted CLV). Says plainly when no model is fitted. Returns RD_OK or RD_ERR. */
-int api_clv_enrich_profile(PGconn *conn, int64_t tenant_id, json_t *profile, const char *as_of, int days,
-                           int horizon_months);
+ * expected_next_order_at (and their inputs) to a profile from the tenant's fitted model and
+ * the customer's purchase summary read with it (days: horizon for expected orders;
+ * horizon_months: for predicted CLV). Says plainly when no model is fitted. */
+void api_clv_enrich_profile(json_t *profile, const profile_row *row, int days, int horizon_months);
 /* POST /v1/models/clv/fit (scope admin) and GET /v1/metrics/clv (scope read). */
 int api_clv_fit(http_req *rq);
 int api_metrics_clv(http_req *rq);

@@ -40,12 +40,6 @@ typedef struct {
 int store_clv_load_sample(PGconn *conn, int64_t tenant_id, const char *as_of, clv_sample *out);
 void clv_sample_free(clv_sample *s);
 
-/* One customer's summary at as_of (NULL = now). Returns 1 and fills *rft, *mbar and
- * *as_of_epoch (seconds since 1970, UTC); 0 when the customer has no qualifying order before
- * as_of (only *as_of_epoch is filled); -1 on a database error. */
-int store_clv_customer(PGconn *conn, int64_t tenant_id, const char *customer_id, const char *as_of,
-                       clv_rft *rft, double *mbar, double *as_of_epoch);
-
 /* A stored model: both sub-models, in days. */
 typedef struct {
     clv_bgnbd bg;
@@ -69,6 +63,11 @@ int store_clv_save(PGconn *conn, int64_t tenant_id, clv_model_row *m, const clv_
 
 /* The tenant's newest model. Returns 1 and fills *out, 0 when none was fitted, -1 on error. */
 int store_clv_latest(PGconn *conn, int64_t tenant_id, clv_model_row *out);
+
+/* Reads a model from 14 columns of a result starting at col, in clv_models' order: fitted_at,
+ * as_of (as to_json prints them), sample_size, repeat_size, r, alpha, a, b, bgnbd_loglik, p,
+ * q, v, gg_loglik, fit_ms. */
+void store_clv_model_from_row(const PGresult *res, int row, int col, clv_model_row *out);
 
 /* Distribution of the stored predicted CLV (count, sum, mean, p10..p99) and related figures
  * as a JSON text the caller frees; NULL on a database error. */

@@ -6,7 +6,10 @@
 #ifndef RETENTIOND_STORE_REPORTS_H
 #define RETENTIOND_STORE_REPORTS_H
 
+#include "retentiond/store/clv_store.h"
+
 #include <libpq-fe.h>
+#include <stdbool.h>
 
 void store_reports_register(void);
 
@@ -15,10 +18,24 @@ void store_reports_register(void);
  * period: {"from","to","window_days","period_days","data"}. */
 int store_metrics_report(PGconn *conn, const char *report, const char *const params[5], char **json);
 
-/* One customer's profile at as_of (NULL = now); *as_of_used receives the instant used. Makes
- * sure the tenant's RFM quintile boundaries are fresh first. */
+/* Everything a profile needs, read in one statement (rd_customer_profile_page, migration 010). */
+typedef struct {
+    char *json;           /* the profile document; NULL when there is no such customer */
+    char *as_of;          /* the instant used, as PostgreSQL prints a timestamptz */
+    double as_of_epoch;   /* the same instant, seconds since 1970 */
+    bool has_model;       /* the tenant has a fitted CLV model, in model */
+    clv_model_row model;
+    bool has_summary;     /* the customer has a qualifying order before as_of: rft, mbar */
+    clv_rft rft;
+    double mbar;
+} profile_row;
+
+/* One customer's profile at as_of (NULL = now), with the tenant's newest CLV model and the
+ * customer's purchase summary at the same instant, after making sure the tenant's RFM quintile
+ * boundaries are fresh. The caller frees out->json and out->as_of (profile_row_free). */
 int store_customer_profile(PGconn *conn, const char *tenant_id, const char *customer_id, const char *as_of,
-                           char **json, char **as_of_used);
+                           profile_row *out);
+void profile_row_free(profile_row *row);
 
 /* A page of customers: tenant id, stage, status, segment, min_p_alive, sort, after value,
  * after id, limit, as_of (see rd_customer_list). */
