@@ -220,54 +220,56 @@ BEGIN
         SELECT r.at INTO changed_at FROM rd_order_change r;
     END IF;
 
-    -- customers with a changed order (new state, or moved away), or with a new order strictly
-    -- between their first and last order days: recompute from their orders. The customer rows
-    -- are read per new customer through LATERAL ... OFFSET 0, a parameterised primary-key
-    -- lookup whatever the (often stale, for a young tenant) statistics make the planner think.
+    -- customers with a changed order (new state, or moved away): recompute from their orders
     SELECT array_agg(DISTINCT x) INTO recompute FROM (
         SELECT r.customer_id FROM rd_order_change r WHERE r.outcome = 'updated'
         UNION SELECT r.old_customer FROM rd_order_change r
-              WHERE r.outcome = 'updated' AND r.old_customer IS NOT NULL
-        UNION SELECT n.customer_id
-              FROM (SELECT r.customer_id, array_agg(rd_utc_day(r.placed_at)) AS days
-                    FROM rd_order_change r WHERE r.outcome = 'created' AND r.qualifying
-                    GROUP BY r.customer_id) n
-              CROSS JOIN LATERAL (
-                  SELECT rd_utc_day(c.first_order_at) AS cf, rd_utc_day(c.last_order_at) AS cl
-                  FROM customers c WHERE c.tenant_id = p_tenant AND c.customer_id = n.customer_id
-                  OFFSET 0) c
-              WHERE EXISTS (SELECT 1 FROM unnest(n.days) AS d WHERE d > c.cf AND d < c.cl)) s(x);
+              WHERE r.outcome = 'updated' AND r.old_customer IS NOT NULL) s(x);
 
-    -- everyone else gains only new orders: add them to the stored rollup
+    -- everyone else gains only new orders: add them to the stored rollup. A new day is one
+    -- before the first order day or after the last (those two hold orders); a new order
+    -- strictly between them may or may not share a day with an older one, so such a customer
+    -- ("unplaced") is recomputed instead. The customer rows are read through LATERAL ...
+    -- OFFSET 0, a parameterised primary-key lookup whatever the (often stale, for a young
+    -- tenant) statistics make the planner think.
     PERFORM rd_rollup_begin();
-    INSERT INTO rd_rollup_new (row_id, customer_id, old_stage, fo, lo, n, rev, fe, le, en,
-                               adv_at, adv_kind, referrer, days, v1)
-    SELECT c.ctid, c.customer_id, c.stage, least(c.first_order_at, d.f),
-           greatest(c.last_order_at, d.l), c.order_count + d.n, c.net_revenue + d.rev,
-           c.first_engaged_at, c.last_engaged_at, c.event_count, c.last_advocacy_at,
-           c.advocacy_kind,
-           CASE WHEN least(c.first_order_at, d.f) IS DISTINCT FROM c.first_order_at
-                THEN c.referred_by END,
-           c.order_days + k.new_days,
-           CASE WHEN rd_utc_day(c.first_order_at) <= rd_utc_day(d.f)
-                THEN c.first_day_value ELSE 0 END + k.v_first
-    FROM (SELECT r.customer_id, min(r.placed_at) AS f, max(r.placed_at) AS l, count(*)::int AS n,
-                 sum(r.net_value) AS rev, array_agg(rd_utc_day(r.placed_at)) AS days,
-                 array_agg(r.net_value) AS vals
-          FROM rd_order_change r
-          WHERE r.outcome = 'created' AND r.qualifying
-            AND r.customer_id NOT IN (SELECT unnest(coalesce(recompute, '{}')))
-          GROUP BY r.customer_id) d
-    CROSS JOIN LATERAL (
-        SELECT c.* , c.ctid FROM customers c
-        WHERE c.tenant_id = p_tenant AND c.customer_id = d.customer_id OFFSET 0) c
-    -- a new day is one before the first order day or after the last (those two hold orders);
-    -- the first day's value adds up the new orders on the (possibly new) first day
-    CROSS JOIN LATERAL (
-        SELECT count(DISTINCT o.d) FILTER (WHERE c.first_order_at IS NULL
-                   OR o.d < rd_utc_day(c.first_order_at) OR o.d > rd_utc_day(c.last_order_at))::int AS new_days,
-               coalesce(sum(o.v) FILTER (WHERE o.d = least(rd_utc_day(c.first_order_at), rd_utc_day(d.f))), 0) AS v_first
-        FROM unnest(d.days, d.vals) AS o(d, v)) k;
+    WITH d AS (
+        SELECT r.customer_id, min(r.placed_at) AS f, max(r.placed_at) AS l, count(*)::int AS n,
+               sum(r.net_value) AS rev, array_agg(rd_utc_day(r.placed_at)) AS days,
+               array_agg(r.net_value) AS vals
+        FROM rd_order_change r
+        WHERE r.outcome = 'created' AND r.qualifying
+          AND r.customer_id NOT IN (SELECT unnest(coalesce(recompute, '{}')))
+        GROUP BY r.customer_id),
+    j AS (
+        SELECT c.row_id, c.customer_id, c.stage, least(c.first_order_at, d.f) AS fo,
+               greatest(c.last_order_at, d.l) AS lo, c.order_count + d.n AS n,
+               c.net_revenue + d.rev AS rev, c.first_engaged_at, c.last_engaged_at, c.event_count,
+               c.last_advocacy_at, c.advocacy_kind,
+               CASE WHEN least(c.first_order_at, d.f) IS DISTINCT FROM c.first_order_at
+                    THEN c.referred_by END AS referrer,
+               c.order_days + k.new_days AS days,
+               -- the first day's value adds the new orders on the (possibly new) first day
+               CASE WHEN c.cf <= rd_utc_day(d.f) THEN c.first_day_value ELSE 0 END + k.v_first AS v1,
+               k.unplaced
+        FROM d
+        CROSS JOIN LATERAL (
+            SELECT c.*, c.ctid AS row_id, rd_utc_day(c.first_order_at) AS cf,
+                   rd_utc_day(c.last_order_at) AS cl
+            FROM customers c WHERE c.tenant_id = p_tenant AND c.customer_id = d.customer_id
+            OFFSET 0) c
+        CROSS JOIN LATERAL (
+            SELECT count(DISTINCT o.d) FILTER (WHERE c.cf IS NULL OR o.d < c.cf OR o.d > c.cl)::int AS new_days,
+                   coalesce(sum(o.v) FILTER (WHERE o.d = least(c.cf, rd_utc_day(d.f))), 0) AS v_first,
+                   coalesce(bool_or(o.d > c.cf AND o.d < c.cl), false) AS unplaced
+            FROM unnest(d.days, d.vals) AS o(d, v)) k),
+    ins AS (
+        INSERT INTO rd_rollup_new (row_id, customer_id, old_stage, fo, lo, n, rev, fe, le, en,
+                                   adv_at, adv_kind, referrer, days, v1)
+        SELECT row_id, customer_id, stage, fo, lo, n, rev, first_engaged_at, last_engaged_at,
+               event_count, last_advocacy_at, advocacy_kind, referrer, days, v1
+        FROM j WHERE NOT unplaced)
+    SELECT recompute || array_agg(customer_id) FILTER (WHERE unplaced) INTO recompute FROM j;
     PERFORM rd_rollup_apply(p_tenant, changed_at);
 
     -- a referred customer's first order is its referrer's advocacy: recompute those too
