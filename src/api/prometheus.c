@@ -62,6 +62,9 @@ int api_prometheus(http_req *rq)
     buf_printf(&b, "# HELP retentiond_records_rejected_total Records refused by validation.\n"
                    "# TYPE retentiond_records_rejected_total counter\nretentiond_records_rejected_total %llu\n",
                (unsigned long long)__atomic_load_n(&stats.rejected, __ATOMIC_RELAXED));
+    buf_printf(&b, "# HELP retentiond_records_merged_total Single-record requests written in one call with others of their commit group.\n"
+                   "# TYPE retentiond_records_merged_total counter\nretentiond_records_merged_total %llu\n",
+               (unsigned long long)__atomic_load_n(&stats.merged, __ATOMIC_RELAXED));
     db_pool_stats ps;
     db_pool_get_stats(&ps);
     buf_printf(&b, "# HELP retentiond_db_pool_size Database connections configured.\n"

@@ -2,15 +2,21 @@
  * parameters (text format), and tallies the per-record outcomes they return. */
 #include "retentiond/store/ingest.h"
 
+#include "retentiond/log.h"
 #include "retentiond/store/pool.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void store_ingest_register(void)
 {
     db_register_statement("ingest_orders",
         "SELECT idx, outcome FROM rd_ingest_orders($1, $2::text[], $3::text[], $4::timestamptz[],"
+        " $5::timestamptz[], $6::text[], $7::numeric[], $8::numeric[], $9::numeric[], $10::numeric[],"
+        " $11::text[], $12::text[], $13::boolean[], $14::text[])", 14);
+    db_register_statement("ingest_orders_each",
+        "SELECT idx, outcome FROM rd_ingest_orders_each($1, $2::text[], $3::text[], $4::timestamptz[],"
         " $5::timestamptz[], $6::text[], $7::numeric[], $8::numeric[], $9::numeric[], $10::numeric[],"
         " $11::text[], $12::text[], $13::boolean[], $14::text[])", 14);
     db_register_statement("ingest_customers",
@@ -105,32 +111,83 @@ static int write_customers(PGconn *conn, const char *tid, const ingest_set *s, i
     return rc;
 }
 
+#define ORDER_ARRAYS 13
+
+/* Appends one order to the 13 parameter arrays of rd_ingest_orders. */
+static void order_add(buf a[ORDER_ARRAYS], const rd_order *x)
+{
+    arr_add(&a[0], x->order_id);
+    arr_add(&a[1], x->customer_id);
+    arr_add(&a[2], x->placed_at);
+    arr_add(&a[3], x->updated_at);
+    arr_add(&a[4], x->currency);
+    arr_add(&a[5], x->total);
+    arr_add(&a[6], x->refunded);
+    arr_add(&a[7], x->shop_total);
+    arr_add(&a[8], x->shop_refunded);
+    arr_add(&a[9], x->status);
+    arr_add(&a[10], x->source);
+    arr_add(&a[11], x->test ? "t" : "f");
+    arr_add(&a[12], x->email);
+}
+
+/* Closes the arrays into params[1..13] (params[0] is the tenant). */
+static void order_params(buf a[ORDER_ARRAYS], const char *tid, const char *params[ORDER_ARRAYS + 1])
+{
+    params[0] = tid;
+    for (int i = 0; i < ORDER_ARRAYS; i++)
+        params[i + 1] = arr_end(&a[i]);
+}
+
+static void order_arrays_free(buf a[ORDER_ARRAYS])
+{
+    for (int i = 0; i < ORDER_ARRAYS; i++)
+        buf_free(&a[i]);
+}
+
 static int write_orders(PGconn *conn, const char *tid, const ingest_set *s, ingest_counts *c, const char **outcome)
 {
-    buf a[13] = {{0}};
-    for (size_t i = 0; i < s->n_orders; i++) {
-        const rd_order *x = &s->orders[i];
-        arr_add(&a[0], x->order_id);
-        arr_add(&a[1], x->customer_id);
-        arr_add(&a[2], x->placed_at);
-        arr_add(&a[3], x->updated_at);
-        arr_add(&a[4], x->currency);
-        arr_add(&a[5], x->total);
-        arr_add(&a[6], x->refunded);
-        arr_add(&a[7], x->shop_total);
-        arr_add(&a[8], x->shop_refunded);
-        arr_add(&a[9], x->status);
-        arr_add(&a[10], x->source);
-        arr_add(&a[11], x->test ? "t" : "f");
-        arr_add(&a[12], x->email);
-    }
-    const char *p[14] = {tid};
-    for (int i = 0; i < 13; i++)
-        p[i + 1] = arr_end(&a[i]);
-    int rc = run(conn, "ingest_orders", 14, p, c, outcome);
-    for (int i = 0; i < 13; i++)
-        buf_free(&a[i]);
+    buf a[ORDER_ARRAYS] = {{0}};
+    for (size_t i = 0; i < s->n_orders; i++)
+        order_add(a, &s->orders[i]);
+    const char *p[ORDER_ARRAYS + 1];
+    order_params(a, tid, p);
+    int rc = run(conn, "ingest_orders", ORDER_ARRAYS + 1, p, c, outcome);
+    order_arrays_free(a);
     return rc;
+}
+
+int store_ingest_orders_each(PGconn *conn, int64_t tenant_id, const rd_order *const *orders, size_t n,
+                             const char **outcomes)
+{
+    char tid[24];
+    snprintf(tid, sizeof tid, "%lld", (long long)tenant_id);
+    buf a[ORDER_ARRAYS] = {{0}};
+    for (size_t i = 0; i < n; i++) {
+        order_add(a, orders[i]);
+        outcomes[i] = NULL;
+    }
+    const char *p[ORDER_ARRAYS + 1];
+    order_params(a, tid, p);
+    PGresult *res = PQexecPrepared(conn, "ingest_orders_each", ORDER_ARRAYS + 1, p, NULL, NULL, 0);
+    order_arrays_free(a);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        db_log_error(res, conn, "ingest_orders_each");
+        PQclear(res);
+        return RD_ERR;
+    }
+    for (int r = 0; r < PQntuples(res); r++) {
+        long idx = strtol(PQgetvalue(res, r, 0), NULL, 10);
+        if (idx >= 1 && (size_t)idx <= n)
+            outcomes[idx - 1] = outcome_name(PQgetvalue(res, r, 1));
+    }
+    PQclear(res);
+    for (size_t i = 0; i < n; i++)
+        if (!outcomes[i]) {
+            rd_log(LOG_ERROR, "msg=\"ingest_orders_each returned no outcome for an order\"");
+            return RD_ERR;
+        }
+    return RD_OK;
 }
 
 static int write_events(PGconn *conn, const char *tid, const char *source, const ingest_set *s,

@@ -213,6 +213,33 @@ static int cmp_lock_key(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Runs the group's mergeable jobs: each distinct run_many once, with all the jobs that share
+ * it (in lock_key order). */
+static int run_merged(PGconn *conn, db_job **jobs, int n)
+{
+    db_job **same = NULL;
+    bool *taken = NULL;
+    int rc = RD_OK;
+    for (int i = 0; rc == RD_OK && i < n; i++) {
+        if (!jobs[i]->run_many || (taken && taken[i]))
+            continue;
+        if (!same) {
+            same = xmalloc(sizeof *same * (size_t)n);
+            taken = xcalloc((size_t)n, sizeof *taken);
+        }
+        int m = 0;
+        for (int j = i; j < n; j++)
+            if (!taken[j] && jobs[j]->run_many == jobs[i]->run_many) {
+                taken[j] = true;
+                same[m++] = jobs[j];
+            }
+        rc = jobs[i]->run_many(conn, same, m);
+    }
+    free(same);
+    free(taken);
+    return rc;
+}
+
 static void run_group(worker *w, db_job **jobs, int n)
 {
     __atomic_add_fetch(&pool.group_jobs, (uint64_t)n, __ATOMIC_RELAXED);
@@ -227,8 +254,10 @@ static void run_group(worker *w, db_job **jobs, int n)
     }
     qsort(jobs, (size_t)n, sizeof *jobs, cmp_lock_key);
     bool ok = db_exec(w->conn, "BEGIN", "begin group") == RD_OK;
+    ok = ok && run_merged(w->conn, jobs, n) == RD_OK;
     for (int i = 0; ok && i < n; i++)
-        ok = jobs[i]->run(w->conn, jobs[i]->arg) == RD_OK;
+        if (!jobs[i]->run_many)
+            ok = jobs[i]->run(w->conn, jobs[i]->arg) == RD_OK;
     if (ok) {
         PGresult *res = PQexec(w->conn, "COMMIT");
         ok = PQresultStatus(res) == PGRES_COMMAND_OK;

@@ -426,5 +426,74 @@ class RollupMatchesHistory(Base):
                                 " ELSE 'suspect' END"), "0")
 
 
+def merged_total():
+    for line in server.get("/metrics").body.decode().splitlines():
+        if line.startswith("retentiond_records_merged_total "):
+            return float(line.split()[1])
+    return 0.0
+
+
+class MergedSingleOrders(Base):
+    """Concurrent single orders share one ingest call per commit group, in rounds without a
+    repeated customer or order. Each must still be ingested as if alone: a second, older order
+    dates the customer's move to client at its own placed_at (a call of many would take the
+    customer's latest order), two identical posts of one order answer created and duplicate
+    (never "superseded"), and the rollup equals the history."""
+
+    def burst(self, tag, customers):
+        barrier = threading.Barrier(len(customers) + 8)
+        replies = {}
+
+        def post(key, body):
+            barrier.wait()
+            replies.setdefault(key, []).append(server.post("/v1/orders", body, self.key))
+
+        threads = []
+        for i, cid in enumerate(customers):
+            # older than the customer's first order: the move to client is dated here
+            threads.append((f"b-{cid}", order(f"{tag}-b-{cid}", cid, placed=f"2025-03-{1 + i % 28:02d}T08:00:00Z")))
+        for j in range(4):   # one order posted twice at once, and a brand-new customer's order
+            body = order(f"{tag}-twice-{j}", f"{tag}-new-{j}", placed="2026-02-01T00:00:00Z", total="7.00")
+            threads.append((f"twice-{j}", body))
+            threads.append((f"twice-{j}", dict(body)))
+        ts = [threading.Thread(target=post, args=a) for a in threads]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        return replies
+
+    def test_concurrent_singles_are_each_ingested_as_if_alone(self):
+        customers = [f"k{i}" for i in range(40)]
+        for cid in customers:
+            r = server.post("/v1/orders", order(f"a-{cid}", cid, placed="2026-06-01T12:00:00Z"), self.key)
+            self.assertEqual(r.status, 201, r)
+        merged_before = merged_total()
+        # groups form only when requests queue up; repeat (with new customers) until some did
+        for attempt in range(6):
+            tag = f"t{attempt}"
+            if attempt:
+                customers = [f"{tag}-k{i}" for i in range(40)]
+                for cid in customers:
+                    server.post("/v1/orders", order(f"a-{cid}", cid, placed="2026-06-01T12:00:00Z"), self.key)
+            replies = self.burst(tag, customers)
+            for cid in customers:
+                (r,) = replies[f"b-{cid}"]
+                self.assertEqual((r.status, r.json["status"]), (201, "created"), r)
+            for j in range(4):
+                got = sorted((r.status, r.json["status"]) for r in replies[f"twice-{j}"])
+                self.assertEqual(got, [(200, "duplicate"), (201, "created")])
+            moves = pg.sql("SELECT customer_id, to_char(changed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+                           f" FROM stage_history WHERE tenant_id = {self.tid} AND to_stage = 'client'"
+                           " AND customer_id = ANY(string_to_array(:'v1', ','))", ",".join(customers))
+            self.assertEqual(sorted(moves), sorted([cid, f"2025-03-{1 + i % 28:02d}T08:00:00Z"]
+                                                   for i, cid in enumerate(customers)))
+            if merged_total() > merged_before:
+                break
+        self.assertGreater(merged_total(), merged_before, "no commit group ever merged its orders")
+        self.assertEqual(pg.sql(ROLLUP_STORED.replace("$T", self.tid)),
+                         pg.sql(ROLLUP_FROM_HISTORY.replace("$T", self.tid)))
+
+
 if __name__ == "__main__":
     unittest.main()

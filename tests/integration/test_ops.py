@@ -58,9 +58,6 @@ class Prometheus(unittest.TestCase):
                                   r'route="/v1/orders",status="201",le="\+Inf"\} 1', text))
 
 
-if __name__ == "__main__":
-    unittest.main()
-
 
 class OpenAPI(unittest.TestCase):
     def test_document_is_valid_openapi_31(self):
@@ -131,3 +128,6 @@ class Dashboard(unittest.TestCase):
         self.assertEqual(r.status, 200)
         self.assertTrue(r.headers["content-type"].startswith("text/html"))
         self.assertIn(b"/v1/metrics/summary", r.body)
+
+if __name__ == "__main__":
+    unittest.main()

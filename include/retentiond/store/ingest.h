@@ -19,6 +19,13 @@ void store_ingest_register(void);
 int store_ingest(PGconn *conn, int64_t tenant_id, const ingest_set *set, ingest_counts *counts,
                  const char **outcome);
 
+/* Writes n orders that are independent single requests (the caller guarantees no customer
+ * and no order id appears twice) in one call, inside the caller's transaction, each with the
+ * outcome and rung-change time a call of its own would give. outcomes[i] receives orders[i]'s
+ * outcome (static). Returns RD_OK or RD_ERR as store_ingest. */
+int store_ingest_orders_each(PGconn *conn, int64_t tenant_id, const rd_order *const *orders, size_t n,
+                             const char **outcomes);
+
 /* The same in a transaction of its own: BEGIN, store_ingest, COMMIT. */
 int store_ingest_commit(PGconn *conn, int64_t tenant_id, const ingest_set *set, ingest_counts *counts);
 

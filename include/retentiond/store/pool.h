@@ -6,8 +6,8 @@
  *
  * Group commit: jobs submitted with DB_JOB_GROUP run inside a transaction the worker opens and
  * shares with every other group job waiting in the queue, so N concurrent single-event writes
- * cost one commit. done() is called only after COMMIT returns, so a reply sent from done()
- * means the data is durable. If any job of a group fails, the group is rolled back and each of
+ * cost one commit; jobs that can be merged (run_many) share their statements too. done() is
+ * called only after COMMIT returns, so a reply sent from done() means the data is durable. If any job of a group fails, the group is rolled back and each of
  * its jobs is re-run alone, so one bad job never takes the others down. */
 #ifndef RETENTIOND_STORE_POOL_H
 #define RETENTIOND_STORE_POOL_H
@@ -35,6 +35,11 @@ struct db_job {
      * between DOWN and FAILED by the connection's state). May be called more than once for a
      * group job (after a group rollback), so it must reset whatever result it records. */
     int (*run)(PGconn *conn, void *arg);
+    /* Optional, for group jobs: does the work of several jobs that share this run_many in
+     * fewer statements, recording each job's result as its run() would. The pool passes it
+     * every such job of a group at once. Returns RD_OK, or RD_ERR when a statement failed
+     * (the group is then rolled back and each job re-run alone through run()). */
+    int (*run_many)(PGconn *conn, db_job **jobs, int n);
     /* Called exactly once, from a worker thread, after run() and the commit. */
     void (*done)(void *arg, db_done_status status);
     void *arg;
