@@ -12,6 +12,7 @@
 #include "retentiond/domain/model.h"
 #include "retentiond/log.h"
 #include "retentiond/store/ingest.h"
+#include "retentiond/store/reports.h"
 #include "retentiond/store/tenants.h"
 #include "retentiond/util.h"
 
@@ -137,16 +138,16 @@ int cli_fit(PGconn *conn, const char *tenant, const char *as_of)
     return 0;
 }
 
-/* ---- scheduled refit ----
- * One thread with its own connection (never a pool worker: a fit of a big tenant would hold a
- * worker for its whole duration). It sleeps on a condition variable, so stopping the service
- * wakes it at once; a fit in progress finishes its current tenant first. */
+/* ---- background tasks: the scheduled CLV refit and the RFM boundary refresh ----
+ * One thread each, with its own connection (never a pool worker: a fit of a big tenant would
+ * hold a worker for its whole duration). They sleep on a condition variable, so stopping the
+ * service wakes them at once; a task in progress finishes its current tenant first. */
 
 static struct {
-    pthread_t thread;
+    pthread_t thread, rfm_thread;
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    bool running, stopping;
+    bool running, rfm_running, stopping;
 } refit = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
 static bool refit_wait(int seconds)
@@ -204,26 +205,63 @@ static void *refit_main(void *arg)
     return NULL;
 }
 
-void api_start_background(void)
+/* Keeps every tenant's RFM quintile boundaries younger than the 5 minutes after which a
+ * profile request would recompute them itself (a sort of the tenant's customers: hundreds of
+ * milliseconds at 100 k). */
+static void rfm_refresh_all(void)
 {
-    if (config.clv_refit_interval <= 0 || refit.running)
-        return;
-    refit.stopping = false;
-    if (pthread_create(&refit.thread, NULL, refit_main, NULL) != 0) {
-        rd_log(LOG_ERROR, "msg=\"cannot start the clv refit thread\"");
+    PGconn *conn = db_connect(config.database_url);
+    if (!conn) {
+        rd_log(LOG_WARN, "msg=\"rfm refresh skipped: no database connection\"");
         return;
     }
-    refit.running = true;
+    int64_t *ids = NULL;
+    int n = store_clv_tenants(conn, &ids);
+    int failed = 0;
+    for (int i = 0; i < n && !refit_stopping() && PQstatus(conn) == CONNECTION_OK; i++)
+        if (store_rfm_refresh(conn, ids[i]) != RD_OK)
+            failed++;
+    free(ids);
+    PQfinish(conn);
+    rd_log(failed ? LOG_WARN : LOG_DEBUG, "msg=\"rfm refresh\" tenants=%d failed=%d", n < 0 ? 0 : n, failed);
+}
+
+static void *rfm_main(void *arg)
+{
+    (void)arg;
+    while (refit_wait(config.rfm_refresh_interval))
+        rfm_refresh_all();
+    return NULL;
+}
+
+void api_start_background(void)
+{
+    refit.stopping = false;
+    if (config.clv_refit_interval > 0 && !refit.running) {
+        if (pthread_create(&refit.thread, NULL, refit_main, NULL) == 0)
+            refit.running = true;
+        else
+            rd_log(LOG_ERROR, "msg=\"cannot start the clv refit thread\"");
+    }
+    if (config.rfm_refresh_interval > 0 && !refit.rfm_running) {
+        if (pthread_create(&refit.rfm_thread, NULL, rfm_main, NULL) == 0)
+            refit.rfm_running = true;
+        else
+            rd_log(LOG_ERROR, "msg=\"cannot start the rfm refresh thread\"");
+    }
 }
 
 void api_stop_background(void)
 {
-    if (!refit.running)
+    if (!refit.running && !refit.rfm_running)
         return;
     pthread_mutex_lock(&refit.lock);
     refit.stopping = true;
     pthread_cond_broadcast(&refit.cond);
     pthread_mutex_unlock(&refit.lock);
-    pthread_join(refit.thread, NULL);
-    refit.running = false;
+    if (refit.running)
+        pthread_join(refit.thread, NULL);
+    if (refit.rfm_running)
+        pthread_join(refit.rfm_thread, NULL);
+    refit.running = refit.rfm_running = false;
 }

@@ -53,6 +53,9 @@ static const cf_entry table[] = {
      "requests a client may send at once before the rate limit applies"},
     {"clv-refit-interval", "CLV_REFIT_INTERVAL", CF_INT, &config.clv_refit_interval, "86400", 0,
      31536000, "seconds between scheduled CLV refits of every tenant (0 = off)"},
+    {"rfm-refresh-interval", "RFM_REFRESH_INTERVAL", CF_INT, &config.rfm_refresh_interval, "60", 0, 86400,
+     "seconds between background checks that refresh RFM quintile boundaries older than 4 minutes "
+     "(0 = off: a profile refreshes them when 5 minutes old)"},
     {"log-level", "LOG_LEVEL", CF_STR, &config.log_level, "info", 0, 0, "debug, info, warn or error"},
 };
 

@@ -23,6 +23,7 @@ void store_reports_register(void)
     db_register_statement("metrics_cohorts", PERIOD_SQL("rd_metrics_cohorts($1, f, t_, $5)"), 5);
     db_register_statement("metrics_ladder", PERIOD_SQL("rd_metrics_ladder($1, f, t_)"), 4);
     db_register_statement("customer_profile", "SELECT * FROM rd_customer_profile_page($1, $2, $3)", 3);
+    db_register_statement("rfm_refresh", "SELECT rd_rfm_ensure($1, interval '4 minutes')", 1);
     db_register_statement("customer_list",
         "SELECT rd_customer_list($1, $2, $3, $4, $5, $6, $7, $8, $9, coalesce($10::timestamptz, now()))::text", 10);
 }
@@ -96,4 +97,12 @@ void profile_row_free(profile_row *row)
 int store_customer_list(PGconn *conn, const char *const params[10], char **json)
 {
     return run(conn, "customer_list", 10, params, json, 1);
+}
+
+int store_rfm_refresh(PGconn *conn, int64_t tenant_id)
+{
+    char tid[24];
+    snprintf(tid, sizeof tid, "%lld", (long long)tenant_id);
+    const char *params[1] = {tid};
+    return run(conn, "rfm_refresh", 1, params, NULL, 0);
 }

@@ -155,5 +155,37 @@ class HandBuiltShop(unittest.TestCase):
         self.assertEqual(r.json["errors"][0]["field"], "period")
 
 
+class RfmRefreshInBackground(unittest.TestCase):
+    """RFM quintile boundaries are kept fresh by a background task, so no profile request pays
+    for the sort of a tenant's customers: they appear for a tenant nobody has asked a profile
+    of, and equal ntile(5) computed here over the same customers."""
+
+    def test_boundaries_appear_without_a_request(self):
+        import time
+        tenant, key = server.tenant()
+        items = [order(f"o{i}-{k}", f"c{i}", f"2026-0{1 + k}-{10 + i:02d}", str(10 * (i + 1)))
+                 for i in range(12) for k in range(1 + i % 3)]
+        self.assertEqual(server.post("/v1/batch", items, key).json["accepted"], len(items))
+        tid = pg.scalar("SELECT tenant_id FROM tenants WHERE name = :'v1'", tenant)
+        second = Server(pg, RFM_REFRESH_INTERVAL=1).start()
+        try:
+            deadline = time.time() + 30
+            while time.time() < deadline and pg.scalar(f"SELECT count(*) FROM rfm_cutoffs WHERE tenant_id = {tid}") == "0":
+                time.sleep(0.2)
+        finally:
+            self.assertEqual(second.stop(), 0)
+        self.assertEqual(pg.scalar(f"SELECT n FROM rfm_cutoffs WHERE tenant_id = {tid}"), "12")
+        # the boundaries score every customer as ntile(5) does (SPEC: frequency ties split by id)
+        want = pg.sql(f"""SELECT customer_id, ntile(5) OVER (ORDER BY last_order_at, customer_id),
+                                 ntile(5) OVER (ORDER BY order_count, customer_id),
+                                 ntile(5) OVER (ORDER BY net_revenue, customer_id)
+                          FROM customers WHERE tenant_id = {tid} AND order_count > 0 ORDER BY 1""")
+        got = pg.sql(f"""SELECT customer_id, (s->>'r')::int, (s->>'f')::int, (s->>'m')::int
+                         FROM (SELECT customer_id, rd_rfm_scores({tid}, last_order_at, order_count,
+                                                                 net_revenue, customer_id) AS s
+                               FROM customers WHERE tenant_id = {tid} AND order_count > 0) x ORDER BY 1""")
+        self.assertEqual(got, want)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -10,6 +10,7 @@
 
 #include <libpq-fe.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 void store_reports_register(void);
 
@@ -36,6 +37,10 @@ typedef struct {
 int store_customer_profile(PGconn *conn, const char *tenant_id, const char *customer_id, const char *as_of,
                            profile_row *out);
 void profile_row_free(profile_row *row);
+
+/* Recomputes a tenant's RFM quintile boundaries when older than 4 minutes (the background
+ * refresh, so that a profile, which refreshes them at 5, does not pay for it). */
+int store_rfm_refresh(PGconn *conn, int64_t tenant_id);
 
 /* A page of customers: tenant id, stage, status, segment, min_p_alive, sort, after value,
  * after id, limit, as_of (see rd_customer_list). */
