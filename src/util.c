@@ -136,3 +136,11 @@ size_t rd_strlcpy(char *dst, const char *src, size_t n)
     }
     return len;
 }
+
+uint64_t hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; s && *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}

@@ -61,14 +61,6 @@ static json_t *parse_json_body(http_req *rq)
     return v;
 }
 
-static uint64_t hash_str(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (; s && *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
-}
-
 /* Adds a committed set's outcomes to the process counters. */
 static void count_outcomes(const ingest_set *s, const ingest_counts *c)
 {

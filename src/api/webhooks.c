@@ -2,14 +2,16 @@
  *
  * A platform, not a user, calls these routes, so there is no Bearer key: the tenant is named
  * in the URL and the request is authenticated by the platform's HMAC signature of the raw
- * body under the tenant's webhook secret. Everything for one delivery is one database job
- * (DB_JOB_SOLO, on a worker, while the connection is suspended):
+ * body under the tenant's webhook secret. Everything for one delivery is one group-commit
+ * database job (DB_JOB_GROUP, on a worker, while the connection is suspended), so concurrent
+ * deliveries share a transaction and its commit:
  *
  *   load the tenant's secrets → verify the signature on the raw bytes (nothing is parsed
- *   before) → parse and map the payload (src/platform/, pure) → BEGIN → remember the delivery
- *   id (a redelivery stops here: "duplicate") → write the records → COMMIT
+ *   before) → parse and map the payload (src/platform/, pure) → remember the delivery id (a
+ *   redelivery stops here: "duplicate") → write the records
  *
- * and the 2xx is sent only after that COMMIT. Deliveries that are authentic but of no use to
+ * and the 2xx is sent only after the group's COMMIT. If any job of the group fails, the pool
+ * rolls the group back and runs each job again alone, so wh_run starts from a clean context. Deliveries that are authentic but of no use to
  * us (unknown topics, orders in a currency we cannot value) are acknowledged with 200
  * {"status":"ignored"} and logged: platforms retry anything else, and WooCommerce disables a
  * webhook after a few failures.
@@ -229,11 +231,23 @@ static wh_action map_payload(wh_ctx *c, const json_t *payload)
            : a == WOOCOMMERCE_IGNORED ? ACT_IGNORED : ACT_INVALID;
 }
 
+/* Forgets what an earlier run of the job (rolled back with its group) left in the context. */
+static void wh_reset(wh_ctx *c)
+{
+    set_free(&c->set);
+    shopify_result_free(&c->shopify);
+    woocommerce_result_free(&c->woo);
+    json_array_clear(c->errors);
+    c->order_id = c->reason = c->outcome = NULL;
+    c->detail[0] = '\0';
+    c->result = WH_UNAUTHORIZED;
+}
+
 static int wh_run(PGconn *conn, void *arg)
 {
     http_req *rq = arg;
     wh_ctx *c = rq->ctx;
-    c->result = WH_UNAUTHORIZED;
+    wh_reset(c);
     int ok = verify(conn, rq, c);
     if (ok <= 0)
         return ok < 0 ? RD_ERR : RD_OK;
@@ -254,8 +268,6 @@ static int wh_run(PGconn *conn, void *arg)
         return RD_OK;
     }
 
-    if (store_webhook_begin(conn) != RD_OK)
-        return RD_ERR;
     if (c->delivery_id) {
         int fresh = store_webhook_delivery_record(conn, c->tenant.id, platform_name(c->platform), c->delivery_id,
                                                   c->topic);
@@ -263,12 +275,10 @@ static int wh_run(PGconn *conn, void *arg)
             return RD_ERR; /* the pool rolls back */
         if (!fresh) {
             c->result = WH_DUPLICATE;
-            return store_webhook_rollback(conn);
+            return RD_OK;
         }
     }
-    if (store_delivery(conn, c) != RD_OK)
-        return RD_ERR;
-    return store_webhook_commit(conn);
+    return store_delivery(conn, c);
 }
 
 /* ---- replies ---- */
@@ -370,7 +380,7 @@ static int webhook(http_req *rq, wh_platform platform, const char *sig_header, c
         http_reply_problem(rq, 400, "Bad Request", "the delivery id header is longer than 255 bytes", NULL);
         return HTTP_REPLIED;
     }
-    return http_defer(rq, DB_JOB_SOLO, 0, wh_run, wh_after);
+    return http_defer(rq, DB_JOB_GROUP, hash_str(rq->params[0]), wh_run, wh_after);
 }
 
 int api_webhook_shopify(http_req *rq)

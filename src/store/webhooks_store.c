@@ -43,21 +43,6 @@ void store_webhooks_register(void)
         "FROM orders WHERE tenant_id = $1 AND order_id = $2 FOR UPDATE", 3);
 }
 
-int store_webhook_begin(PGconn *conn)
-{
-    return db_exec(conn, "BEGIN", "begin webhook");
-}
-
-int store_webhook_commit(PGconn *conn)
-{
-    return db_exec(conn, "COMMIT", "commit webhook");
-}
-
-int store_webhook_rollback(PGconn *conn)
-{
-    return db_exec(conn, "ROLLBACK", "rollback webhook");
-}
-
 /* Runs a prepared statement; NULL (after logging) unless it returned `want`. */
 static PGresult *exec(PGconn *conn, const char *stmt, int n, const char *const *params, ExecStatusType want)
 {

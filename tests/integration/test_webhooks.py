@@ -489,5 +489,61 @@ class Logs(unittest.TestCase):
         self.assertNotIn("AddressSanitizer", log)
 
 
+def metric(name):
+    for line in server.get("/metrics").body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+class ConcurrentDeliveries(unittest.TestCase):
+    """A burst of deliveries goes through group commit (each a job of a shared transaction):
+    every order is stored with its own total, a delivery sent twice at once is stored once and
+    answered "duplicate" once, and a forged or invalid delivery in the same burst changes
+    nothing for the others."""
+
+    def test_burst_shares_commits_and_keeps_each_answer(self):
+        import threading
+        tenant = new_tenant("USD")
+        base = 7770000
+        work = []   # (key, kwargs for shopify())
+        for i in range(24):
+            work.append((f"o{i}", dict(topic="orders/create", payload=usd_order(base + i, total=f"{10 + i}.50"))))
+        for j in range(3):
+            wid = str(uuid.uuid4())
+            body = usd_order(base + 100 + j, total="99.00")
+            work += [(f"twice{j}", dict(topic="orders/create", payload=body, webhook_id=wid))] * 2
+        work.append(("forged", dict(topic="orders/create", payload=usd_order(base + 200), secret="not-the-secret")))
+        broken = usd_order(base + 300)
+        del broken["id"]
+        work.append(("invalid", dict(topic="orders/create", payload=broken)))
+        jobs_before = metric("retentiond_db_group_commit_jobs_total")
+        barrier = threading.Barrier(len(work))
+        replies = {}
+
+        def send(key, kw):
+            barrier.wait()
+            replies.setdefault(key, []).append(shopify(tenant, **kw))
+
+        threads = [threading.Thread(target=send, args=w) for w in work]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for i in range(24):
+            (r,) = replies[f"o{i}"]
+            self.assertEqual((r.status, r.json["status"]), (200, "created"), r)
+            self.assertEqual(order_row(tenant, base + i)["total"], Decimal(f"{10 + i}.50"))
+        for j in range(3):
+            self.assertEqual(sorted(r.json["status"] for r in replies[f"twice{j}"]), ["created", "duplicate"])
+        self.assertEqual(replies["forged"][0].status, 401)
+        self.assertIsNone(order_row(tenant, base + 200))
+        self.assertEqual(replies["invalid"][0].status, 422)
+        self.assertEqual(count("orders", tenant), 27)
+        self.assertEqual(count("webhook_deliveries", tenant), 27)
+        # every signed delivery ran as a group-commit job
+        self.assertEqual(metric("retentiond_db_group_commit_jobs_total") - jobs_before, len(work))
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -18,12 +18,6 @@
  * (src/store/tenants.c) runs. Call once before the pool starts. */
 void store_webhooks_register(void);
 
-/* BEGIN, COMMIT and ROLLBACK of the one transaction a delivery's writes share.
- * Each returns RD_OK or RD_ERR. */
-int store_webhook_begin(PGconn *conn);
-int store_webhook_commit(PGconn *conn);
-int store_webhook_rollback(PGconn *conn);
-
 /* Remembers (tenant, platform, delivery_id) with its topic (may be NULL: stored as "").
  * Returns 1 when the delivery is new, 0 when it was recorded before (a redelivery), RD_ERR on
  * a database error. */
