@@ -78,85 +78,129 @@ static int single_run(PGconn *conn, void *arg)
     return store_ingest(conn, rq->tenant.id, &c->reader.set, &c->reader.counts, &c->outcome);
 }
 
-/* The single order a request carries, or NULL when it carries anything else. */
-static const rd_order *lone_order(const http_req *rq)
+/* What a single-record request can be merged as: its one order, or its one event unless a
+ * referral (which also writes the customer it names). */
+typedef enum { MERGE_NONE, MERGE_ORDER, MERGE_EVENT } merge_kind;
+
+static merge_kind merge_kind_of(const http_req *rq)
 {
     const ingest_set *s = &((const ingest_ctx *)rq->ctx)->reader.set;
-    return s->n_orders == 1 && ingest_set_size(s) == 1 ? &s->orders[0] : NULL;
+    if (ingest_set_size(s) != 1)
+        return MERGE_NONE;
+    if (s->n_orders == 1)
+        return MERGE_ORDER;
+    if (s->n_events == 1 && strcmp(s->events[0].type, "referral") != 0)
+        return MERGE_EVENT;
+    return MERGE_NONE;
 }
 
-/* True when o shares a customer or an order id with one of the round's orders. */
-static bool clashes(const rd_order *const *round, int m, const rd_order *o)
+/* The customer and the record id of a mergeable request. */
+static void merge_keys(const http_req *rq, const char **customer, const char **id)
 {
-    for (int i = 0; i < m; i++)
-        if (strcmp(round[i]->customer_id, o->customer_id) == 0 || strcmp(round[i]->order_id, o->order_id) == 0)
+    const ingest_set *s = &((const ingest_ctx *)rq->ctx)->reader.set;
+    if (s->n_orders) {
+        *customer = s->orders[0].customer_id;
+        *id = s->orders[0].order_id;
+    } else {
+        *customer = s->events[0].customer_id;
+        *id = s->events[0].event_id;
+    }
+}
+
+/* True when rq shares a customer or a record id with one of the round's requests. */
+static bool clashes(http_req *const *round, int m, const http_req *rq)
+{
+    const char *cu, *id;
+    merge_keys(rq, &cu, &id);
+    for (int i = 0; i < m; i++) {
+        const char *cu2, *id2;
+        merge_keys(round[i], &cu2, &id2);
+        if (strcmp(cu, cu2) == 0 || strcmp(id, id2) == 0)
             return true;
+    }
     return false;
 }
 
-/* The single orders of a commit group, merged: one rd_ingest_orders_each call per round, a
- * round being orders of one tenant with no customer or order id twice (so each is ingested
- * as if alone: two states of one order keep their sequential outcomes, and a customer's
- * rung changes one order at a time). An order that would make a round of one runs alone. */
+/* Writes one round (m >= 2 requests of one tenant and kind) in one call and gives each
+ * request the outcome and counts its own call would have given. */
+static int run_round(PGconn *conn, http_req *const *round, int m, merge_kind kind, const char **outcomes)
+{
+    int64_t tenant = round[0]->tenant.id;
+    int rc;
+    if (kind == MERGE_ORDER) {
+        const rd_order **orders = xmalloc(sizeof *orders * (size_t)m);
+        for (int k = 0; k < m; k++)
+            orders[k] = &((ingest_ctx *)round[k]->ctx)->reader.set.orders[0];
+        rc = store_ingest_orders_each(conn, tenant, orders, (size_t)m, outcomes);
+        free(orders);
+    } else {
+        const rd_event **events = xmalloc(sizeof *events * (size_t)m);
+        for (int k = 0; k < m; k++)
+            events[k] = &((ingest_ctx *)round[k]->ctx)->reader.set.events[0];
+        const char *source = ((ingest_ctx *)round[0]->ctx)->reader.set.source;
+        rc = store_ingest_events_each(conn, tenant, source ? source : "api", events, (size_t)m, outcomes);
+        free(events);
+    }
+    if (rc != RD_OK)
+        return rc;
+    for (int k = 0; k < m; k++) {
+        ingest_ctx *c = round[k]->ctx;
+        memset(&c->reader.counts, 0, sizeof c->reader.counts);
+        c->outcome = outcomes[k];
+        if (strcmp(outcomes[k], "created") == 0)
+            c->reader.counts.created = 1;
+        else if (strcmp(outcomes[k], "updated") == 0)
+            c->reader.counts.updated = 1;
+        else
+            c->reader.counts.duplicates = 1;
+    }
+    stats_add(&stats.merged, (uint64_t)m);
+    return RD_OK;
+}
+
+/* The single orders and events of a commit group, merged: one *_each call per round, a round
+ * being requests of one tenant and kind with no customer or record id twice (so each is
+ * ingested as if alone: two states of one order keep their sequential outcomes, and a
+ * customer's rung changes one record at a time). A request that would make a round of one,
+ * or cannot be merged, runs alone. */
 static int single_run_many(PGconn *conn, db_job **jobs, int n)
 {
-    http_req **rqs = xmalloc(sizeof *rqs * (size_t)n);
-    const rd_order **round = xmalloc(sizeof *round * (size_t)n);
+    http_req **waiting = xmalloc(sizeof *waiting * (size_t)n);
+    http_req **round = xmalloc(sizeof *round * (size_t)n);
     const char **outcomes = xmalloc(sizeof *outcomes * (size_t)n);
-    int *members = xmalloc(sizeof *members * (size_t)n);
+    bool *taken = xmalloc(sizeof *taken * (size_t)n);
     int left = 0, rc = RD_OK;
     for (int i = 0; i < n; i++) {
         http_req *rq = jobs[i]->arg;
-        if (lone_order(rq))
-            rqs[left++] = rq;
+        if (merge_kind_of(rq) != MERGE_NONE)
+            waiting[left++] = rq;
         else if ((rc = single_run(conn, rq)) != RD_OK)
             goto out;
     }
     while (left > 0) {
-        /* the round: the first waiting order, and every later one of its tenant that clashes
-         * with none taken; the others wait for a later round, in their order */
+        /* the round: the first waiting request, and every later one of its tenant and kind
+         * that clashes with none taken; the others wait for a later round, in their order */
+        merge_kind kind = merge_kind_of(waiting[0]);
         int m = 0, kept = 0;
-        int64_t tenant = rqs[0]->tenant.id;
         for (int i = 0; i < left; i++) {
-            const rd_order *o = lone_order(rqs[i]);
-            if (rqs[i]->tenant.id == tenant && !clashes(round, m, o)) {
-                members[m] = i;
-                round[m++] = o;
-            }
+            taken[i] = waiting[i]->tenant.id == waiting[0]->tenant.id && merge_kind_of(waiting[i]) == kind &&
+                       !clashes(round, m, waiting[i]);
+            if (taken[i])
+                round[m++] = waiting[i];
         }
-        if (m == 1) {
-            rc = single_run(conn, rqs[members[0]]);
-        } else {
-            rc = store_ingest_orders_each(conn, tenant, round, (size_t)m, outcomes);
-            if (rc == RD_OK)
-                stats_add(&stats.merged, (uint64_t)m);
-            for (int k = 0; rc == RD_OK && k < m; k++) {
-                ingest_ctx *c = rqs[members[k]]->ctx;
-                memset(&c->reader.counts, 0, sizeof c->reader.counts);
-                c->outcome = outcomes[k];
-                if (strcmp(outcomes[k], "created") == 0)
-                    c->reader.counts.created = 1;
-                else if (strcmp(outcomes[k], "updated") == 0)
-                    c->reader.counts.updated = 1;
-                else
-                    c->reader.counts.duplicates = 1;
-            }
-        }
+        rc = m == 1 ? single_run(conn, round[0]) : run_round(conn, round, m, kind, outcomes);
         if (rc != RD_OK)
             goto out;
-        for (int i = 0, k = 0; i < left; i++) {
-            if (k < m && members[k] == i)
-                k++;
-            else
-                rqs[kept++] = rqs[i];
-        }
+        for (int i = 0; i < left; i++)
+            if (!taken[i])
+                waiting[kept++] = waiting[i];
         left = kept;
     }
 out:
-    free(rqs);
+    free(waiting);
     free(round);
     free(outcomes);
-    free(members);
+    free(taken);
     return rc;
 }
 
@@ -213,7 +257,7 @@ static int single_ingest(http_req *rq, const char *kind)
                     : s->n_customers ? s->customers[0].customer_id
                     : s->n_events ? s->events[0].event_id : s->spend[0].period_start);
     int r = http_defer(rq, DB_JOB_GROUP, hash_str(lock_on), single_run, single_after);
-    if (s->n_orders)
+    if (merge_kind_of(rq) != MERGE_NONE)
         rq->job.run_many = single_run_many;
     return r;
 }

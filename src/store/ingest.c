@@ -25,6 +25,9 @@ void store_ingest_register(void)
     db_register_statement("ingest_events",
         "SELECT idx, outcome FROM rd_ingest_events($1, $2::text[], $3::text[], $4::text[],"
         " $5::timestamptz[], $6::jsonb[], $7)", 7);
+    db_register_statement("ingest_events_each",
+        "SELECT idx, outcome FROM rd_ingest_events_each($1, $2::text[], $3::text[], $4::text[],"
+        " $5::timestamptz[], $6::jsonb[], $7)", 7);
     db_register_statement("ingest_spend",
         "SELECT idx, outcome FROM rd_ingest_spend($1, $2::text[], $3::text[], $4::date[], $5::date[],"
         " $6::numeric[])", 6);
@@ -157,22 +160,15 @@ static int write_orders(PGconn *conn, const char *tid, const ingest_set *s, inge
     return rc;
 }
 
-int store_ingest_orders_each(PGconn *conn, int64_t tenant_id, const rd_order *const *orders, size_t n,
-                             const char **outcomes)
+/* Runs one of the *_each statements and gives each of its n records its outcome. */
+static int run_each(PGconn *conn, const char *stmt, int nparams, const char *const *params, size_t n,
+                    const char **outcomes)
 {
-    char tid[24];
-    snprintf(tid, sizeof tid, "%lld", (long long)tenant_id);
-    buf a[ORDER_ARRAYS] = {{0}};
-    for (size_t i = 0; i < n; i++) {
-        order_add(a, orders[i]);
+    for (size_t i = 0; i < n; i++)
         outcomes[i] = NULL;
-    }
-    const char *p[ORDER_ARRAYS + 1];
-    order_params(a, tid, p);
-    PGresult *res = PQexecPrepared(conn, "ingest_orders_each", ORDER_ARRAYS + 1, p, NULL, NULL, 0);
-    order_arrays_free(a);
+    PGresult *res = PQexecPrepared(conn, stmt, nparams, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        db_log_error(res, conn, "ingest_orders_each");
+        db_log_error(res, conn, stmt);
         PQclear(res);
         return RD_ERR;
     }
@@ -184,10 +180,49 @@ int store_ingest_orders_each(PGconn *conn, int64_t tenant_id, const rd_order *co
     PQclear(res);
     for (size_t i = 0; i < n; i++)
         if (!outcomes[i]) {
-            rd_log(LOG_ERROR, "msg=\"ingest_orders_each returned no outcome for an order\"");
+            rd_log(LOG_ERROR, "msg=\"%s returned no outcome for a record\"", stmt);
             return RD_ERR;
         }
     return RD_OK;
+}
+
+int store_ingest_orders_each(PGconn *conn, int64_t tenant_id, const rd_order *const *orders, size_t n,
+                             const char **outcomes)
+{
+    char tid[24];
+    snprintf(tid, sizeof tid, "%lld", (long long)tenant_id);
+    buf a[ORDER_ARRAYS] = {{0}};
+    for (size_t i = 0; i < n; i++)
+        order_add(a, orders[i]);
+    const char *p[ORDER_ARRAYS + 1];
+    order_params(a, tid, p);
+    int rc = run_each(conn, "ingest_orders_each", ORDER_ARRAYS + 1, p, n, outcomes);
+    order_arrays_free(a);
+    return rc;
+}
+
+int store_ingest_events_each(PGconn *conn, int64_t tenant_id, const char *source, const rd_event *const *events,
+                             size_t n, const char **outcomes)
+{
+    char tid[24];
+    snprintf(tid, sizeof tid, "%lld", (long long)tenant_id);
+    buf a[5] = {{0}};
+    for (size_t i = 0; i < n; i++) {
+        const rd_event *x = events[i];
+        arr_add(&a[0], x->event_id);
+        arr_add(&a[1], x->customer_id);
+        arr_add(&a[2], x->type);
+        arr_add(&a[3], x->occurred_at);
+        arr_add(&a[4], x->properties);
+    }
+    const char *p[7] = {tid};
+    for (int i = 0; i < 5; i++)
+        p[i + 1] = arr_end(&a[i]);
+    p[6] = source;
+    int rc = run_each(conn, "ingest_events_each", 7, p, n, outcomes);
+    for (int i = 0; i < 5; i++)
+        buf_free(&a[i]);
+    return rc;
 }
 
 static int write_events(PGconn *conn, const char *tid, const char *source, const ingest_set *s,

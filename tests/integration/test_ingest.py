@@ -495,5 +495,60 @@ class MergedSingleOrders(Base):
                          pg.sql(ROLLUP_FROM_HISTORY.replace("$T", self.tid)))
 
 
+class MergedSingleEvents(Base):
+    """Concurrent single events are merged as orders are: a review older than the customer's
+    last order dates the move to advocate at its own occurred_at (a call of many would take the
+    customer's latest activity), an event posted twice at once answers created and duplicate,
+    and a referral in the same burst (never merged) still does its work."""
+
+    def test_concurrent_events_are_each_ingested_as_if_alone(self):
+        merged_before = merged_total()
+        for attempt in range(6):
+            tag = f"e{attempt}"
+            customers = [f"{tag}-k{i}" for i in range(40)]
+            for cid in customers:
+                r = server.post("/v1/orders", order(f"a-{cid}", cid, placed="2026-06-01T12:00:00Z"), self.key)
+                self.assertEqual(r.status, 201, r)
+            work = [(cid, {"event_id": f"{tag}-rv-{cid}", "customer_id": cid, "type": "review",
+                           "occurred_at": f"2026-05-{1 + i % 28:02d}T08:00:00Z", "properties": {"rating": 5}})
+                    for i, cid in enumerate(customers)]
+            twice = {"event_id": f"{tag}-visit", "customer_id": f"{tag}-visitor", "type": "visit",
+                     "occurred_at": "2026-05-01T00:00:00Z"}
+            work += [("twice", twice), ("twice", dict(twice))]
+            work.append(("referral", {"event_id": f"{tag}-ref", "customer_id": customers[0], "type": "referral",
+                                      "occurred_at": "2026-05-02T00:00:00Z",
+                                      "properties": {"referred_customer_id": f"{tag}-friend"}}))
+            barrier = threading.Barrier(len(work))
+            replies = {}
+
+            def post(key, body):
+                barrier.wait()
+                replies.setdefault(key, []).append(server.post("/v1/events", body, self.key))
+
+            ts = [threading.Thread(target=post, args=w) for w in work]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+            for cid in customers:
+                (r,) = replies[cid]
+                self.assertEqual((r.status, r.json["status"]), (201, "created"), r)
+            self.assertEqual(sorted((r.status, r.json["status"]) for r in replies["twice"]),
+                             [(200, "duplicate"), (201, "created")])
+            self.assertEqual(replies["referral"][0].status, 201)
+            self.assertEqual(self.q(f"SELECT referred_by FROM customers WHERE tenant_id = $T AND customer_id = '{tag}-friend'"),
+                             customers[0])
+            moves = pg.sql("SELECT customer_id, to_char(changed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+                           f" FROM stage_history WHERE tenant_id = {self.tid} AND to_stage = 'advocate'"
+                           " AND customer_id = ANY(string_to_array(:'v1', ','))", ",".join(customers))
+            self.assertEqual(sorted(moves), sorted([cid, f"2026-05-{1 + i % 28:02d}T08:00:00Z"]
+                                                   for i, cid in enumerate(customers)))
+            if merged_total() > merged_before:
+                break
+        self.assertGreater(merged_total(), merged_before, "no commit group ever merged its events")
+        self.assertEqual(pg.sql(ROLLUP_STORED.replace("$T", self.tid)),
+                         pg.sql(ROLLUP_FROM_HISTORY.replace("$T", self.tid)))
+
+
 if __name__ == "__main__":
     unittest.main()

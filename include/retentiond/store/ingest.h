@@ -26,6 +26,12 @@ int store_ingest(PGconn *conn, int64_t tenant_id, const ingest_set *set, ingest_
 int store_ingest_orders_each(PGconn *conn, int64_t tenant_id, const rd_order *const *orders, size_t n,
                              const char **outcomes);
 
+/* The same for events that are independent single requests (no customer or event id twice;
+ * no referral, whose second customer the merge does not check), with the rung-change time a
+ * call of its own would give. */
+int store_ingest_events_each(PGconn *conn, int64_t tenant_id, const char *source, const rd_event *const *events,
+                             size_t n, const char **outcomes);
+
 /* The same in a transaction of its own: BEGIN, store_ingest, COMMIT. */
 int store_ingest_commit(PGconn *conn, int64_t tenant_id, const ingest_set *set, ingest_counts *counts);
 
