@@ -147,12 +147,7 @@ static int run_round(PGconn *conn, http_req *const *round, int m, merge_kind kin
         ingest_ctx *c = round[k]->ctx;
         memset(&c->reader.counts, 0, sizeof c->reader.counts);
         c->outcome = outcomes[k];
-        if (strcmp(outcomes[k], "created") == 0)
-            c->reader.counts.created = 1;
-        else if (strcmp(outcomes[k], "updated") == 0)
-            c->reader.counts.updated = 1;
-        else
-            c->reader.counts.duplicates = 1;
+        ingest_counts_add(&c->reader.counts, outcomes[k]);
     }
     stats_add(&stats.merged, (uint64_t)m);
     return RD_OK;

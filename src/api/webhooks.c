@@ -11,10 +11,10 @@
  *   redelivery stops here: "duplicate") → write the records
  *
  * and the 2xx is sent only after the group's COMMIT. If any job of the group fails, the pool
- * rolls the group back and runs each job again alone, so wh_run starts from a clean context. Deliveries that are authentic but of no use to
- * us (unknown topics, orders in a currency we cannot value) are acknowledged with 200
- * {"status":"ignored"} and logged: platforms retry anything else, and WooCommerce disables a
- * webhook after a few failures.
+ * rolls the group back and runs each job again alone, so wh_run starts from a clean context.
+ * Deliveries that are authentic but of no use to us (unknown topics, orders in a currency we
+ * cannot value) are acknowledged with 200 {"status":"ignored"} and logged: platforms retry
+ * anything else, and WooCommerce disables a webhook after a few failures.
  *
  * Shopify refunds are kept per refund id in webhook_refunds (migrations/003_webhooks.sql); an
  * order's refunded amount is always the capped sum of its rows, whichever of orders/updated

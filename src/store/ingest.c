@@ -9,25 +9,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The parameters of rd_ingest_orders and rd_ingest_events, shared by their *_each forms. */
+#define ORDER_ARGS                                                                                \
+    "($1, $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::text[], $7::numeric[]," \
+    " $8::numeric[], $9::numeric[], $10::numeric[], $11::text[], $12::text[], $13::boolean[], $14::text[])"
+#define EVENT_ARGS "($1, $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[], $7)"
+
 void store_ingest_register(void)
 {
-    db_register_statement("ingest_orders",
-        "SELECT idx, outcome FROM rd_ingest_orders($1, $2::text[], $3::text[], $4::timestamptz[],"
-        " $5::timestamptz[], $6::text[], $7::numeric[], $8::numeric[], $9::numeric[], $10::numeric[],"
-        " $11::text[], $12::text[], $13::boolean[], $14::text[])", 14);
-    db_register_statement("ingest_orders_each",
-        "SELECT idx, outcome FROM rd_ingest_orders_each($1, $2::text[], $3::text[], $4::timestamptz[],"
-        " $5::timestamptz[], $6::text[], $7::numeric[], $8::numeric[], $9::numeric[], $10::numeric[],"
-        " $11::text[], $12::text[], $13::boolean[], $14::text[])", 14);
+    db_register_statement("ingest_orders", "SELECT idx, outcome FROM rd_ingest_orders" ORDER_ARGS, 14);
+    db_register_statement("ingest_orders_each", "SELECT idx, outcome FROM rd_ingest_orders_each" ORDER_ARGS, 14);
     db_register_statement("ingest_customers",
         "SELECT idx, outcome FROM rd_ingest_customers($1, $2::text[], $3::text[], $4::timestamptz[],"
         " $5::text[], $6::text[], $7::jsonb[])", 7);
-    db_register_statement("ingest_events",
-        "SELECT idx, outcome FROM rd_ingest_events($1, $2::text[], $3::text[], $4::text[],"
-        " $5::timestamptz[], $6::jsonb[], $7)", 7);
-    db_register_statement("ingest_events_each",
-        "SELECT idx, outcome FROM rd_ingest_events_each($1, $2::text[], $3::text[], $4::text[],"
-        " $5::timestamptz[], $6::jsonb[], $7)", 7);
+    db_register_statement("ingest_events", "SELECT idx, outcome FROM rd_ingest_events" EVENT_ARGS, 7);
+    db_register_statement("ingest_events_each", "SELECT idx, outcome FROM rd_ingest_events_each" EVENT_ARGS, 7);
     db_register_statement("ingest_spend",
         "SELECT idx, outcome FROM rd_ingest_spend($1, $2::text[], $3::text[], $4::date[], $5::date[],"
         " $6::numeric[])", 6);
@@ -68,6 +64,16 @@ static const char *outcome_name(const char *s)
     return "duplicate";
 }
 
+void ingest_counts_add(ingest_counts *counts, const char *outcome)
+{
+    if (strcmp(outcome, "created") == 0)
+        counts->created++;
+    else if (strcmp(outcome, "updated") == 0)
+        counts->updated++;
+    else
+        counts->duplicates++;
+}
+
 /* Runs one prepared ingest statement and tallies its outcomes. */
 static int run(PGconn *conn, const char *stmt, int nparams, const char *const *params,
                ingest_counts *counts, const char **outcome)
@@ -80,12 +86,7 @@ static int run(PGconn *conn, const char *stmt, int nparams, const char *const *p
     }
     for (int i = 0; i < PQntuples(res); i++) {
         const char *o = PQgetvalue(res, i, 1);
-        if (strcmp(o, "created") == 0)
-            counts->created++;
-        else if (strcmp(o, "updated") == 0)
-            counts->updated++;
-        else
-            counts->duplicates++;
+        ingest_counts_add(counts, o);
         if (outcome && i == 0 && !*outcome)
             *outcome = outcome_name(o);
     }
@@ -134,17 +135,29 @@ static void order_add(buf a[ORDER_ARRAYS], const rd_order *x)
     arr_add(&a[12], x->email);
 }
 
-/* Closes the arrays into params[1..13] (params[0] is the tenant). */
-static void order_params(buf a[ORDER_ARRAYS], const char *tid, const char *params[ORDER_ARRAYS + 1])
+#define EVENT_ARRAYS 5
+
+/* Appends one event to the 5 parameter arrays of rd_ingest_events. */
+static void event_add(buf a[EVENT_ARRAYS], const rd_event *x)
+{
+    arr_add(&a[0], x->event_id);
+    arr_add(&a[1], x->customer_id);
+    arr_add(&a[2], x->type);
+    arr_add(&a[3], x->occurred_at);
+    arr_add(&a[4], x->properties);
+}
+
+/* Closes n arrays into params[1..n] (params[0] is the tenant). */
+static void close_params(buf *a, int n, const char *tid, const char **params)
 {
     params[0] = tid;
-    for (int i = 0; i < ORDER_ARRAYS; i++)
+    for (int i = 0; i < n; i++)
         params[i + 1] = arr_end(&a[i]);
 }
 
-static void order_arrays_free(buf a[ORDER_ARRAYS])
+static void arrays_free(buf *a, int n)
 {
-    for (int i = 0; i < ORDER_ARRAYS; i++)
+    for (int i = 0; i < n; i++)
         buf_free(&a[i]);
 }
 
@@ -154,9 +167,9 @@ static int write_orders(PGconn *conn, const char *tid, const ingest_set *s, inge
     for (size_t i = 0; i < s->n_orders; i++)
         order_add(a, &s->orders[i]);
     const char *p[ORDER_ARRAYS + 1];
-    order_params(a, tid, p);
+    close_params(a, ORDER_ARRAYS, tid, p);
     int rc = run(conn, "ingest_orders", ORDER_ARRAYS + 1, p, c, outcome);
-    order_arrays_free(a);
+    arrays_free(a, ORDER_ARRAYS);
     return rc;
 }
 
@@ -195,9 +208,9 @@ int store_ingest_orders_each(PGconn *conn, int64_t tenant_id, const rd_order *co
     for (size_t i = 0; i < n; i++)
         order_add(a, orders[i]);
     const char *p[ORDER_ARRAYS + 1];
-    order_params(a, tid, p);
+    close_params(a, ORDER_ARRAYS, tid, p);
     int rc = run_each(conn, "ingest_orders_each", ORDER_ARRAYS + 1, p, n, outcomes);
-    order_arrays_free(a);
+    arrays_free(a, ORDER_ARRAYS);
     return rc;
 }
 
@@ -206,44 +219,28 @@ int store_ingest_events_each(PGconn *conn, int64_t tenant_id, const char *source
 {
     char tid[24];
     snprintf(tid, sizeof tid, "%lld", (long long)tenant_id);
-    buf a[5] = {{0}};
-    for (size_t i = 0; i < n; i++) {
-        const rd_event *x = events[i];
-        arr_add(&a[0], x->event_id);
-        arr_add(&a[1], x->customer_id);
-        arr_add(&a[2], x->type);
-        arr_add(&a[3], x->occurred_at);
-        arr_add(&a[4], x->properties);
-    }
-    const char *p[7] = {tid};
-    for (int i = 0; i < 5; i++)
-        p[i + 1] = arr_end(&a[i]);
-    p[6] = source;
-    int rc = run_each(conn, "ingest_events_each", 7, p, n, outcomes);
-    for (int i = 0; i < 5; i++)
-        buf_free(&a[i]);
+    buf a[EVENT_ARRAYS] = {{0}};
+    for (size_t i = 0; i < n; i++)
+        event_add(a, events[i]);
+    const char *p[EVENT_ARRAYS + 2];
+    close_params(a, EVENT_ARRAYS, tid, p);
+    p[EVENT_ARRAYS + 1] = source;
+    int rc = run_each(conn, "ingest_events_each", EVENT_ARRAYS + 2, p, n, outcomes);
+    arrays_free(a, EVENT_ARRAYS);
     return rc;
 }
 
 static int write_events(PGconn *conn, const char *tid, const char *source, const ingest_set *s,
                         ingest_counts *c, const char **outcome)
 {
-    buf a[5] = {{0}};
-    for (size_t i = 0; i < s->n_events; i++) {
-        const rd_event *x = &s->events[i];
-        arr_add(&a[0], x->event_id);
-        arr_add(&a[1], x->customer_id);
-        arr_add(&a[2], x->type);
-        arr_add(&a[3], x->occurred_at);
-        arr_add(&a[4], x->properties);
-    }
-    const char *p[7] = {tid};
-    for (int i = 0; i < 5; i++)
-        p[i + 1] = arr_end(&a[i]);
-    p[6] = source;
-    int rc = run(conn, "ingest_events", 7, p, c, outcome);
-    for (int i = 0; i < 5; i++)
-        buf_free(&a[i]);
+    buf a[EVENT_ARRAYS] = {{0}};
+    for (size_t i = 0; i < s->n_events; i++)
+        event_add(a, &s->events[i]);
+    const char *p[EVENT_ARRAYS + 2];
+    close_params(a, EVENT_ARRAYS, tid, p);
+    p[EVENT_ARRAYS + 1] = source;
+    int rc = run(conn, "ingest_events", EVENT_ARRAYS + 2, p, c, outcome);
+    arrays_free(a, EVENT_ARRAYS);
     return rc;
 }
 

@@ -12,6 +12,10 @@
 /* Registers the prepared statements (call once before the pool starts). */
 void store_ingest_register(void);
 
+/* Adds one record's outcome to counts: created, updated, or (duplicate, stale, superseded)
+ * duplicates. */
+void ingest_counts_add(ingest_counts *counts, const char *outcome);
+
 /* Writes every record of the set inside the caller's transaction and adds the outcomes to
  * *counts. When outcome is not NULL it receives the first record's outcome ("created",
  * "updated", "duplicate", "stale", "superseded"; static). Returns RD_OK or RD_ERR (the

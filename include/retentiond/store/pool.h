@@ -7,8 +7,9 @@
  * Group commit: jobs submitted with DB_JOB_GROUP run inside a transaction the worker opens and
  * shares with every other group job waiting in the queue, so N concurrent single-event writes
  * cost one commit; jobs that can be merged (run_many) share their statements too. done() is
- * called only after COMMIT returns, so a reply sent from done() means the data is durable. If any job of a group fails, the group is rolled back and each of
- * its jobs is re-run alone, so one bad job never takes the others down. */
+ * called only after COMMIT returns, so a reply sent from done() means the data is durable. If
+ * any job of a group fails, the group is rolled back and each of its jobs is re-run alone, so
+ * one bad job never takes the others down. */
 #ifndef RETENTIOND_STORE_POOL_H
 #define RETENTIOND_STORE_POOL_H
 
