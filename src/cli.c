@@ -1,9 +1,11 @@
 /* cli.c - the import and fit sub-commands, and serve's background tasks (the scheduled CLV
- * refit of every tenant every clv_refit_interval seconds).
+ * refit of every tenant every clv_refit_interval seconds; the upkeep every
+ * rfm_refresh_interval seconds).
  *
  * import reads NDJSON or CSV through the same batch reader as POST /v1/batch and commits
  * every IMPORT_FLUSH_ROWS valid records in one transaction, so a history of millions of rows
- * streams through bounded memory. */
+ * streams through bounded memory. Past the first chunk it is a bulk load: the customers'
+ * rollups are brought current once, at the end (store_rollup_flush). */
 #include "retentiond/cli.h"
 
 #include "retentiond/api/api.h"
@@ -11,6 +13,7 @@
 #include "retentiond/domain/batch.h"
 #include "retentiond/domain/model.h"
 #include "retentiond/log.h"
+#include "retentiond/stats.h"
 #include "retentiond/store/ingest.h"
 #include "retentiond/store/reports.h"
 #include "retentiond/store/tenants.h"
@@ -63,6 +66,7 @@ int cli_import(PGconn *conn, const char *tenant, const char *path, const char *k
     bool tty = isatty(STDERR_FILENO);
     int64_t started = now_usec(), last = 0;
     int rc = 0;
+    bool bulk = false; /* more than one chunk: rollups deferred to the end */
     char chunk[1 << 16];
     size_t n;
     for (;;) {
@@ -72,7 +76,8 @@ int cli_import(PGconn *conn, const char *tenant, const char *path, const char *k
         else
             batch_finish(&b);
         if (ingest_set_size(&b.set) >= IMPORT_FLUSH_ROWS || (!n && ingest_set_size(&b.set))) {
-            if (store_ingest_commit(conn, t.id, &b.set, &b.counts) != RD_OK) {
+            bulk = bulk || n;
+            if (store_ingest_commit(conn, t.id, &b.set, bulk, &b.counts) != RD_OK) {
                 fprintf(stderr, "\nretentiond: the database failed near line %llu; rows before were committed, "
                         "re-running the import is safe\n", (unsigned long long)b.line_no);
                 rc = 1;
@@ -90,6 +95,16 @@ int cli_import(PGconn *conn, const char *tenant, const char *path, const char *k
     if (f != stdin)
         fclose(f);
     progress(&b, started, true);
+    /* also after a failure: the chunks committed before it have their customers pending */
+    int64_t flushed = 0;
+    if (bulk && store_rollup_flush(conn, t.id, -1, &flushed) != RD_OK) {
+        fprintf(stderr, "retentiond: the database failed while bringing the customers' rollups current; the "
+                        "service's background sweep will (or re-run the import)\n");
+        rc = 1;
+    } else if (bulk) {
+        fprintf(stderr, "brought %lld customers' rollups current (%.1f s in all)\n", (long long)flushed,
+                (double)(now_usec() - started) / 1e6);
+    }
     size_t shown = json_array_size(b.rejected);
     for (size_t i = 0; i < shown && i < 20; i++) {
         char *s = json_dumps(json_array_get(b.rejected, i), JSON_COMPACT);
@@ -138,7 +153,7 @@ int cli_fit(PGconn *conn, const char *tenant, const char *as_of)
     return 0;
 }
 
-/* ---- background tasks: the scheduled CLV refit and the RFM boundary refresh ----
+/* ---- background tasks: the scheduled CLV refit and the upkeep ----
  * One thread each, with its own connection (never a pool worker: a fit of a big tenant would
  * hold a worker for its whole duration). They sleep on a condition variable, so stopping the
  * service wakes them at once; a task in progress finishes its current tenant first. */
@@ -205,14 +220,18 @@ static void *refit_main(void *arg)
     return NULL;
 }
 
-/* Keeps every tenant's RFM quintile boundaries younger than the 5 minutes after which a
- * profile request would recompute them itself (a sort of the tenant's customers: hundreds of
- * milliseconds at 100 k). */
-static void rfm_refresh_all(void)
+/* The upkeep, every rfm_refresh_interval seconds:
+ *  - keeps every tenant's RFM quintile boundaries younger than the 5 minutes after which a
+ *    profile request would recompute them itself (a sort of the tenant's customers: hundreds
+ *    of milliseconds at 100 k);
+ *  - brings current the customers a bulk load left pending for longer than
+ *    rollup_sweep_after seconds: a load cut short (process killed, connection lost) before
+ *    its own flush. */
+static void upkeep_all(void)
 {
     PGconn *conn = db_connect(config.database_url);
     if (!conn) {
-        rd_log(LOG_WARN, "msg=\"rfm refresh skipped: no database connection\"");
+        rd_log(LOG_WARN, "msg=\"upkeep skipped: no database connection\"");
         return;
     }
     int64_t *ids = NULL;
@@ -222,15 +241,24 @@ static void rfm_refresh_all(void)
         if (store_rfm_refresh(conn, ids[i]) != RD_OK)
             failed++;
     free(ids);
+    ids = NULL;
+    int swept_tenants = store_pending_tenants(conn, config.rollup_sweep_after, &ids);
+    int64_t swept = 0;
+    for (int i = 0; i < swept_tenants && !refit_stopping() && PQstatus(conn) == CONNECTION_OK; i++)
+        if (store_rollup_flush(conn, ids[i], config.rollup_sweep_after, &swept) != RD_OK)
+            failed++;
+    free(ids);
     PQfinish(conn);
-    rd_log(failed ? LOG_WARN : LOG_DEBUG, "msg=\"rfm refresh\" tenants=%d failed=%d", n < 0 ? 0 : n, failed);
+    stats_add(&stats.rollups_flushed, (uint64_t)swept);
+    rd_log(failed ? LOG_WARN : swept ? LOG_INFO : LOG_DEBUG,
+           "msg=\"upkeep\" rfm_tenants=%d rollups_swept=%lld failed=%d", n < 0 ? 0 : n, (long long)swept, failed);
 }
 
-static void *rfm_main(void *arg)
+static void *upkeep_main(void *arg)
 {
     (void)arg;
     while (refit_wait(config.rfm_refresh_interval))
-        rfm_refresh_all();
+        upkeep_all();
     return NULL;
 }
 
@@ -244,10 +272,10 @@ void api_start_background(void)
             rd_log(LOG_ERROR, "msg=\"cannot start the clv refit thread\"");
     }
     if (config.rfm_refresh_interval > 0 && !refit.rfm_running) {
-        if (pthread_create(&refit.rfm_thread, NULL, rfm_main, NULL) == 0)
+        if (pthread_create(&refit.rfm_thread, NULL, upkeep_main, NULL) == 0)
             refit.rfm_running = true;
         else
-            rd_log(LOG_ERROR, "msg=\"cannot start the rfm refresh thread\"");
+            rd_log(LOG_ERROR, "msg=\"cannot start the upkeep thread\"");
     }
 }
 

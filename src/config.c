@@ -54,8 +54,12 @@ static const cf_entry table[] = {
     {"clv-refit-interval", "CLV_REFIT_INTERVAL", CF_INT, &config.clv_refit_interval, "86400", 0,
      31536000, "seconds between scheduled CLV refits of every tenant (0 = off)"},
     {"rfm-refresh-interval", "RFM_REFRESH_INTERVAL", CF_INT, &config.rfm_refresh_interval, "60", 0, 86400,
-     "seconds between background checks that refresh RFM quintile boundaries older than 4 minutes "
-     "(0 = off: a profile refreshes them when 5 minutes old)"},
+     "seconds between background upkeep rounds: RFM quintile boundaries older than 4 minutes are "
+     "refreshed, rollups a bulk load left pending are swept (0 = off: a profile refreshes the boundaries "
+     "when 5 minutes old)"},
+    {"rollup-sweep-after", "ROLLUP_SWEEP_AFTER", CF_INT, &config.rollup_sweep_after, "300", 0, 86400,
+     "seconds a customer may stay pending after a bulk load cut short before the upkeep brings its "
+     "rollup current"},
     {"log-level", "LOG_LEVEL", CF_STR, &config.log_level, "info", 0, 0, "debug, info, warn or error"},
 };
 

@@ -23,7 +23,8 @@ typedef struct {
     int rate_limit;          /* requests per second per client address; 0 = off */
     int rate_burst;          /* burst allowance for the rate limit */
     int clv_refit_interval;  /* seconds between scheduled CLV refits; 0 = off */
-    int rfm_refresh_interval; /* seconds between background RFM boundary refreshes; 0 = off */
+    int rfm_refresh_interval; /* seconds between background upkeep rounds (RFM, sweep); 0 = off */
+    int rollup_sweep_after;   /* seconds before the upkeep flushes a bulk load's pending rollups */
     char *log_level;         /* debug, info, warn, error */
 } rd_config;
 

@@ -13,6 +13,7 @@ typedef struct {
     uint64_t duplicates;                            /* duplicate, stale or superseded records */
     uint64_t rejected;                              /* records refused by validation */
     uint64_t merged;                                /* single records written in a shared call */
+    uint64_t rollups_flushed;                       /* customers brought current after a bulk load */
     uint64_t last_clv_fit_unix;                     /* 0 before the first fit in this process */
 } rd_stats;
 

@@ -24,6 +24,8 @@ typedef struct {
     char *id;                 /* the record's id, for the reply */
     const char *outcome;
     bool ndjson, started, finished;
+    bool bulk;                /* a batch past its first chunk: rollups deferred to the end */
+    bool flushed;             /* the deferred rollups were brought current */
 } ingest_ctx;
 
 static void ingest_ctx_free(void *p)
@@ -269,7 +271,7 @@ static int batch_run(PGconn *conn, void *arg)
     http_req *rq = arg;
     ingest_ctx *c = rq->ctx;
     ingest_counts before = c->reader.counts;
-    if (store_ingest_commit(conn, rq->tenant.id, &c->reader.set, &c->reader.counts) != RD_OK)
+    if (store_ingest_commit(conn, rq->tenant.id, &c->reader.set, c->bulk, &c->reader.counts) != RD_OK)
         return RD_ERR;
     /* per kind would need per-kind outcomes; a batch's records are counted under "order" when
      * it holds orders, else under its first kind */
@@ -278,6 +280,19 @@ static int batch_run(PGconn *conn, void *arg)
     count_outcomes(&c->reader.set, &delta);
     return RD_OK;
 }
+
+/* The end of a bulk batch: its customers' rollups, deferred chunk by chunk, brought current
+ * before the reply. Its own job, so that a failure here never re-runs a committed chunk. */
+static int batch_flush_run(PGconn *conn, void *arg)
+{
+    http_req *rq = arg;
+    int64_t n = 0;
+    int rc = store_rollup_flush(conn, rq->tenant.id, -1, &n);
+    stats_add(&stats.rollups_flushed, (uint64_t)n);
+    return rc;
+}
+
+static int batch_after(http_req *rq, db_done_status st);
 
 static int batch_reply(http_req *rq)
 {
@@ -292,12 +307,18 @@ static int batch_after(http_req *rq, db_done_status st)
     ingest_ctx *c = rq->ctx;
     ingest_set_clear(&c->reader.set);
     if (st != DB_DONE_OK) {
-        char detail[256];
-        snprintf(detail, sizeof detail,
-                 "stopped at line %llu: the database failed. %llu records before it were committed; "
-                 "resend the batch (it is idempotent)",
-                 (unsigned long long)c->reader.line_no,
-                 (unsigned long long)(c->reader.counts.created + c->reader.counts.updated));
+        char detail[320];
+        if (c->flushed)
+            snprintf(detail, sizeof detail,
+                     "all %llu records were committed, but the database failed while bringing the customers' "
+                     "rollups current; the background sweep will, or resend the batch (it is idempotent)",
+                     (unsigned long long)(c->reader.counts.created + c->reader.counts.updated));
+        else
+            snprintf(detail, sizeof detail,
+                     "stopped at line %llu: the database failed. %llu records before it were committed; "
+                     "resend the batch (it is idempotent)",
+                     (unsigned long long)c->reader.line_no,
+                     (unsigned long long)(c->reader.counts.created + c->reader.counts.updated));
         http_reply_db_failure(rq, st);
         json_t *p = json_loads(rq->reply, 0, NULL);
         if (p) {
@@ -308,6 +329,10 @@ static int batch_after(http_req *rq, db_done_status st)
             rq->retry_after = retry;
         }
         return HTTP_REPLIED;
+    }
+    if (c->finished && c->bulk && !c->flushed) {
+        c->flushed = true;
+        return http_defer(rq, DB_JOB_SOLO, 0, batch_flush_run, batch_after);
     }
     if (c->finished)
         return batch_reply(rq);
@@ -339,8 +364,10 @@ int api_batch_chunk(http_req *rq, const char *data, size_t len)
         return HTTP_REPLIED;
     }
     batch_feed(&c->reader, data, len);
-    if (ingest_set_size(&c->reader.set) >= BATCH_FLUSH_ROWS)
+    if (ingest_set_size(&c->reader.set) >= BATCH_FLUSH_ROWS) {
+        c->bulk = true; /* more than one chunk: defer the rollups to the end */
         return http_defer(rq, DB_JOB_SOLO, 0, batch_run, batch_after);
+    }
     return HTTP_REPLIED;
 }
 

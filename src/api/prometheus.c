@@ -65,6 +65,9 @@ int api_prometheus(http_req *rq)
     buf_printf(&b, "# HELP retentiond_records_merged_total Single-record requests written in one call with others of their commit group.\n"
                    "# TYPE retentiond_records_merged_total counter\nretentiond_records_merged_total %llu\n",
                (unsigned long long)__atomic_load_n(&stats.merged, __ATOMIC_RELAXED));
+    buf_printf(&b, "# HELP retentiond_rollups_flushed_total Customers whose rollup a bulk load deferred, brought current at its end or by the background sweep.\n"
+                   "# TYPE retentiond_rollups_flushed_total counter\nretentiond_rollups_flushed_total %llu\n",
+               (unsigned long long)__atomic_load_n(&stats.rollups_flushed, __ATOMIC_RELAXED));
     db_pool_stats ps;
     db_pool_get_stats(&ps);
     buf_printf(&b, "# HELP retentiond_db_pool_size Database connections configured.\n"

@@ -5,6 +5,7 @@
 #include "retentiond/log.h"
 #include "retentiond/store/pool.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,10 +16,19 @@
     " $8::numeric[], $9::numeric[], $10::numeric[], $11::text[], $12::text[], $13::boolean[], $14::text[])"
 #define EVENT_ARGS "($1, $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[], $7)"
 
+/* Customers a flush brings current per transaction: like a chunk of a batch, a few hundred
+ * milliseconds of locks. */
+#define ROLLUP_FLUSH_CUSTOMERS "5000"
+
 void store_ingest_register(void)
 {
     db_register_statement("ingest_orders", "SELECT idx, outcome FROM rd_ingest_orders" ORDER_ARGS, 14);
     db_register_statement("ingest_orders_each", "SELECT idx, outcome FROM rd_ingest_orders_each" ORDER_ARGS, 14);
+    db_register_statement("ingest_orders_deferred",
+                          "SELECT idx, outcome FROM rd_ingest_orders_deferred" ORDER_ARGS, 14);
+    db_register_statement("rollup_flush", "SELECT rd_rollup_flush($1, $2, $3::interval)", 3);
+    db_register_statement("pending_tenants",
+        "SELECT DISTINCT tenant_id FROM rollup_pending WHERE since < now() - $1::interval", 1);
     db_register_statement("ingest_customers",
         "SELECT idx, outcome FROM rd_ingest_customers($1, $2::text[], $3::text[], $4::timestamptz[],"
         " $5::text[], $6::text[], $7::jsonb[])", 7);
@@ -161,14 +171,15 @@ static void arrays_free(buf *a, int n)
         buf_free(&a[i]);
 }
 
-static int write_orders(PGconn *conn, const char *tid, const ingest_set *s, ingest_counts *c, const char **outcome)
+static int write_orders(PGconn *conn, const char *tid, const ingest_set *s, bool bulk, ingest_counts *c,
+                        const char **outcome)
 {
     buf a[ORDER_ARRAYS] = {{0}};
     for (size_t i = 0; i < s->n_orders; i++)
         order_add(a, &s->orders[i]);
     const char *p[ORDER_ARRAYS + 1];
     close_params(a, ORDER_ARRAYS, tid, p);
-    int rc = run(conn, "ingest_orders", ORDER_ARRAYS + 1, p, c, outcome);
+    int rc = run(conn, bulk ? "ingest_orders_deferred" : "ingest_orders", ORDER_ARRAYS + 1, p, c, outcome);
     arrays_free(a, ORDER_ARRAYS);
     return rc;
 }
@@ -264,8 +275,8 @@ static int write_spend(PGconn *conn, const char *tid, const ingest_set *s, inges
     return rc;
 }
 
-int store_ingest(PGconn *conn, int64_t tenant_id, const ingest_set *set, ingest_counts *counts,
-                 const char **outcome)
+static int ingest_set_write(PGconn *conn, int64_t tenant_id, const ingest_set *set, bool bulk,
+                            ingest_counts *counts, const char **outcome)
 {
     char tid[24];
     snprintf(tid, sizeof tid, "%lld", (long long)tenant_id);
@@ -274,7 +285,7 @@ int store_ingest(PGconn *conn, int64_t tenant_id, const ingest_set *set, ingest_
     /* customers first, so orders and events of the same set find their records */
     if (set->n_customers && write_customers(conn, tid, set, counts, outcome) != RD_OK)
         return RD_ERR;
-    if (set->n_orders && write_orders(conn, tid, set, counts, outcome) != RD_OK)
+    if (set->n_orders && write_orders(conn, tid, set, bulk, counts, outcome) != RD_OK)
         return RD_ERR;
     if (set->n_events && write_events(conn, tid, set->source ? set->source : "api", set, counts, outcome) != RD_OK)
         return RD_ERR;
@@ -283,14 +294,20 @@ int store_ingest(PGconn *conn, int64_t tenant_id, const ingest_set *set, ingest_
     return RD_OK;
 }
 
-int store_ingest_commit(PGconn *conn, int64_t tenant_id, const ingest_set *set, ingest_counts *counts)
+int store_ingest(PGconn *conn, int64_t tenant_id, const ingest_set *set, ingest_counts *counts,
+                 const char **outcome)
+{
+    return ingest_set_write(conn, tenant_id, set, false, counts, outcome);
+}
+
+int store_ingest_commit(PGconn *conn, int64_t tenant_id, const ingest_set *set, bool bulk, ingest_counts *counts)
 {
     ingest_counts tmp = {0};
     for (int attempt = 0; attempt < 3; attempt++) {
         memset(&tmp, 0, sizeof tmp);
         if (db_exec(conn, "BEGIN", "begin batch") != RD_OK)
             return RD_ERR;
-        if (store_ingest(conn, tenant_id, set, &tmp, NULL) == RD_OK &&
+        if (ingest_set_write(conn, tenant_id, set, bulk, &tmp, NULL) == RD_OK &&
             db_exec(conn, "COMMIT", "commit batch") == RD_OK) {
             counts->created += tmp.created;
             counts->updated += tmp.updated;
@@ -304,4 +321,49 @@ int store_ingest_commit(PGconn *conn, int64_t tenant_id, const ingest_set *set, 
         /* a deadlock with a concurrent writer: try again */
     }
     return RD_ERR;
+}
+
+int store_rollup_flush(PGconn *conn, int64_t tenant_id, int older_than_s, int64_t *flushed)
+{
+    char tid[24], age[32];
+    snprintf(tid, sizeof tid, "%lld", (long long)tenant_id);
+    snprintf(age, sizeof age, "%d seconds", older_than_s);
+    const char *params[3] = {tid, ROLLUP_FLUSH_CUSTOMERS, older_than_s >= 0 ? age : NULL};
+    for (int failures = 0;;) {
+        PGresult *res = PQexecPrepared(conn, "rollup_flush", 3, params, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+            db_log_error(res, conn, "rollup_flush");
+            PQclear(res);
+            /* a deadlock with a concurrent writer rolls back one transaction: try again */
+            if (PQstatus(conn) != CONNECTION_OK || ++failures == 3)
+                return RD_ERR;
+            continue;
+        }
+        long n = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+        PQclear(res);
+        if (flushed)
+            *flushed += n;
+        if (n == 0)
+            return RD_OK;
+    }
+}
+
+int store_pending_tenants(PGconn *conn, int older_than_s, int64_t **ids)
+{
+    char age[32];
+    snprintf(age, sizeof age, "%d seconds", older_than_s);
+    const char *params[1] = {age};
+    *ids = NULL;
+    PGresult *res = PQexecPrepared(conn, "pending_tenants", 1, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        db_log_error(res, conn, "pending_tenants");
+        PQclear(res);
+        return -1;
+    }
+    int n = PQntuples(res);
+    *ids = xmalloc(sizeof **ids * (size_t)(n ? n : 1));
+    for (int i = 0; i < n; i++)
+        (*ids)[i] = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+    PQclear(res);
+    return n;
 }

@@ -325,6 +325,75 @@ SELECT o.customer_id, count(*) - 1, max(d) - f.f,
 FROM occ o JOIN firsts f USING (customer_id) GROUP BY o.customer_id, f.f ORDER BY 1"""
 
 
+class RandomHistory:
+    """A seeded random history: new orders (many on a day their customer already bought on, at
+    another hour), later states of them (refunded, partly refunded, moved to another customer,
+    re-dated) and events (visits, reviews, NPS scores, referrals)."""
+
+    def __init__(self, rnd, customers, prefix="m"):
+        self.rnd, self.customers, self.prefix = rnd, customers, prefix
+        self.orders = {}          # order_id -> last posted state
+        self.n_events = 0
+
+    def day(self, d):
+        return f"2026-{1 + d // 28:02d}-{1 + d % 28:02d}T{self.rnd.randrange(24):02d}:00:00Z"
+
+    def new_order(self):
+        rnd = self.rnd
+        oid = f"{self.prefix}o{len(self.orders)}"
+        total = rnd.randrange(0, 20000)
+        who = rnd.choice(self.customers)
+        placed = self.day(rnd.randrange(90))
+        theirs = [o["placed_at"] for o in self.orders.values() if o["customer_id"] == who]
+        if theirs and rnd.random() < 0.4:     # another order on a day the customer bought
+            placed = f"{rnd.choice(theirs)[:10]}T{rnd.randrange(24):02d}:30:00Z"
+        o = {"order_id": oid, "customer_id": who, "placed_at": placed,
+             "updated_at": "2026-11-01T00:00:00Z", "total": f"{total / 100:.2f}",
+             "status": rnd.choice(["paid"] * 8 + ["cancelled", "fulfilled"])}
+        self.orders[oid] = o
+        return o
+
+    def changed_order(self):
+        rnd = self.rnd
+        o = dict(self.orders[rnd.choice(list(self.orders))])
+        o["updated_at"] = f"2026-11-{2 + len(self.orders) % 27:02d}T{rnd.randrange(24):02d}:{rnd.randrange(60):02d}:00Z"
+        change = rnd.randrange(4)
+        if change == 0:
+            o["status"] = "refunded"
+        elif change == 1:
+            total = float(o["total"])
+            o["refunded"] = f"{rnd.choice([total, total / 2]):.2f}"
+        elif change == 2:
+            o["customer_id"] = rnd.choice(self.customers)      # moved to another customer
+        else:
+            o["placed_at"] = self.day(rnd.randrange(90))
+        self.orders[o["order_id"]] = o
+        return o
+
+    def new_event(self):
+        rnd = self.rnd
+        self.n_events += 1
+        kind = rnd.choice(["visit", "visit", "review", "nps", "referral"])
+        who = rnd.choice(self.customers)
+        e = {"event_id": f"{self.prefix}e{self.n_events}", "customer_id": who, "type": kind,
+             "occurred_at": self.day(rnd.randrange(300))}
+        if kind == "review":
+            e["properties"] = {"rating": rnd.randint(1, 5)}
+        elif kind == "nps":
+            e["properties"] = {"score": rnd.randint(0, 10)}
+        elif kind == "referral":
+            e["properties"] = {"referred_customer_id": rnd.choice([c for c in self.customers if c != who])}
+        return e
+
+    def item(self):
+        pick = self.rnd.random()
+        if pick < 0.55 or not self.orders:
+            return {"kind": "order", **self.new_order()}
+        if pick < 0.75:
+            return {"kind": "order", **self.changed_order()}
+        return {"kind": "event", **self.new_event()}
+
+
 class RollupMatchesHistory(Base):
     """New orders and events are added to the stored rollup as deltas; changed orders, referrals
     and new orders on a day between a customer's first and last order days recompute it. After a
@@ -335,68 +404,12 @@ class RollupMatchesHistory(Base):
     def test_random_mix_of_new_changed_and_moved_orders_events_and_referrals(self):
         import random
         rnd = random.Random(20261123)
-        customers = [f"m{i}" for i in range(25)]
-        orders = {}          # order_id -> last posted state
-        n_events = 0
-
-        def day(d):
-            return f"2026-{1 + d // 28:02d}-{1 + d % 28:02d}T{rnd.randrange(24):02d}:00:00Z"
-
-        def new_order():
-            oid = f"mo{len(orders)}"
-            total = rnd.randrange(0, 20000)
-            who = rnd.choice(customers)
-            placed = day(rnd.randrange(90))
-            theirs = [o["placed_at"] for o in orders.values() if o["customer_id"] == who]
-            if theirs and rnd.random() < 0.4:     # another order on a day the customer bought
-                placed = f"{rnd.choice(theirs)[:10]}T{rnd.randrange(24):02d}:30:00Z"
-            o = {"order_id": oid, "customer_id": who, "placed_at": placed,
-                 "updated_at": "2026-11-01T00:00:00Z", "total": f"{total / 100:.2f}",
-                 "status": rnd.choice(["paid"] * 8 + ["cancelled", "fulfilled"])}
-            orders[oid] = o
-            return o
-
-        def changed_order():
-            o = dict(orders[rnd.choice(list(orders))])
-            o["updated_at"] = f"2026-11-{2 + len(orders) % 27:02d}T{rnd.randrange(24):02d}:{rnd.randrange(60):02d}:00Z"
-            change = rnd.randrange(4)
-            if change == 0:
-                o["status"] = "refunded"
-            elif change == 1:
-                total = float(o["total"])
-                o["refunded"] = f"{rnd.choice([total, total / 2]):.2f}"
-            elif change == 2:
-                o["customer_id"] = rnd.choice(customers)      # moved to another customer
-            else:
-                o["placed_at"] = day(rnd.randrange(90))
-            orders[o["order_id"]] = o
-            return o
-
-        def new_event():
-            nonlocal n_events
-            n_events += 1
-            kind = rnd.choice(["visit", "visit", "review", "nps", "referral"])
-            who = rnd.choice(customers)
-            e = {"event_id": f"me{n_events}", "customer_id": who, "type": kind,
-                 "occurred_at": day(rnd.randrange(300))}
-            if kind == "review":
-                e["properties"] = {"rating": rnd.randint(1, 5)}
-            elif kind == "nps":
-                e["properties"] = {"score": rnd.randint(0, 10)}
-            elif kind == "referral":
-                e["properties"] = {"referred_customer_id": rnd.choice([c for c in customers if c != who])}
-            return e
+        mix = RandomHistory(rnd, [f"m{i}" for i in range(25)])
 
         for round_ in range(12):
             items = []
             for _ in range(rnd.randrange(1, 40)):
-                pick = rnd.random()
-                if pick < 0.55 or not orders:
-                    items.append({"kind": "order", **new_order()})
-                elif pick < 0.75:
-                    items.append({"kind": "order", **changed_order()})
-                else:
-                    items.append({"kind": "event", **new_event()})
+                items.append(mix.item())
             if round_ % 3 == 2:   # the same records one request at a time
                 for it in items:
                     kind = it.pop("kind")
@@ -426,11 +439,101 @@ class RollupMatchesHistory(Base):
                                 " ELSE 'suspect' END"), "0")
 
 
-def merged_total():
-    for line in server.get("/metrics").body.decode().splitlines():
-        if line.startswith("retentiond_records_merged_total "):
+def metric(name, srv=None):
+    for line in (srv or server).get("/metrics").body.decode().splitlines():
+        if line.startswith(name + " "):
             return float(line.split()[1])
     return 0.0
+
+
+def merged_total():
+    return metric("retentiond_records_merged_total")
+
+
+class BulkLoads(Base):
+    """Past its first chunk of 5 000 records a batch or an import is a bulk load: each chunk
+    commits its orders with their customers marked pending, and the rollups are brought
+    current once, before the reply. A load cut short leaves its pending customers to the
+    background upkeep. Whichever way, every rollup ends equal to the one recomputed from the
+    history, and nothing stays pending."""
+
+    def history(self, seed, n, prefix):
+        import random
+        mix = RandomHistory(random.Random(seed), [f"{prefix}{i}" for i in range(300)], prefix)
+        return [mix.item() for _ in range(n)]
+
+    def assert_rollups_match_history(self):
+        expected = pg.sql(ROLLUP_FROM_HISTORY.replace("$T", self.tid))
+        stored = pg.sql(ROLLUP_STORED.replace("$T", self.tid))
+        self.assertGreaterEqual(len(expected), 250)
+        self.assertEqual(stored, expected)
+        self.assertEqual(self.q("SELECT count(*) FROM rollup_pending WHERE tenant_id = $T"), "0")
+        self.assertEqual(self.q("SELECT count(*) FROM customers WHERE tenant_id = $T AND stage <> CASE"
+                                " WHEN order_count >= 1 AND last_advocacy_at > now() - interval '365 days'"
+                                " THEN 'advocate' WHEN order_count >= 2 THEN 'client'"
+                                " WHEN order_count = 1 THEN 'customer' WHEN event_count > 0 THEN 'prospect'"
+                                " ELSE 'suspect' END"), "0")
+
+    def test_batch_of_several_chunks(self):
+        items = self.history(8001, 8000, "b")
+        # a few of its customers have a rollup before the load
+        for it in items[:30]:
+            if it["kind"] == "order":
+                it = {k: v for k, v in it.items() if k != "kind"}
+                self.assertLess(server.post("/v1/orders", it, self.key).status, 300)
+        before = metric("retentiond_rollups_flushed_total")
+        body = "".join(json.dumps(it) + "\n" for it in items)
+        r = server.post("/v1/batch", body, self.key, content_type="application/x-ndjson", timeout=600)
+        self.assertEqual((r.status, r.json["lines"], r.json["rejected"]), (200, 8000, 0), r)
+        self.assert_rollups_match_history()
+        ordering = {it["customer_id"] for it in items if it["kind"] == "order"}
+        self.assertGreaterEqual(metric("retentiond_rollups_flushed_total") - before, len(ordering))
+
+    def test_import_of_several_chunks(self):
+        import os
+        import tempfile
+        path = os.path.join(tempfile.mkdtemp(), "history.ndjson")
+        with open(path, "w") as f:
+            f.writelines(json.dumps(it) + "\n" for it in self.history(8002, 7000, "i"))
+        out = server.cli("import", path, "--tenant", self.tenant)
+        self.assertIn("rollups current", out.stderr)
+        self.assert_rollups_match_history()
+
+    def test_load_cut_short_is_swept_by_the_upkeep(self):
+        import signal
+        import socket
+        import time
+        first = Server(pg).start()          # default upkeep: nothing swept for minutes
+        try:
+            self.tenant, self.key = first.tenant()
+            self.tid = pg.scalar("SELECT tenant_id FROM tenants WHERE name = :'v1'", self.tenant)
+            body = "".join(json.dumps(it) + "\n" for it in self.history(8003, 7000, "k")).encode()
+            sent = body[:body.index(b"\n", len(body) * 6 // 7) + 1]   # 6 000 lines: one chunk
+            sock = socket.create_connection(("127.0.0.1", first.port))
+            sock.sendall((f"POST /v1/batch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {self.key}\r\n"
+                          f"Content-Type: application/x-ndjson\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+                         + sent)
+            deadline = time.time() + 300
+            while self.q("SELECT count(*) FROM rollup_pending WHERE tenant_id = $T") == "0":
+                self.assertLess(time.time(), deadline, "the first chunk was never committed")
+                time.sleep(0.2)
+            # committed orders whose customers' rollups are not current yet
+            self.assertLess(int(self.q("SELECT coalesce(sum(order_count), 0) FROM customers WHERE tenant_id = $T")),
+                            int(self.q("SELECT count(*) FROM orders WHERE tenant_id = $T AND qualifying")))
+            first.stop(signal.SIGKILL)
+            sock.close()
+        finally:
+            first.stop()
+        second = Server(pg, RFM_REFRESH_INTERVAL=1, ROLLUP_SWEEP_AFTER=1).start()
+        try:
+            deadline = time.time() + 300
+            while self.q("SELECT count(*) FROM rollup_pending WHERE tenant_id = $T") != "0":
+                self.assertLess(time.time(), deadline, "the upkeep never swept the pending customers")
+                time.sleep(0.2)
+            self.assert_rollups_match_history()
+            self.assertGreater(metric("retentiond_rollups_flushed_total", second), 0)
+        finally:
+            second.stop()
 
 
 class MergedSingleOrders(Base):

@@ -7,6 +7,7 @@
 #include "retentiond/domain/batch.h"
 
 #include <libpq-fe.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 /* Registers the prepared statements (call once before the pool starts). */
@@ -36,7 +37,19 @@ int store_ingest_orders_each(PGconn *conn, int64_t tenant_id, const rd_order *co
 int store_ingest_events_each(PGconn *conn, int64_t tenant_id, const char *source, const rd_event *const *events,
                              size_t n, const char **outcomes);
 
-/* The same in a transaction of its own: BEGIN, store_ingest, COMMIT. */
-int store_ingest_commit(PGconn *conn, int64_t tenant_id, const ingest_set *set, ingest_counts *counts);
+/* The same in a transaction of its own: BEGIN, store_ingest, COMMIT (retried on a deadlock).
+ * With bulk, the set is a chunk of a bulk load: its orders are written with their customers
+ * marked pending (migrations/015_bulk_rollup_deferred.sql) rather than brought current, and
+ * the load must end with store_rollup_flush. */
+int store_ingest_commit(PGconn *conn, int64_t tenant_id, const ingest_set *set, bool bulk, ingest_counts *counts);
+
+/* Brings the tenant's pending customers current, a few thousand per transaction, until none
+ * is left that no concurrent load holds; with older_than_s >= 0 only those pending for longer.
+ * Adds the number brought current to *flushed (when not NULL). Returns RD_OK or RD_ERR. */
+int store_rollup_flush(PGconn *conn, int64_t tenant_id, int older_than_s, int64_t *flushed);
+
+/* The tenants with a customer pending for longer than older_than_s, into *ids (malloc'd, the
+ * caller frees). Returns their number, or -1 when the database failed. */
+int store_pending_tenants(PGconn *conn, int older_than_s, int64_t **ids);
 
 #endif
