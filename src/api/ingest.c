@@ -399,7 +399,11 @@ int api_batch_end(http_req *rq)
         json_decref(arr);
         buf_free(&rq->body);
     }
-    if (ingest_set_size(&c->reader.set) == 0)
-        return batch_reply(rq);
-    return http_defer(rq, DB_JOB_SOLO, 0, batch_run, batch_after);
+    if (ingest_set_size(&c->reader.set) > 0)
+        return http_defer(rq, DB_JOB_SOLO, 0, batch_run, batch_after);
+    if (c->bulk) { /* the last chunk was full: only the flush is left */
+        c->flushed = true;
+        return http_defer(rq, DB_JOB_SOLO, 0, batch_flush_run, batch_after);
+    }
+    return batch_reply(rq);
 }

@@ -475,16 +475,43 @@ class BulkLoads(Base):
                                 " ELSE 'suspect' END"), "0")
 
     def test_batch_of_several_chunks(self):
-        items = self.history(8001, 8000, "b")
+        self.check_batch(8000, 8001)
+
+    def test_batch_of_whole_chunks(self):
+        # the last line arrives alone and fills the second chunk, so the end of the body finds
+        # nothing left to write but the flush
+        self.check_batch(10000, 8004, last_alone=True)
+
+    def check_batch(self, n, seed, last_alone=False):
+        import socket
+        import time
+        items = self.history(seed, n, "b")
         # a few of its customers have a rollup before the load
         for it in items[:30]:
             if it["kind"] == "order":
                 it = {k: v for k, v in it.items() if k != "kind"}
                 self.assertLess(server.post("/v1/orders", it, self.key).status, 300)
         before = metric("retentiond_rollups_flushed_total")
-        body = "".join(json.dumps(it) + "\n" for it in items)
-        r = server.post("/v1/batch", body, self.key, content_type="application/x-ndjson", timeout=600)
-        self.assertEqual((r.status, r.json["lines"], r.json["rejected"]), (200, 8000, 0), r)
+        body = "".join(json.dumps(it) + "\n" for it in items).encode()
+        if not last_alone:
+            r = server.post("/v1/batch", body, self.key, content_type="application/x-ndjson", timeout=600)
+            reply = (r.status, r.json)
+        else:
+            # lines 1-5 000 (a chunk exactly), 5 001-9 999, then the last one, each part given
+            # time to be read, so the set holds exactly 5 000 records after the last line
+            ends = [i + 1 for i, b in enumerate(body) if b == 10]
+            parts = [body[:ends[4999]], body[ends[4999]:ends[-2]], body[ends[-2]:]]
+            with socket.create_connection(("127.0.0.1", server.port), timeout=600) as sock:
+                sock.sendall((f"POST /v1/batch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {self.key}\r\n"
+                              "Content-Type: application/x-ndjson\r\nConnection: close\r\n"
+                              f"Content-Length: {len(body)}\r\n\r\n").encode())
+                for part in parts:
+                    sock.sendall(part)
+                    time.sleep(1)
+                raw = b"".join(iter(lambda: sock.recv(65536), b""))
+            head, _, payload = raw.partition(b"\r\n\r\n")
+            reply = (int(head.split()[1]), json.loads(payload))
+        self.assertEqual((reply[0], reply[1]["lines"], reply[1]["rejected"]), (200, n, 0), reply)
         self.assert_rollups_match_history()
         ordering = {it["customer_id"] for it in items if it["kind"] == "order"}
         self.assertGreaterEqual(metric("retentiond_rollups_flushed_total") - before, len(ordering))
