@@ -7,10 +7,10 @@
 -- more often than the orders were written (batch at 0.29 of \copy plus one refresh).
 --
 -- A chunk of a bulk load (POST /v1/batch past its first chunk, `retentiond import`) now calls
--- rd_ingest_orders_deferred: it writes the orders exactly as rd_ingest_orders does, makes sure
--- their customers exist, and records each touched customer in rollup_pending, in the same
--- transaction. When the load ends, rd_rollup_flush recomputes the pending customers from their
--- orders, 5 000 per transaction, before the load's reply is sent. A load cut short (process
+-- rd_ingest_orders_deferred: it writes the orders exactly as rd_ingest_orders does and records
+-- each touched customer in rollup_pending, in the same transaction. When the load ends,
+-- rd_rollup_flush creates the customer rows still missing and recomputes the pending customers
+-- from their orders, 5 000 per transaction, before the load's reply is sent. A load cut short (process
 -- killed, connection lost) leaves its pending rows, committed with its orders; the service's
 -- background upkeep flushes rows older than ROLLUP_SWEEP_AFTER. Reports read committed orders
 -- with a rollup that lags while a bulk load runs; after its reply it is current.
