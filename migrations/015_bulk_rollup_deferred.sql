@@ -56,7 +56,9 @@ BEGIN
                         WHERE c.tenant_id = p_tenant AND c.customer_id = ids.id FOR UPDATE) l;
 END $$;
 
--- As in 009, reading the customers by primary key.
+-- As in 009, reading the customers by primary key, and cascading to every referrer of the
+-- refreshed customers: 009 skipped a referrer refreshed in the same call, whose advocacy was
+-- then computed from its referred customers' rollups before they were brought current.
 CREATE OR REPLACE FUNCTION rd_refresh_customers(p_tenant bigint, p_ids text[], p_at timestamptz,
                                                 p_cascade boolean DEFAULT true)
 RETURNS void LANGUAGE plpgsql
@@ -101,9 +103,11 @@ BEGIN
         WHERE s.at IS NOT NULL ORDER BY s.at DESC, s.pos LIMIT 1) adv ON true;
     PERFORM rd_rollup_apply(p_tenant, p_at);
 
+    -- the referrers of these customers, whose advocacy their first orders can start; also
+    -- those refreshed above, which read the first orders before they were brought current
     IF p_cascade THEN
         SELECT array_agg(DISTINCT referred_by) INTO referrers FROM rd_customer_rows(p_tenant, p_ids)
-        WHERE referred_by IS NOT NULL AND NOT (referred_by = ANY(p_ids));
+        WHERE referred_by IS NOT NULL;
         IF referrers IS NOT NULL THEN
             PERFORM rd_refresh_customers(p_tenant, referrers, p_at, false);
         END IF;
@@ -303,7 +307,6 @@ RETURNS int LANGUAGE plpgsql
 SET jit = off SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     ids text[];
-    referrers text[];
 BEGIN
     PERFORM pg_advisory_xact_lock(1381, (p_tenant % 2147483647)::int);
     SELECT array_agg(customer_id ORDER BY customer_id) INTO ids FROM (
@@ -316,13 +319,6 @@ BEGIN
     END IF;
     PERFORM rd_lock_customers(p_tenant, ids);
     PERFORM rd_refresh_customers(p_tenant, ids, NULL);
-    -- a referrer refreshed with the customers it referred read their first orders before they
-    -- were brought current: once more, now that they are
-    SELECT array_agg(DISTINCT referred_by) INTO referrers FROM rd_customer_rows(p_tenant, ids)
-    WHERE referred_by = ANY(ids);
-    IF referrers IS NOT NULL THEN
-        PERFORM rd_refresh_customers(p_tenant, referrers, NULL, false);
-    END IF;
     DELETE FROM rollup_pending WHERE tenant_id = p_tenant AND customer_id = ANY(ids);
     RETURN cardinality(ids);
 END $$;

@@ -292,8 +292,6 @@ static int batch_flush_run(PGconn *conn, void *arg)
     return rc;
 }
 
-static int batch_after(http_req *rq, db_done_status st);
-
 static int batch_reply(http_req *rq)
 {
     ingest_ctx *c = rq->ctx;
@@ -401,9 +399,5 @@ int api_batch_end(http_req *rq)
     }
     if (ingest_set_size(&c->reader.set) > 0)
         return http_defer(rq, DB_JOB_SOLO, 0, batch_run, batch_after);
-    if (c->bulk) { /* the last chunk was full: only the flush is left */
-        c->flushed = true;
-        return http_defer(rq, DB_JOB_SOLO, 0, batch_flush_run, batch_after);
-    }
-    return batch_reply(rq);
+    return batch_after(rq, DB_DONE_OK); /* nothing left to write: flush (if bulk) and reply */
 }

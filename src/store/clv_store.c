@@ -278,13 +278,5 @@ char *store_clv_distribution(PGconn *conn, int64_t tenant_id)
 
 int store_clv_tenants(PGconn *conn, int64_t **ids)
 {
-    PGresult *res = query(conn, "clv_tenants", 0, NULL);
-    if (!res)
-        return -1;
-    int n = PQntuples(res);
-    *ids = xcalloc(n ? (size_t)n : 1, sizeof **ids);
-    for (int i = 0; i < n; i++)
-        (*ids)[i] = strtoll(PQgetvalue(res, i, 0), NULL, 10);
-    PQclear(res);
-    return n;
+    return db_query_ids(conn, "clv_tenants", 0, NULL, ids);
 }

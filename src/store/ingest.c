@@ -353,17 +353,5 @@ int store_pending_tenants(PGconn *conn, int older_than_s, int64_t **ids)
     char age[32];
     snprintf(age, sizeof age, "%d seconds", older_than_s);
     const char *params[1] = {age};
-    *ids = NULL;
-    PGresult *res = PQexecPrepared(conn, "pending_tenants", 1, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        db_log_error(res, conn, "pending_tenants");
-        PQclear(res);
-        return -1;
-    }
-    int n = PQntuples(res);
-    *ids = xmalloc(sizeof **ids * (size_t)(n ? n : 1));
-    for (int i = 0; i < n; i++)
-        (*ids)[i] = strtoll(PQgetvalue(res, i, 0), NULL, 10);
-    PQclear(res);
-    return n;
+    return db_query_ids(conn, "pending_tenants", 1, params, ids);
 }

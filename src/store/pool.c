@@ -67,6 +67,23 @@ void db_log_error(const PGresult *res, PGconn *conn, const char *what)
            state ? state : "-", clean);
 }
 
+int db_query_ids(PGconn *conn, const char *stmt, int nparams, const char *const *params, int64_t **ids)
+{
+    *ids = NULL;
+    PGresult *res = PQexecPrepared(conn, stmt, nparams, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        db_log_error(res, conn, stmt);
+        PQclear(res);
+        return -1;
+    }
+    int n = PQntuples(res);
+    *ids = xcalloc(n ? (size_t)n : 1, sizeof **ids);
+    for (int i = 0; i < n; i++)
+        (*ids)[i] = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+    PQclear(res);
+    return n;
+}
+
 int db_exec(PGconn *conn, const char *sql, const char *what)
 {
     PGresult *res = PQexec(conn, sql);

@@ -82,4 +82,8 @@ int db_exec(PGconn *conn, const char *sql, const char *what);
 /* Logs a failed result with context. */
 void db_log_error(const PGresult *res, PGconn *conn, const char *what);
 
+/* Runs a prepared statement whose rows hold one bigint each (ids) into *ids (malloc'd, the
+ * caller frees). Returns the number of rows, or -1 after logging a failure. */
+int db_query_ids(PGconn *conn, const char *stmt, int nparams, const char *const *params, int64_t **ids);
+
 #endif
