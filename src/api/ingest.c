@@ -3,8 +3,8 @@
  * Single records are validated on the HTTP thread and written as group-commit jobs: many
  * concurrent requests share one transaction and one commit, and each gets its reply only
  * after that commit. Batches are streamed: NDJSON lines are validated as they arrive and
- * every BATCH_FLUSH_ROWS valid records are committed by a database job while the upload
- * waits (so memory stays bounded whatever the body size). */
+ * every BATCH_FLUSH_ROWS valid records are committed by a database job while the next chunk
+ * is read and validated (two chunks in memory at most, whatever the body size). */
 #include "retentiond/api/api.h"
 
 #include "retentiond/config.h"
@@ -12,11 +12,31 @@
 #include "retentiond/stats.h"
 #include "retentiond/store/ingest.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define BATCH_FLUSH_ROWS 5000
 #define BATCH_JSON_ARRAY_MAX (64L * 1024 * 1024)
+
+/* The chunk a streamed batch writes in the background. The job shares nothing with the HTTP
+ * thread but this struct, under `lock`; it outlives the request when the client leaves
+ * meanwhile (`orphaned`: the job's end frees the context). */
+typedef struct {
+    pthread_mutex_t lock;
+    db_job job;
+    ingest_set set;
+    ingest_counts counts;     /* the job's outcomes, added to the reader's when it is over */
+    int64_t tenant_id;
+    uint64_t first_line, last_line;
+    bool running;             /* submitted, not yet done */
+    bool over;                /* done, outcome not yet taken by the HTTP thread */
+    bool waiting;             /* the request is suspended until the job is done */
+    bool orphaned;
+    db_done_status status;
+    http_req *rq;             /* valid while waiting */
+    void *owner;              /* the ingest_ctx */
+} chunk_job;
 
 typedef struct {
     batch_reader reader;      /* for single records too: a set of one */
@@ -26,14 +46,35 @@ typedef struct {
     bool ndjson, started, finished;
     bool bulk;                /* a batch past its first chunk: rollups deferred to the end */
     bool flushed;             /* the deferred rollups were brought current */
+    uint64_t chunk_end;       /* the last line of the chunks handed to the database so far */
+    uint64_t write_from;      /* the first line of the last of them */
+    chunk_job *bg;            /* streamed batches */
 } ingest_ctx;
+
+static void ingest_ctx_destroy(ingest_ctx *c)
+{
+    if (c->bg) {
+        ingest_set_free(&c->bg->set);
+        pthread_mutex_destroy(&c->bg->lock);
+        free(c->bg);
+    }
+    batch_free(&c->reader);
+    free(c->id);
+    free(c);
+}
 
 static void ingest_ctx_free(void *p)
 {
     ingest_ctx *c = p;
-    batch_free(&c->reader);
-    free(c->id);
-    free(c);
+    if (c->bg) {
+        pthread_mutex_lock(&c->bg->lock);
+        bool running = c->bg->running;
+        c->bg->orphaned = running;
+        pthread_mutex_unlock(&c->bg->lock);
+        if (running)
+            return; /* the job frees it when it is done */
+    }
+    ingest_ctx_destroy(c);
 }
 
 static ingest_ctx *ctx_new(http_req *rq, const char *kind)
@@ -281,6 +322,18 @@ static int batch_run(PGconn *conn, void *arg)
     return RD_OK;
 }
 
+/* A chunk of a streamed batch, written while the HTTP thread reads the next. Bulk: a batch
+ * that fills a chunk before its end is a bulk load. */
+static int chunk_run(PGconn *conn, void *arg)
+{
+    chunk_job *j = arg;
+    memset(&j->counts, 0, sizeof j->counts);
+    if (store_ingest_commit(conn, j->tenant_id, &j->set, true, &j->counts) != RD_OK)
+        return RD_ERR;
+    count_outcomes(&j->set, &j->counts);
+    return RD_OK;
+}
+
 /* The end of a bulk batch: its customers' rollups, deferred chunk by chunk, brought current
  * before the reply. Its own job, so that a failure here never re-runs a committed chunk. */
 static int batch_flush_run(PGconn *conn, void *arg)
@@ -292,6 +345,63 @@ static int batch_flush_run(PGconn *conn, void *arg)
     return rc;
 }
 
+static void chunk_done(void *arg, db_done_status st)
+{
+    chunk_job *j = arg;
+    pthread_mutex_lock(&j->lock);
+    j->running = false;
+    j->over = true;
+    j->status = st;
+    bool orphaned = j->orphaned, waiting = j->waiting;
+    http_req *rq = j->rq;
+    j->waiting = false;
+    pthread_mutex_unlock(&j->lock);
+    if (orphaned) /* the request ended meanwhile and left its context to this job */
+        ingest_ctx_destroy(j->owner);
+    else if (waiting)
+        http_resume(rq, st); /* rq is alive: its connection was suspended until now */
+}
+
+/* While a chunk is being written: suspends the request until it is, then `then` runs.
+ * Returns true when suspended. */
+static bool chunk_wait(http_req *rq, ingest_ctx *c, int (*then)(http_req *, db_done_status))
+{
+    chunk_job *j = c->bg;
+    if (!j)
+        return false;
+    pthread_mutex_lock(&j->lock);
+    bool running = j->running;
+    if (running) {
+        j->waiting = true;
+        j->rq = rq;
+        http_suspend(rq, then); /* before the unlock: chunk_done resumes only what is suspended */
+    }
+    pthread_mutex_unlock(&j->lock);
+    return running;
+}
+
+/* Takes the outcome of the chunk written in the background once it is over: its counts join
+ * the reader's. Returns false when its write failed. */
+static bool chunk_take(ingest_ctx *c)
+{
+    chunk_job *j = c->bg;
+    if (!j)
+        return true;
+    pthread_mutex_lock(&j->lock);
+    bool over = j->over;
+    j->over = false;
+    pthread_mutex_unlock(&j->lock);
+    if (!over)
+        return true;
+    ingest_set_clear(&j->set);
+    if (j->status != DB_DONE_OK)
+        return false;
+    c->reader.counts.created += j->counts.created;
+    c->reader.counts.updated += j->counts.updated;
+    c->reader.counts.duplicates += j->counts.duplicates;
+    return true;
+}
+
 static int batch_reply(http_req *rq)
 {
     ingest_ctx *c = rq->ctx;
@@ -300,34 +410,40 @@ static int batch_reply(http_req *rq)
     return HTTP_REPLIED;
 }
 
+/* The reply when the database failed: what was committed, and from which line on not. */
+static int batch_fail(http_req *rq, db_done_status st)
+{
+    ingest_ctx *c = rq->ctx;
+    char detail[320];
+    unsigned long long committed = c->reader.counts.created + c->reader.counts.updated;
+    if (c->flushed)
+        snprintf(detail, sizeof detail,
+                 "all %llu records were committed, but the database failed while bringing the customers' "
+                 "rollups current; the background sweep will, or resend the batch (it is idempotent)",
+                 committed);
+    else
+        snprintf(detail, sizeof detail,
+                 "stopped at line %llu: the database failed. %llu records before it were committed; "
+                 "resend the batch (it is idempotent)",
+                 (unsigned long long)c->write_from, committed);
+    http_reply_db_failure(rq, st);
+    json_t *p = json_loads(rq->reply, 0, NULL);
+    if (p) {
+        json_object_set_new(p, "detail", json_string(detail));
+        int status = rq->status, retry = rq->retry_after;
+        http_reply_json(rq, status, p);
+        rq->reply_type = "application/problem+json";
+        rq->retry_after = retry;
+    }
+    return HTTP_REPLIED;
+}
+
 static int batch_after(http_req *rq, db_done_status st)
 {
     ingest_ctx *c = rq->ctx;
     ingest_set_clear(&c->reader.set);
-    if (st != DB_DONE_OK) {
-        char detail[320];
-        if (c->flushed)
-            snprintf(detail, sizeof detail,
-                     "all %llu records were committed, but the database failed while bringing the customers' "
-                     "rollups current; the background sweep will, or resend the batch (it is idempotent)",
-                     (unsigned long long)(c->reader.counts.created + c->reader.counts.updated));
-        else
-            snprintf(detail, sizeof detail,
-                     "stopped at line %llu: the database failed. %llu records before it were committed; "
-                     "resend the batch (it is idempotent)",
-                     (unsigned long long)c->reader.line_no,
-                     (unsigned long long)(c->reader.counts.created + c->reader.counts.updated));
-        http_reply_db_failure(rq, st);
-        json_t *p = json_loads(rq->reply, 0, NULL);
-        if (p) {
-            json_object_set_new(p, "detail", json_string(detail));
-            int status = rq->status, retry = rq->retry_after;
-            http_reply_json(rq, status, p);
-            rq->reply_type = "application/problem+json";
-            rq->retry_after = retry;
-        }
-        return HTTP_REPLIED;
-    }
+    if (st != DB_DONE_OK)
+        return batch_fail(rq, st);
     if (c->finished && c->bulk && !c->flushed) {
         c->flushed = true;
         return http_defer(rq, DB_JOB_SOLO, 0, batch_flush_run, batch_after);
@@ -335,6 +451,65 @@ static int batch_after(http_req *rq, db_done_status st)
     if (c->finished)
         return batch_reply(rq);
     return HTTP_REPLIED; /* keep reading the upload */
+}
+
+/* Marks the reader's records as the next chunk handed to the database. */
+static void chunk_lines(ingest_ctx *c)
+{
+    c->write_from = c->chunk_end + 1;
+    c->chunk_end = c->reader.line_no;
+}
+
+/* A full chunk of a streamed batch: written in the background while the upload goes on, once
+ * the one before it is written (until then the request waits). */
+static int chunk_submit(http_req *rq, db_done_status st)
+{
+    (void)st; /* the previous chunk's outcome is taken from it */
+    ingest_ctx *c = rq->ctx;
+    if (!c->bg) {
+        chunk_job *j = xcalloc(1, sizeof *j);
+        pthread_mutex_init(&j->lock, NULL);
+        j->owner = c;
+        j->tenant_id = rq->tenant.id;
+        j->set.source = c->reader.set.source;
+        j->job = (db_job){.mode = DB_JOB_SOLO, .run = chunk_run, .done = chunk_done, .arg = j};
+        c->bg = j;
+    }
+    if (chunk_wait(rq, c, chunk_submit))
+        return HTTP_WAITING;
+    if (!chunk_take(c))
+        return batch_fail(rq, c->bg->status);
+    chunk_job *j = c->bg;
+    ingest_set t = j->set; /* swapped: the two sets keep their arrays */
+    j->set = c->reader.set;
+    c->reader.set = t;
+    chunk_lines(c);
+    c->bulk = true; /* more than one chunk: defer the rollups to the end */
+    pthread_mutex_lock(&j->lock);
+    j->running = db_pool_submit(&j->job) == RD_OK;
+    pthread_mutex_unlock(&j->lock);
+    if (!j->running) {
+        ingest_set_clear(&j->set);
+        return batch_fail(rq, DB_DONE_BUSY);
+    }
+    return HTTP_REPLIED;
+}
+
+/* The end of the body: the last chunk, once the one before it is written; then the flush (for
+ * a bulk load) and the reply. */
+static int batch_end_write(http_req *rq, db_done_status st)
+{
+    (void)st;
+    ingest_ctx *c = rq->ctx;
+    if (chunk_wait(rq, c, batch_end_write))
+        return HTTP_WAITING;
+    if (!chunk_take(c))
+        return batch_fail(rq, c->bg->status);
+    if (ingest_set_size(&c->reader.set) > 0) {
+        chunk_lines(c);
+        return http_defer(rq, DB_JOB_SOLO, 0, batch_run, batch_after);
+    }
+    return batch_after(rq, DB_DONE_OK); /* nothing left to write: flush (if bulk) and reply */
 }
 
 int api_batch_chunk(http_req *rq, const char *data, size_t len)
@@ -361,11 +536,11 @@ int api_batch_chunk(http_req *rq, const char *data, size_t len)
         buf_append(&rq->body, data, len);
         return HTTP_REPLIED;
     }
+    if (!chunk_take(c)) /* the chunk before failed: stop reading */
+        return batch_fail(rq, c->bg->status);
     batch_feed(&c->reader, data, len);
-    if (ingest_set_size(&c->reader.set) >= BATCH_FLUSH_ROWS) {
-        c->bulk = true; /* more than one chunk: defer the rollups to the end */
-        return http_defer(rq, DB_JOB_SOLO, 0, batch_run, batch_after);
-    }
+    if (ingest_set_size(&c->reader.set) >= BATCH_FLUSH_ROWS)
+        return chunk_submit(rq, DB_DONE_OK);
     return HTTP_REPLIED;
 }
 
@@ -397,7 +572,5 @@ int api_batch_end(http_req *rq)
         json_decref(arr);
         buf_free(&rq->body);
     }
-    if (ingest_set_size(&c->reader.set) > 0)
-        return http_defer(rq, DB_JOB_SOLO, 0, batch_run, batch_after);
-    return batch_after(rq, DB_DONE_OK); /* nothing left to write: flush (if bulk) and reply */
+    return batch_end_write(rq, DB_DONE_OK);
 }

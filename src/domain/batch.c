@@ -31,7 +31,7 @@ void ingest_set_clear(ingest_set *s)
     s->n_customers = s->n_orders = s->n_events = s->n_spend = 0;
 }
 
-static void set_free(ingest_set *s)
+void ingest_set_free(ingest_set *s)
 {
     ingest_set_clear(s);
     free(s->customers);
@@ -52,7 +52,7 @@ void batch_init(batch_reader *b, const char *currency, const char *source)
 
 void batch_free(batch_reader *b)
 {
-    set_free(&b->set);
+    ingest_set_free(&b->set);
     json_decref(b->rejected);
     buf_free(&b->partial);
     for (size_t i = 0; i < b->n_columns; i++)

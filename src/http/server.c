@@ -332,6 +332,19 @@ static void job_done(void *arg, db_done_status st)
     MHD_resume_connection(rq->conn);
 }
 
+int http_suspend(http_req *rq, int (*after_db)(http_req *, db_done_status))
+{
+    rq->after_db = after_db;
+    rq->state = ST_DB_WAIT;
+    MHD_suspend_connection(rq->conn);
+    return HTTP_WAITING;
+}
+
+void http_resume(http_req *rq, db_done_status st)
+{
+    job_done(rq, st);
+}
+
 int http_defer(http_req *rq, db_job_mode mode, uint64_t lock_key, int (*run)(PGconn *, void *),
                int (*after_db)(http_req *, db_done_status))
 {
@@ -454,7 +467,7 @@ static enum MHD_Result queue_reply(http_req *rq)
 static void run_handler(http_req *rq)
 {
     if (rq->route->handler(rq) == HTTP_DEFERRED)
-        submit_job(rq);
+        submit_job(rq); /* HTTP_WAITING: suspended already */
 }
 
 static int auth_after_lookup(http_req *rq, db_done_status st)
@@ -627,11 +640,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return finish_call(rq, upload_data_size, mid_upload);
         }
         rq->state = ST_BODY;
-        if (after(rq, st) == HTTP_DEFERRED) {
+        int r = after(rq, st);
+        if (r == HTTP_DEFERRED)
             submit_job(rq);
-            return finish_call(rq, upload_data_size, mid_upload);
-        }
-        if (rq->state == ST_REPLIED)
+        if (r != HTTP_REPLIED || rq->state == ST_REPLIED)
             return finish_call(rq, upload_data_size, mid_upload);
         /* a streamed chunk was stored: go on with the body */
     }
@@ -662,7 +674,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 http_reply_problem(rq, 413, "Content Too Large", "the request body exceeds the configured limit", NULL);
             } else if (rq->route->on_chunk) {
                 if (rq->route->on_chunk(rq, upload_data, n) == HTTP_DEFERRED)
-                    submit_job(rq);
+                    submit_job(rq); /* HTTP_WAITING: suspended already */
             } else {
                 buf_append(&rq->body, upload_data, n);
             }

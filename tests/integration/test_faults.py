@@ -162,6 +162,109 @@ class PostgresOutage(unittest.TestCase):
             pg.destroy()
 
 
+class BatchOutage(unittest.TestCase):
+    def test_database_stopped_mid_batch(self):
+        """A streamed batch whose database goes away after its first chunk: 503 naming how many
+        records were committed and the line it stopped at; exactly those are stored."""
+        import re
+        import socket
+        pg = Postgres().start()
+        server = Server(pg).start()
+        try:
+            tenant, key = server.tenant()
+            lines = [json.dumps({"kind": "order", "order_id": f"mb-{i}", "customer_id": f"c{i % 700}",
+                                 "placed_at": "2026-02-03T10:00:00Z", "total": "9.90"}) + "\n"
+                     for i in range(1, 14001)]
+            body = "".join(lines).encode()
+            first = "".join(lines[:6000]).encode()
+            with socket.create_connection(("127.0.0.1", server.port), timeout=120) as sock:
+                sock.sendall((f"POST /v1/batch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
+                              "Content-Type: application/x-ndjson\r\nConnection: close\r\n"
+                              f"Content-Length: {len(body)}\r\n\r\n").encode())
+                sock.sendall(first)
+                deadline = time.time() + 60
+                while pg.scalar("SELECT count(*) FROM orders WHERE order_id LIKE 'mb-%'") == "0":
+                    self.assertLess(time.time(), deadline, "the first chunk was never committed")
+                    time.sleep(0.1)
+                pg.stop("fast")
+                sock.sendall(body[len(first):])
+                raw = b"".join(iter(lambda: sock.recv(65536), b""))
+            head, _, payload = raw.partition(b"\r\n\r\n")
+            status, reply = int(head.split()[1]), json.loads(payload)
+            pg.start()
+            self.assertEqual(status, 503, reply)
+            self.assertIn(b"retry-after", head.lower())
+            m = re.search(r"stopped at line (\d+): the database failed\. (\d+) records before it were committed",
+                          reply["detail"])
+            self.assertIsNotNone(m, reply)
+            line, committed = int(m.group(1)), int(m.group(2))
+            stored = int(pg.scalar("SELECT count(*) FROM orders WHERE order_id LIKE 'mb-%'"))
+            self.assertEqual(committed, stored)
+            self.assertGreaterEqual(stored, 5000)
+            # every line is valid and new, so the chunk that failed begins right after them
+            self.assertEqual(line, stored + 1)
+            self.assertEqual(pg.scalar("SELECT max(substr(order_id, 4)::int) FROM orders "
+                                       "WHERE order_id LIKE 'mb-%'"), str(stored))
+        finally:
+            server.stop()
+            server.assert_no_sanitizer_reports()
+            pg.destroy()
+
+
+    def test_client_gone_while_a_chunk_is_written(self):
+        """The client resets the connection while its first chunk is being written in the
+        background (held up on a lock here): the request ends at once, the chunk still commits
+        when the lock goes (its context outlives the request), the service goes on."""
+        import socket
+        import struct
+        import subprocess
+        pg = Postgres().start()
+        server = Server(pg).start()
+        locker = None
+        try:
+            tenant, key = server.tenant()
+            body = "".join(json.dumps({"kind": "order", "order_id": f"gone-{i}", "customer_id": f"c{i % 300}",
+                                       "placed_at": "2026-02-03T10:00:00Z", "total": "5"}) + "\n"
+                           for i in range(1, 6001)).encode()
+            locker = subprocess.Popen(["psql", pg.url, "-X", "-q"], stdin=subprocess.PIPE, text=True)
+            locker.stdin.write("BEGIN; LOCK TABLE rollup_pending IN EXCLUSIVE MODE;\n")
+            locker.stdin.flush()
+            deadline = time.time() + 30
+            while pg.scalar("SELECT count(*) FROM pg_locks WHERE relation = 'rollup_pending'::regclass "
+                            "AND granted AND mode = 'ExclusiveLock'") == "0":
+                self.assertLess(time.time(), deadline, "the lock was not taken")
+                time.sleep(0.05)
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=60)
+            sock.sendall((f"POST /v1/batch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
+                          "Content-Type: application/x-ndjson\r\n"
+                          f"Content-Length: {len(body) * 2}\r\n\r\n").encode() + body)
+            # the chunk's write waits on the lock
+            while pg.scalar("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'") == "0":
+                self.assertLess(time.time(), deadline, "the chunk was never written")
+                time.sleep(0.05)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()   # a reset: the server ends the request at once
+            while "aborted=true" not in server.read_log():
+                self.assertLess(time.time(), deadline, "the request did not end")
+                time.sleep(0.05)
+            locker.stdin.write("COMMIT;\n")
+            locker.stdin.close()
+            locker.wait(30)
+            while int(pg.scalar("SELECT count(*) FROM orders WHERE order_id LIKE 'gone-%'")) < 5000:
+                self.assertLess(time.time(), deadline + 30, "the chunk in flight was not committed")
+                time.sleep(0.1)
+            self.assertEqual(server.get("/healthz").status, 200)
+            r = server.post("/v1/orders", {"order_id": "after", "customer_id": "c1",
+                                           "placed_at": "2026-02-04T10:00:00Z", "total": "1"}, key)
+            self.assertEqual(r.status, 201, r)
+        finally:
+            if locker and locker.poll() is None:
+                locker.kill()
+            server.stop()
+            server.assert_no_sanitizer_reports()
+            pg.destroy()
+
+
 class ServiceKilled(unittest.TestCase):
     def test_sigkill_mid_load_then_restart(self):
         pg = Postgres().start()

@@ -26,6 +26,8 @@ typedef struct {
 size_t ingest_set_size(const ingest_set *s);
 /* Frees the records and empties the set (keeps nothing). */
 void ingest_set_clear(ingest_set *s);
+/* Frees the records and the set's arrays. */
+void ingest_set_free(ingest_set *s);
 
 typedef struct {
     uint64_t created, updated, duplicates, rejected;

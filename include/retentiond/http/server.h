@@ -24,8 +24,8 @@ enum {
 
 typedef struct http_req http_req;
 
-/* Handler results. */
-enum { HTTP_REPLIED = 0, HTTP_DEFERRED = 1 };
+/* Handler results. HTTP_WAITING: the handler called http_suspend(). */
+enum { HTTP_REPLIED = 0, HTTP_DEFERRED = 1, HTTP_WAITING = 2 };
 
 typedef struct {
     const char *method;
@@ -91,6 +91,14 @@ void http_reply_db_failure(http_req *rq, db_done_status st);
  * called on the HTTP thread to build the reply. Returns HTTP_DEFERRED. */
 int http_defer(http_req *rq, db_job_mode mode, uint64_t lock_key, int (*run)(PGconn *, void *),
                int (*after_db)(http_req *rq, db_done_status st));
+
+/* For a handler with database work of its own in flight while the request goes on (a streamed
+ * batch writes one chunk while it reads the next): suspends the request until http_resume(),
+ * after which after_db(rq, status) runs on the HTTP thread as after a deferred job. Returns
+ * HTTP_WAITING. Call from the handler, on the HTTP thread. */
+int http_suspend(http_req *rq, int (*after_db)(http_req *rq, db_done_status st));
+/* Ends an http_suspend(), from any thread; touches nothing of rq afterwards. */
+void http_resume(http_req *rq, db_done_status st);
 
 /* Query-string argument, or NULL. */
 const char *http_arg(http_req *rq, const char *name);
