@@ -224,6 +224,8 @@ static void *refit_main(void *arg)
  *  - keeps every tenant's RFM quintile boundaries younger than the 5 minutes after which a
  *    profile request would recompute them itself (a sort of the tenant's customers: hundreds
  *    of milliseconds at 100 k);
+ *  - adds every tenant's rung changes of the UTC days that ended to the daily aggregate the
+ *    ladder reads (the days after it are read row by row), and folds in late changes;
  *  - brings current the customers a bulk load left pending for longer than
  *    rollup_sweep_after seconds: a load cut short (process killed, connection lost) before
  *    its own flush. */
@@ -236,10 +238,18 @@ static void upkeep_all(void)
     }
     int64_t *ids = NULL;
     int n = store_clv_tenants(conn, &ids);
-    int failed = 0;
-    for (int i = 0; i < n && !refit_stopping() && PQstatus(conn) == CONNECTION_OK; i++)
+    int failed = 0, ladder_days = 0, ladder_busy = 0;
+    for (int i = 0; i < n && !refit_stopping() && PQstatus(conn) == CONNECTION_OK; i++) {
+        int days = 0;
         if (store_rfm_refresh(conn, ids[i]) != RD_OK)
             failed++;
+        if (store_stage_history_compact(conn, ids[i], &days) != RD_OK)
+            failed++;
+        else if (days < 0)
+            ladder_busy++;
+        else
+            ladder_days += days;
+    }
     free(ids);
     ids = NULL;
     int swept_tenants = store_pending_tenants(conn, config.rollup_sweep_after, &ids);
@@ -250,8 +260,9 @@ static void upkeep_all(void)
     free(ids);
     PQfinish(conn);
     stats_add(&stats.rollups_flushed, (uint64_t)swept);
-    rd_log(failed ? LOG_WARN : swept ? LOG_INFO : LOG_DEBUG,
-           "msg=\"upkeep\" rfm_tenants=%d rollups_swept=%lld failed=%d", n < 0 ? 0 : n, (long long)swept, failed);
+    rd_log(failed ? LOG_WARN : swept || ladder_days ? LOG_INFO : LOG_DEBUG,
+           "msg=\"upkeep\" rfm_tenants=%d ladder_days=%d ladder_busy=%d rollups_swept=%lld failed=%d",
+           n < 0 ? 0 : n, ladder_days, ladder_busy, (long long)swept, failed);
 }
 
 static void *upkeep_main(void *arg)

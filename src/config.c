@@ -55,8 +55,9 @@ static const cf_entry table[] = {
      31536000, "seconds between scheduled CLV refits of every tenant (0 = off)"},
     {"rfm-refresh-interval", "RFM_REFRESH_INTERVAL", CF_INT, &config.rfm_refresh_interval, "60", 0, 86400,
      "seconds between background upkeep rounds: RFM quintile boundaries older than 4 minutes are "
-     "refreshed, rollups a bulk load left pending are swept (0 = off: a profile refreshes the boundaries "
-     "when 5 minutes old)"},
+     "refreshed, the rung changes of past days are added to the ladder's daily aggregate, rollups a bulk "
+     "load left pending are swept (0 = off: a profile refreshes the boundaries when 5 minutes old; the "
+     "ladder reads the changes since the last round row by row)"},
     {"rollup-sweep-after", "ROLLUP_SWEEP_AFTER", CF_INT, &config.rollup_sweep_after, "300", 0, 86400,
      "seconds a customer may stay pending after a bulk load cut short before the upkeep brings its "
      "rollup current"},

@@ -3,13 +3,21 @@
  * The profile comes from the rollup row plus RFM scores against the tenant's cached quintile
  * boundaries (migrations/005_customers.sql, 006_rfm_cutoffs.sql), read in one statement with
  * the tenant's fitted CLV model and the customer's purchase summary (010); the segment and
- * predictions are added here (api_clv_enrich_profile). */
+ * predictions are added here (api_clv_enrich_profile).
+ *
+ * A list is one call of rd_customer_list (005, 016), which returns the reply whole: sorted by
+ * the key descending, ties by customer id descending, customers without the key last (or by
+ * customer id ascending). Its cursor is the last row's key, as PostgreSQL prints it, and id;
+ * the key is checked here against the type of the sort, so a forged cursor is a 400. */
 #include "retentiond/api/api.h"
 
 #include "retentiond/domain/metrics.h"
 #include "retentiond/domain/model.h"
 #include "retentiond/store/reports.h"
 
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +25,8 @@
 typedef struct {
     char *params[10];
     int days, horizon_months;
-    json_t *result;
+    json_t *result;   /* a profile */
+    char *page;       /* a list: the reply as rd_customer_list wrote it */
     bool found;
 } cust_ctx;
 
@@ -27,6 +36,7 @@ static void cust_ctx_free(void *p)
     for (int i = 0; i < 10; i++)
         free(c->params[i]);
     json_decref(c->result);
+    free(c->page);
     free(c);
 }
 
@@ -174,16 +184,15 @@ static int list_run(PGconn *conn, void *arg)
 {
     http_req *rq = arg;
     cust_ctx *c = rq->ctx;
-    json_decref(c->result);
-    c->result = NULL;
-    char *json;
-    if (store_customer_list(conn, (const char *const *)c->params, &json) != RD_OK)
+    free(c->page);
+    c->page = NULL;
+    if (store_customer_list(conn, (const char *const *)c->params, &c->page) != RD_OK)
         return RD_ERR;
-    c->result = json ? json_loads(json, 0, NULL) : NULL;
-    free(json);
-    return c->result ? RD_OK : RD_ERR;
+    return c->page ? RD_OK : RD_ERR;
 }
 
+/* The page goes out as the SQL wrote it: {"customers", "next_cursor", "count"}, the rows with
+ * their RFM segment, the cursor hex-encoded (migration 016). */
 static int list_after(http_req *rq, db_done_status st)
 {
     cust_ctx *c = rq->ctx;
@@ -191,37 +200,66 @@ static int list_after(http_req *rq, db_done_status st)
         http_reply_db_failure(rq, st);
         return HTTP_REPLIED;
     }
-    json_t *rows = c->result;
-    size_t n = json_array_size(rows);
-    json_t *next = json_null();
-    if (n && (int)n == atoi(c->params[8])) {
-        /* cursor: the last row's sort value and id, hex-encoded JSON so it is opaque and URL-safe */
-        json_t *last = json_array_get(rows, n - 1);
-        json_t *cur = json_pack("[O, O]", json_object_get(last, "sort_value"), json_object_get(last, "customer_id"));
-        char *s = json_dumps(cur, JSON_COMPACT);
-        json_decref(cur);
-        buf hex = {0};
-        for (const char *p = s; *p; p++)
-            buf_printf(&hex, "%02x", (unsigned char)*p);
-        free(s);
-        next = json_string(hex.data);
-        buf_free(&hex);
-    }
-    size_t i;
-    json_t *row;
-    json_array_foreach(rows, i, row) {
-        json_t *rfm = json_object_get(row, "rfm");
-        if (json_is_object(rfm))
-            json_object_set_new(rfm, "segment", json_string(metrics_rfm_segment(
-                (int)json_integer_value(json_object_get(rfm, "r")), (int)json_integer_value(json_object_get(rfm, "f")))));
-        json_object_del(row, "sort_value");
-    }
-    http_reply_json(rq, 200, json_pack("{s:O, s:o, s:I}", "customers", rows, "next_cursor", next, "count", (json_int_t)n));
+    http_reply_text(rq, 200, "application/json", c->page, strlen(c->page));
     return HTTP_REPLIED;
 }
 
-/* Decodes a cursor into (value, id); RD_ERR when it is not one of ours. */
-static int cursor_decode(const char *hex, char **value, char **id)
+/* True when s is a decimal number: [-]digits[.digits][e[+-]digits], the digits of the
+ * exponent at most four (PostgreSQL's numeric reads such an exponent). */
+static bool decimal_text(const char *s)
+{
+    const char *p = s + (*s == '-');
+    size_t d = strspn(p, "0123456789");
+    if (d == 0)
+        return false;
+    p += d;
+    if (*p == '.') {
+        d = strspn(++p, "0123456789");
+        if (d == 0)
+            return false;
+        p += d;
+    }
+    if (*p == 'e' || *p == 'E') {
+        p += 1 + (p[1] == '+' || p[1] == '-');
+        d = strspn(p, "0123456789");
+        if (d == 0 || d > 4)
+            return false;
+        p += d;
+    }
+    return *p == '\0';
+}
+
+/* True when v is a key rd_customer_list can cast to the type of the sort's key, so that a
+ * forged cursor is a 400 and never a failed statement: numeric (net_revenue), int
+ * (order_count), timestamptz (last_order_at), float8 (the predictions); the id sort has no
+ * key. */
+static bool cursor_value_ok(const char *sort, const char *v)
+{
+    if (strcmp(sort, "net_revenue") == 0)
+        return decimal_text(v);
+    if (strcmp(sort, "order_count") == 0) {
+        char *end;
+        errno = 0;
+        long n = strtol(v, &end, 10);
+        return decimal_text(v) && *end == '\0' && errno == 0 && n >= INT_MIN && n <= INT_MAX;
+    }
+    if (strcmp(sort, "last_order_at") == 0)
+        return rd_timestamp_check(v) == RD_OK;
+    if (strcmp(sort, "p_alive") == 0 || strcmp(sort, "predicted_clv") == 0) {
+        if (strcmp(v, "NaN") == 0 || strcmp(v, "Infinity") == 0 || strcmp(v, "-Infinity") == 0)
+            return true;
+        errno = 0;
+        double d = strtod(v, NULL);
+        /* PostgreSQL refuses what overflows, or underflows to zero */
+        return decimal_text(v) && !(errno == ERANGE && (d == 0 || isinf(d)));
+    }
+    return true;
+}
+
+/* Decodes a cursor of the given sort into (value, id): *value NULL when the key is null.
+ * RD_ERR when it is not one of ours (cursors of versions before migration 016 carried the key
+ * as a JSON number: they are refused, and the client starts over). */
+static int cursor_decode(const char *hex, const char *sort, char **value, char **id)
 {
     size_t n = strlen(hex);
     if (n % 2 || n > 2048)
@@ -238,13 +276,15 @@ static int cursor_decode(const char *hex, char **value, char **id)
     raw[n / 2] = '\0';
     json_t *cur = json_loads(raw, 0, NULL);
     free(raw);
-    if (!json_is_array(cur) || !json_is_number(json_array_get(cur, 0)) || !json_is_string(json_array_get(cur, 1))) {
+    json_t *key = json_array_get(cur, 0);
+    bool key_ok = json_is_null(key) ||
+                  (json_is_string(key) && strlen(json_string_value(key)) == json_string_length(key) &&
+                   cursor_value_ok(sort, json_string_value(key)));
+    if (!json_is_array(cur) || json_array_size(cur) != 2 || !json_is_string(json_array_get(cur, 1)) || !key_ok) {
         json_decref(cur);
         return RD_ERR;
     }
-    char tmp[64];
-    snprintf(tmp, sizeof tmp, "%.17g", json_number_value(json_array_get(cur, 0)));
-    *value = xstrdup(tmp);
+    *value = json_is_string(key) ? xstrdup(json_string_value(key)) : NULL;
     *id = xstrdup(json_string_value(json_array_get(cur, 1)));
     json_decref(cur);
     return RD_OK;
@@ -268,7 +308,7 @@ int api_customer_list(http_req *rq)
             rd_error_add(errors, "min_p_alive", "must be a number from 0 to 1");
     }
     const char *cursor = http_arg(rq, "cursor");
-    if (cursor && cursor_decode(cursor, &c->params[6], &c->params[7]) != RD_OK)
+    if (cursor && cursor_decode(cursor, sort ? sort : "net_revenue", &c->params[6], &c->params[7]) != RD_OK)
         rd_error_add(errors, "cursor", "is not a cursor this service returned");
     if (json_array_size(errors)) {
         http_reply_problem(rq, 400, "Bad Request", "invalid query parameters", errors);
@@ -284,7 +324,5 @@ int api_customer_list(http_req *rq)
     c->params[5] = xstrdup(sort ? sort : "net_revenue");
     c->params[8] = xstrdup(lim);
     c->params[9] = as_of ? xstrdup(as_of) : NULL;
-    if (c->params[7] && !c->params[6])
-        c->params[6] = xstrdup("0");
     return http_defer(rq, DB_JOB_SOLO, 0, list_run, list_after);
 }

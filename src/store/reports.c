@@ -24,6 +24,7 @@ void store_reports_register(void)
     db_register_statement("metrics_ladder", PERIOD_SQL("rd_metrics_ladder($1, f, t_)"), 4);
     db_register_statement("customer_profile", "SELECT * FROM rd_customer_profile_page($1, $2, $3)", 3);
     db_register_statement("rfm_refresh", "SELECT rd_rfm_ensure($1, interval '4 minutes')", 1);
+    db_register_statement("stage_history_compact", "SELECT rd_stage_history_compact($1)", 1);
     db_register_statement("customer_list",
         "SELECT rd_customer_list($1, $2, $3, $4, $5, $6, $7, $8, $9, coalesce($10::timestamptz, now()))::text", 10);
 }
@@ -105,4 +106,17 @@ int store_rfm_refresh(PGconn *conn, int64_t tenant_id)
     snprintf(tid, sizeof tid, "%lld", (long long)tenant_id);
     const char *params[1] = {tid};
     return run(conn, "rfm_refresh", 1, params, NULL, 0);
+}
+
+int store_stage_history_compact(PGconn *conn, int64_t tenant_id, int *days)
+{
+    char tid[24];
+    snprintf(tid, sizeof tid, "%lld", (long long)tenant_id);
+    const char *params[1] = {tid};
+    char *out;
+    if (run(conn, "stage_history_compact", 1, params, &out, 1) != RD_OK)
+        return RD_ERR;
+    *days = out ? atoi(out) : 0;
+    free(out);
+    return RD_OK;
 }

@@ -1,5 +1,5 @@
 /* reports.h - the read side: each report is one prepared statement over the SQL functions of
- * migrations/004_metrics.sql, 005_customers.sql and 006_rfm_cutoffs.sql, returning one JSON
+ * migrations/004_metrics.sql, 005_customers.sql, 006_rfm_cutoffs.sql and 016, returning one JSON
  * document as text. Parameters are text (NULL = default); the caller frees *json. Each
  * function returns RD_OK (with *json NULL when there is nothing, e.g. no such customer) or
  * RD_ERR after logging the failed statement. */
@@ -42,8 +42,14 @@ void profile_row_free(profile_row *row);
  * refresh, so that a profile, which refreshes them at 5, does not pay for it). */
 int store_rfm_refresh(PGconn *conn, int64_t tenant_id);
 
-/* A page of customers: tenant id, stage, status, segment, min_p_alive, sort, after value,
- * after id, limit, as_of (see rd_customer_list). */
+/* A page of customers, as the whole reply document: tenant id, stage, status, segment,
+ * min_p_alive, sort, after value, after id, limit, as_of (see rd_customer_list). */
 int store_customer_list(PGconn *conn, const char *const params[10], char **json);
+
+/* Adds a tenant's rung changes of the UTC days ended since the last call to the daily
+ * aggregate the ladder reads, and folds in late changes to days already added
+ * (rd_stage_history_compact, migration 016). *days: the days added, or -1 when the tenant's
+ * writers held it off for a second (the next call tries again). */
+int store_stage_history_compact(PGconn *conn, int64_t tenant_id, int *days);
 
 #endif
