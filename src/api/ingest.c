@@ -28,7 +28,6 @@ typedef struct {
     ingest_set set;
     ingest_counts counts;     /* the job's outcomes, added to the reader's when it is over */
     int64_t tenant_id;
-    uint64_t first_line, last_line;
     bool running;             /* submitted, not yet done */
     bool over;                /* done, outcome not yet taken by the HTTP thread */
     bool waiting;             /* the request is suspended until the job is done */
