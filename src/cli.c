@@ -228,7 +228,8 @@ static void *refit_main(void *arg)
  *    ladder reads (the days after it are read row by row), and folds in late changes;
  *  - brings current the customers a bulk load left pending for longer than
  *    rollup_sweep_after seconds: a load cut short (process killed, connection lost) before
- *    its own flush. */
+ *    its own flush;
+ *  - deletes the report_changes rows behind the horizon (migration 017). */
 static void upkeep_all(void)
 {
     PGconn *conn = db_connect(config.database_url);
@@ -258,11 +259,15 @@ static void upkeep_all(void)
         if (store_rollup_flush(conn, ids[i], config.rollup_sweep_after, &swept) != RD_OK)
             failed++;
     free(ids);
+    int64_t pruned = 0;
+    if (PQstatus(conn) == CONNECTION_OK && store_report_changes_prune(conn, &pruned) != RD_OK)
+        failed++;
     PQfinish(conn);
     stats_add(&stats.rollups_flushed, (uint64_t)swept);
     rd_log(failed ? LOG_WARN : swept || ladder_days ? LOG_INFO : LOG_DEBUG,
-           "msg=\"upkeep\" rfm_tenants=%d ladder_days=%d ladder_busy=%d rollups_swept=%lld failed=%d",
-           n < 0 ? 0 : n, ladder_days, ladder_busy, (long long)swept, failed);
+           "msg=\"upkeep\" rfm_tenants=%d ladder_days=%d ladder_busy=%d rollups_swept=%lld report_changes_pruned=%lld "
+           "failed=%d",
+           n < 0 ? 0 : n, ladder_days, ladder_busy, (long long)swept, (long long)pruned, failed);
 }
 
 static void *upkeep_main(void *arg)

@@ -61,6 +61,10 @@ static const cf_entry table[] = {
     {"rollup-sweep-after", "ROLLUP_SWEEP_AFTER", CF_INT, &config.rollup_sweep_after, "300", 0, 86400,
      "seconds a customer may stay pending after a bulk load cut short before the upkeep brings its "
      "rollup current"},
+    {"report-snapshot-mb", "REPORT_SNAPSHOT_MB", CF_INT, &config.report_snapshot_mb, "48", 0, 1048576,
+     "MiB for the copies of tenants' qualifying orders that the summary, retention and cohort reports are "
+     "computed from in the service, each brought current by re-reading the customers changed since it was "
+     "read; tenants beyond it are answered by SQL (0 = always SQL)"},
     {"log-level", "LOG_LEVEL", CF_STR, &config.log_level, "info", 0, 0, "debug, info, warn or error"},
 };
 

@@ -14,6 +14,7 @@
 #include "retentiond/http/auth.h"
 #include "retentiond/http/server.h"
 #include "retentiond/log.h"
+#include "retentiond/store/report_snapshot.h"
 #include "retentiond/store/migrate.h"
 #include "retentiond/store/pool.h"
 #include "retentiond/store/tenants.h"
@@ -173,6 +174,7 @@ static int cmd_serve(void)
     http_stop(config.request_timeout);
     api_stop_background();
     db_pool_stop();
+    report_snapshot_free_all();
     rd_log(LOG_INFO, "msg=stopped");
     return 0;
 }

@@ -25,6 +25,7 @@ typedef struct {
     int clv_refit_interval;  /* seconds between scheduled CLV refits; 0 = off */
     int rfm_refresh_interval; /* seconds between background upkeep rounds (RFM, sweep); 0 = off */
     int rollup_sweep_after;   /* seconds before the upkeep flushes a bulk load's pending rollups */
+    int report_snapshot_mb;  /* memory for the in-process report snapshots; 0 = reports in SQL */
     char *log_level;         /* debug, info, warn, error */
 } rd_config;
 

@@ -14,6 +14,10 @@ typedef struct {
     uint64_t rejected;                              /* records refused by validation */
     uint64_t merged;                                /* single records written in a shared call */
     uint64_t rollups_flushed;                       /* customers brought current after a bulk load */
+    uint64_t snapshot_loads;                        /* report snapshots read whole */
+    uint64_t snapshot_refreshed;                    /* customers re-read into report snapshots */
+    uint64_t snapshot_reports;                      /* reports computed from a snapshot */
+    uint64_t snapshot_fallbacks;                    /* reports left to SQL (no room, >60 periods, ...) */
     uint64_t last_clv_fit_unix;                     /* 0 before the first fit in this process */
 } rd_stats;
 

@@ -1,12 +1,14 @@
 /* metrics.c - GET /v1/metrics/summary, /retention, /cohorts, /ladder.
  *
  * Each report is one statement of the store returning one JSON document (store/reports.c,
- * migrations/004_metrics.sql); the handler validates the query parameters, and for the summary adds
+ * migrations/004_metrics.sql), except that the summary, retention and cohorts are computed from
+ * the tenant's report snapshot when it has one (store/report_snapshot.c); the handler validates the query parameters, and for the summary adds
  * the ratios with the null-on-zero rule (src/domain/metrics.c). */
 #include "retentiond/api/api.h"
 
 #include "retentiond/domain/metrics.h"
 #include "retentiond/domain/model.h"
+#include "retentiond/store/report_snapshot.h"
 #include "retentiond/store/reports.h"
 
 #include <stdio.h>
@@ -38,6 +40,9 @@ static int query_run(PGconn *conn, void *arg)
     query_ctx *q = rq->ctx;
     free(q->result);
     q->result = NULL;
+    int r = report_snapshot_answer(conn, q->report, (const char *const *)q->params, &q->result);
+    if (r != REPORT_SNAPSHOT_SKIP)
+        return r;
     return store_metrics_report(conn, q->report, (const char *const *)q->params, &q->result);
 }
 

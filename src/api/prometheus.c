@@ -68,6 +68,23 @@ int api_prometheus(http_req *rq)
     buf_printf(&b, "# HELP retentiond_rollups_flushed_total Customers whose rollup a bulk load deferred, brought current at its end or by the background sweep.\n"
                    "# TYPE retentiond_rollups_flushed_total counter\nretentiond_rollups_flushed_total %llu\n",
                (unsigned long long)__atomic_load_n(&stats.rollups_flushed, __ATOMIC_RELAXED));
+    static const struct {
+        const char *name, *help;
+        uint64_t *v;
+    } snap[] = {
+        {"retentiond_report_snapshot_loads_total", "Report snapshots of a tenant's orders read whole.",
+         &stats.snapshot_loads},
+        {"retentiond_report_snapshot_refreshed_customers_total",
+         "Customers re-read into a report snapshot because they changed since it was read.", &stats.snapshot_refreshed},
+        {"retentiond_report_snapshot_reports_total", "Summary, retention and cohort reports computed from a snapshot.",
+         &stats.snapshot_reports},
+        {"retentiond_report_snapshot_fallbacks_total",
+         "Such reports computed in SQL instead (snapshots off or out of room, more than 60 periods, inexact money).",
+         &stats.snapshot_fallbacks},
+    };
+    for (size_t i = 0; i < sizeof snap / sizeof snap[0]; i++)
+        buf_printf(&b, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", snap[i].name, snap[i].help, snap[i].name,
+                   snap[i].name, (unsigned long long)__atomic_load_n(snap[i].v, __ATOMIC_RELAXED));
     db_pool_stats ps;
     db_pool_get_stats(&ps);
     buf_printf(&b, "# HELP retentiond_db_pool_size Database connections configured.\n"

@@ -3,6 +3,7 @@
 #include "retentiond/api/api.h"
 
 #include "retentiond/store/ingest.h"
+#include "retentiond/store/report_snapshot.h"
 #include "retentiond/store/reports.h"
 
 const http_route http_routes[] = {
@@ -35,5 +36,6 @@ void api_register_statements(void)
     store_ingest_register();
     api_webhooks_register_statements();
     store_reports_register();
+    report_snapshot_register();
     store_clv_register();
 }

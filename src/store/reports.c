@@ -25,6 +25,7 @@ void store_reports_register(void)
     db_register_statement("customer_profile", "SELECT * FROM rd_customer_profile_page($1, $2, $3)", 3);
     db_register_statement("rfm_refresh", "SELECT rd_rfm_ensure($1, interval '4 minutes')", 1);
     db_register_statement("stage_history_compact", "SELECT rd_stage_history_compact($1)", 1);
+    db_register_statement("report_changes_prune", "SELECT rd_report_changes_prune()", 0);
     db_register_statement("customer_list",
         "SELECT rd_customer_list($1, $2, $3, $4, $5, $6, $7, $8, $9, coalesce($10::timestamptz, now()))::text", 10);
 }
@@ -117,6 +118,16 @@ int store_stage_history_compact(PGconn *conn, int64_t tenant_id, int *days)
     if (run(conn, "stage_history_compact", 1, params, &out, 1) != RD_OK)
         return RD_ERR;
     *days = out ? atoi(out) : 0;
+    free(out);
+    return RD_OK;
+}
+
+int store_report_changes_prune(PGconn *conn, int64_t *rows)
+{
+    char *out;
+    if (run(conn, "report_changes_prune", 0, NULL, &out, 1) != RD_OK)
+        return RD_ERR;
+    *rows = out ? strtoll(out, NULL, 10) : 0;
     free(out);
     return RD_OK;
 }

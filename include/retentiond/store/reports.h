@@ -52,4 +52,8 @@ int store_customer_list(PGconn *conn, const char *const params[10], char **json)
  * writers held it off for a second (the next call tries again). */
 int store_stage_history_compact(PGconn *conn, int64_t tenant_id, int *days);
 
+/* Deletes the report_changes rows behind the horizon once it moves (at most every ten
+ * minutes; migration 017). *rows: how many. */
+int store_report_changes_prune(PGconn *conn, int64_t *rows);
+
 #endif

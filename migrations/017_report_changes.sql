@@ -1,0 +1,142 @@
+-- 017_report_changes.sql - which customers changed since a given snapshot, so that a report
+-- snapshot held by the service (src/store/report_snapshot.c) can be brought current by
+-- re-reading only those customers.
+--
+-- The summary, retention and cohort reports read every qualifying order in their windows:
+-- 0.3-1.3 s on a 1 M-order shop in PostgreSQL, where they are one pass over ~1 M index
+-- entries with a group-by per customer. The service instead keeps, per tenant, each
+-- customer's qualifying orders (time and net value) and the customer columns the reports read,
+-- and computes the reports in C over that copy in a few milliseconds. What makes the copy exact
+-- is this table: every statement that writes orders or customers records the tenants and
+-- customers it touched, under the writing transaction's id. A reader that loaded its copy in
+-- a snapshot X re-reads, in a new snapshot, exactly the customers recorded by transactions
+-- X did not see (xid >= xmin(X) and not visible in X). A transaction still running is not
+-- visible in either snapshot and is picked up the next time.
+--
+-- A statement touching more than 256 customers of a tenant (a batch chunk, a rollup flush)
+-- records one row with customer_id NULL instead: the reader then loads the tenant again, which
+-- after a bulk load is the cheaper way anyway. Rows are insert-only, so writers never wait on
+-- each other here. The upkeep (rd_report_changes_prune) deletes rows older than the horizon,
+-- which it moves in two steps at least ten minutes apart; a copy whose snapshot predates the
+-- horizon loads again. TRUNCATE of either table moves the horizon to itself.
+CREATE TABLE report_changes (
+    tenant_id   bigint NOT NULL,
+    xid         xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    customer_id text   -- NULL: the whole tenant
+);
+CREATE INDEX report_changes_by_xid ON report_changes (tenant_id, xid);
+
+CREATE TABLE report_changes_horizon (
+    one        boolean PRIMARY KEY DEFAULT true CHECK (one),
+    horizon    xid8 NOT NULL,         -- rows with xid < horizon may be gone
+    candidate  xid8 NOT NULL,         -- the next horizon
+    moved_at   timestamptz NOT NULL
+);
+INSERT INTO report_changes_horizon (horizon, candidate, moved_at)
+VALUES ('0', pg_snapshot_xmin(pg_current_snapshot()), now());
+
+CREATE FUNCTION rd_report_changes_note() RETURNS trigger LANGUAGE plpgsql SET jit = off AS $$
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        UPDATE report_changes_horizon SET horizon = greatest(horizon, pg_current_xact_id());
+        RETURN NULL;
+    END IF;
+    WITH t AS (SELECT DISTINCT tenant_id, customer_id FROM changed),
+    per AS (SELECT tenant_id, count(*) AS n FROM t GROUP BY tenant_id)
+    INSERT INTO report_changes (tenant_id, customer_id)
+    SELECT t.tenant_id, t.customer_id FROM t JOIN per USING (tenant_id) WHERE per.n <= 256
+    UNION ALL
+    SELECT tenant_id, NULL FROM per WHERE n > 256;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER orders_report_insert AFTER INSERT ON orders
+    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION rd_report_changes_note();
+CREATE TRIGGER orders_report_update AFTER UPDATE ON orders
+    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION rd_report_changes_note();
+CREATE TRIGGER orders_report_delete AFTER DELETE ON orders
+    REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION rd_report_changes_note();
+CREATE TRIGGER orders_report_truncate AFTER TRUNCATE ON orders
+    FOR EACH STATEMENT EXECUTE FUNCTION rd_report_changes_note();
+CREATE TRIGGER customers_report_insert AFTER INSERT ON customers
+    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION rd_report_changes_note();
+CREATE TRIGGER customers_report_update AFTER UPDATE ON customers
+    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION rd_report_changes_note();
+CREATE TRIGGER customers_report_delete AFTER DELETE ON customers
+    REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION rd_report_changes_note();
+CREATE TRIGGER customers_report_truncate AFTER TRUNCATE ON customers
+    FOR EACH STATEMENT EXECUTE FUNCTION rd_report_changes_note();
+
+-- The customers of p_tenant changed since snapshot p_snap, at most p_limit of them; a row with
+-- customer_id NULL means "load the whole tenant" (a large statement, or p_snap older than the
+-- horizon).
+CREATE FUNCTION rd_report_changes_since(p_tenant bigint, p_snap pg_snapshot, p_limit int)
+RETURNS TABLE (customer_id text) LANGUAGE sql STABLE AS $$
+    SELECT NULL::text FROM report_changes_horizon h WHERE pg_snapshot_xmin(p_snap) < h.horizon
+    UNION ALL
+    (SELECT DISTINCT r.customer_id FROM report_changes r
+     WHERE r.tenant_id = p_tenant AND r.xid >= pg_snapshot_xmin(p_snap)
+       AND NOT pg_visible_in_snapshot(r.xid, p_snap)
+     LIMIT p_limit)
+$$;
+
+-- Upkeep: once the candidate is ten minutes old it becomes the horizon, the rows before it
+-- are deleted and the oldest running transaction becomes the next candidate. Returns the rows
+-- deleted.
+CREATE FUNCTION rd_report_changes_prune() RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    h xid8;
+    n bigint;
+BEGIN
+    UPDATE report_changes_horizon
+    SET horizon = greatest(horizon, candidate), candidate = pg_snapshot_xmin(pg_current_snapshot()),
+        moved_at = now()
+    WHERE moved_at < now() - interval '10 minutes'
+    RETURNING horizon INTO h;
+    IF h IS NULL THEN
+        RETURN 0;
+    END IF;
+    DELETE FROM report_changes WHERE xid < h;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
+
+-- An instant as microseconds since 1970.
+CREATE FUNCTION rd_report_us(p_t timestamptz) RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT (extract(epoch FROM p_t) * 1000000)::bigint $$;
+
+-- Everything a report computed from the snapshot needs from PostgreSQL besides the orders, in
+-- the same statement as the snapshot it is read in: the period as the SQL reports resolve it
+-- (the head of the reply), its bounds and window in microseconds since 1970, the boundaries
+-- of p_unit's periods as rd_metrics_retention lays them out (the period before the first, the
+-- starts, the end of the last; empty when the period holds none) both in microseconds and as
+-- JSON timestamps, the spend of the period, and the snapshot itself.
+CREATE FUNCTION rd_report_frame(p_tenant bigint, p_from timestamptz, p_to timestamptz, p_window int,
+                                p_unit text)
+RETURNS TABLE (head text, from_us bigint, to_us bigint, window_days int, bounds_us bigint[], bounds json,
+               acquisition_spend numeric, retention_spend numeric, snap text)
+LANGUAGE sql STABLE AS $$
+    WITH x AS (
+        SELECT coalesce(p_from, coalesce(p_to, now()) - interval '12 months') AS f,
+               coalesce(p_to, now()) AS t_, coalesce(p_window, t.activity_window_days) AS w
+        FROM tenants t WHERE t.tenant_id = p_tenant),
+    starts AS (
+        SELECT gs FROM x, generate_series(date_trunc(p_unit, x.f), x.t_ - interval '1 microsecond',
+                                          rd_unit_interval(p_unit)) gs
+        WHERE p_unit IS NOT NULL),
+    b AS (
+        SELECT gs FROM starts
+        UNION ALL SELECT min(gs) - rd_unit_interval(p_unit) FROM starts HAVING count(*) > 0
+        UNION ALL SELECT max(gs) + rd_unit_interval(p_unit) FROM starts HAVING count(*) > 0)
+    SELECT json_build_object('from', x.f, 'to', x.t_, 'window_days', x.w,
+                             'period_days', extract(epoch FROM x.t_ - x.f) / 86400)::text,
+           rd_report_us(x.f), rd_report_us(x.t_), x.w,
+           (SELECT coalesce(array_agg(rd_report_us(gs) ORDER BY gs), '{}') FROM b),
+           (SELECT coalesce(json_agg(gs ORDER BY gs), '[]') FROM b),
+           (SELECT sum(amount) FROM spend WHERE tenant_id = p_tenant AND kind = 'acquisition'
+              AND period_start >= x.f::date AND period_start < x.t_::date),
+           (SELECT sum(amount) FROM spend WHERE tenant_id = p_tenant AND kind = 'retention'
+              AND period_start >= x.f::date AND period_start < x.t_::date),
+           pg_current_snapshot()::text
+    FROM x
+$$;

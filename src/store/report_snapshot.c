@@ -1,0 +1,535 @@
+/* report_snapshot.c - per-tenant copies of the qualifying orders for the period reports (see
+ * report_snapshot.h). */
+#include "retentiond/store/report_snapshot.h"
+
+#include "retentiond/config.h"
+#include "retentiond/domain/reports.h"
+#include "retentiond/log.h"
+#include "retentiond/stats.h"
+#include "retentiond/store/pool.h"
+#include "retentiond/util.h"
+
+#include <endian.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define REFRESH_MAX 2000                 /* more changed customers than this: read the tenant whole */
+#define FETCH "FETCH FORWARD 20000 FROM "
+#define UNUSABLE_USEC (600 * INT64_C(1000000)) /* a tenant that did not fit is retried after this */
+#define PG_EPOCH_USEC INT64_C(946684800000000) /* 2000-01-01 in microseconds since 1970 */
+
+/* One tenant's copy. The struct lives as long as the process (a tenant's lock must be stable);
+ * its data is dropped on eviction, on a failed read, and when it does not fit. */
+typedef struct snap {
+    int64_t tenant;
+    pthread_mutex_t lock; /* held while the copy is read, brought current or reported from */
+    bool loaded;
+    rs_shop shop;
+    uint32_t cap;
+    uint32_t *slots, nslots; /* open addressing over shop.c: index + 1, 0 = empty */
+    rs_order *pool;          /* the orders of a whole read, customer after customer */
+    char *snapshot;          /* the pg_snapshot the copy is current as of */
+    size_t bytes;            /* what the copy holds, roughly */
+    size_t accounted;        /* bytes as counted in reg.bytes (under reg.lock) */
+    int64_t used;            /* now_usec() of the last report, under reg.lock (least recently used goes first) */
+    int64_t unusable_until;  /* now_usec() before which SQL answers */
+    struct snap *next;
+} snap;
+
+static struct {
+    pthread_mutex_t lock; /* the list and `bytes` */
+    snap *head;
+    size_t bytes;
+} reg = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+void report_snapshot_register(void)
+{
+    db_register_statement("report_frame", "SELECT * FROM rd_report_frame($1, $2, $3, $4, $5)", 5);
+    db_register_statement("report_changes", "SELECT customer_id FROM rd_report_changes_since($1, $2::pg_snapshot, $3)",
+                          3);
+    db_register_statement("report_customers",
+        "SELECT customer_id, coalesce(created_at, first_order_at, first_engaged_at, inserted_at), first_order_at "
+        "FROM customers WHERE tenant_id = $1 AND customer_id = ANY ($2::text[])", 2);
+    db_register_statement("report_orders",
+        "SELECT customer_id, placed_at, " 
+        "CASE WHEN scale(net_value) <= 4 AND abs(net_value) < 1e11 THEN (net_value * 10000)::int8 END "
+        "FROM orders WHERE tenant_id = $1 AND customer_id = ANY ($2::text[]) AND qualifying "
+        "ORDER BY customer_id, placed_at", 2);
+}
+
+/* ---- the copy ---- */
+
+static void account(snap *s, ptrdiff_t delta)
+{
+    s->bytes = (size_t)((ptrdiff_t)s->bytes + delta);
+}
+
+/* Publishes the copy's size (and use) to the registry, which evict() reads. */
+static void publish(snap *s, bool used)
+{
+    pthread_mutex_lock(&reg.lock);
+    reg.bytes = reg.bytes - s->accounted + s->bytes;
+    s->accounted = s->bytes;
+    if (used)
+        s->used = now_usec();
+    pthread_mutex_unlock(&reg.lock);
+}
+
+static void snap_drop(snap *s)
+{
+    for (uint32_t i = 0; i < s->shop.n; i++) {
+        free(s->shop.c[i].id);
+        if (s->shop.c[i].owned)
+            free(s->shop.c[i].orders);
+    }
+    free(s->shop.c);
+    free(s->pool);
+    s->pool = NULL;
+    free(s->slots);
+    free(s->snapshot);
+    account(s, -(ptrdiff_t)s->bytes);
+    s->shop = (rs_shop){0};
+    s->cap = s->nslots = 0;
+    s->slots = NULL;
+    s->snapshot = NULL;
+    s->loaded = false;
+    publish(s, false);
+}
+
+static uint32_t hash_id(const char *id, size_t len)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)id[i]) * 16777619u;
+    return h;
+}
+
+static void slots_grow(snap *s)
+{
+    uint32_t n = s->nslots ? s->nslots * 2 : 1024;
+    uint32_t *slots = xcalloc(n, sizeof *slots);
+    for (uint32_t i = 0; i < s->shop.n; i++) {
+        const char *id = s->shop.c[i].id;
+        uint32_t k = hash_id(id, strlen(id)) & (n - 1);
+        while (slots[k])
+            k = (k + 1) & (n - 1);
+        slots[k] = i + 1;
+    }
+    free(s->slots);
+    account(s, ((ptrdiff_t)n - (ptrdiff_t)s->nslots) * (ptrdiff_t)sizeof *slots);
+    s->slots = slots;
+    s->nslots = n;
+}
+
+/* The customer with this id, added (unknown, without orders) when new. */
+static rs_customer *customer(snap *s, const char *id, size_t len)
+{
+    if (2 * (s->shop.n + 1) > s->nslots)
+        slots_grow(s);
+    uint32_t k = hash_id(id, len) & (s->nslots - 1);
+    for (; s->slots[k]; k = (k + 1) & (s->nslots - 1)) {
+        rs_customer *c = &s->shop.c[s->slots[k] - 1];
+        if (strlen(c->id) == len && memcmp(c->id, id, len) == 0)
+            return c;
+    }
+    if (s->shop.n == s->cap) {
+        uint32_t cap = s->cap ? s->cap * 2 : 1024;
+        s->shop.c = xrealloc(s->shop.c, cap * sizeof *s->shop.c);
+        account(s, ((ptrdiff_t)cap - (ptrdiff_t)s->cap) * (ptrdiff_t)sizeof *s->shop.c);
+        s->cap = cap;
+    }
+    rs_customer *c = &s->shop.c[s->shop.n];
+    *c = (rs_customer){.id = xstrndup(id, len), .since = RS_NONE, .first = RS_NONE};
+    account(s, (ptrdiff_t)len + 1);
+    s->slots[k] = ++s->shop.n;
+    return c;
+}
+
+static void add_order(snap *s, rs_customer *c, int64_t t, int64_t v)
+{
+    if (c->n == c->cap) {
+        /* out of its slice of the pool (or its own array): an array of its own, twice as big */
+        uint32_t cap = c->cap ? c->cap * 2 : 2;
+        rs_order *o = xmalloc(cap * sizeof *o);
+        memcpy(o, c->orders, c->n * sizeof *o);
+        if (c->owned) {
+            free(c->orders);
+            account(s, -(ptrdiff_t)c->cap * (ptrdiff_t)sizeof *o);
+        }
+        account(s, (ptrdiff_t)cap * (ptrdiff_t)sizeof *o);
+        c->orders = o;
+        c->cap = cap;
+        c->owned = true;
+    }
+    c->orders[c->n++] = (rs_order){t, v};
+}
+
+/* ---- reading rows (binary results) ---- */
+
+static int64_t be64(const char *p)
+{
+    uint64_t x;
+    memcpy(&x, p, sizeof x);
+    return (int64_t)be64toh(x);
+}
+
+static int64_t instant(const PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? RS_NONE : be64(PQgetvalue(res, row, col)) + PG_EPOCH_USEC;
+}
+
+/* Rows of (customer_id, since, first_order_at[, order_count]). The rollup's order count, when
+ * given, sizes the customer's slice of the pool; a count behind the orders (a bulk load's
+ * rollup still pending) only means that customer gets an array of its own. */
+static void apply_customers(snap *s, const PGresult *res)
+{
+    for (int r = 0; r < PQntuples(res); r++) {
+        rs_customer *c = customer(s, PQgetvalue(res, r, 0), (size_t)PQgetlength(res, r, 0));
+        c->known = true;
+        c->since = instant(res, r, 1);
+        c->first = instant(res, r, 2);
+        if (PQnfields(res) > 3) {
+            uint32_t n;
+            memcpy(&n, PQgetvalue(res, r, 3), sizeof n);
+            c->cap = be32toh(n);
+        }
+    }
+}
+
+/* Lays the pool out in the order of shop.c, so that a report walks memory once from start to end
+ * (per-customer allocations scattered over the heap made the reports wait on cache misses). */
+static void pool_make(snap *s)
+{
+    size_t total = 0;
+    for (uint32_t i = 0; i < s->shop.n; i++)
+        total += s->shop.c[i].cap;
+    s->pool = xmalloc((total ? total : 1) * sizeof *s->pool);
+    account(s, (ptrdiff_t)(total * sizeof *s->pool));
+    size_t off = 0;
+    for (uint32_t i = 0; i < s->shop.n; i++) {
+        s->shop.c[i].orders = s->pool + off;
+        off += s->shop.c[i].cap;
+    }
+}
+
+/* Rows of (customer_id, placed_at, net value in 1/10 000 or NULL when it has no exact such
+ * value). Returns false on a NULL value. */
+static bool apply_orders(snap *s, const PGresult *res)
+{
+    rs_customer *c = NULL;
+    for (int r = 0; r < PQntuples(res); r++) {
+        if (PQgetisnull(res, r, 2))
+            return false;
+        const char *id = PQgetvalue(res, r, 0);
+        size_t len = (size_t)PQgetlength(res, r, 0);
+        if (!c || strlen(c->id) != len || memcmp(c->id, id, len) != 0)
+            c = customer(s, id, len);
+        add_order(s, c, instant(res, r, 1), be64(PQgetvalue(res, r, 2)));
+    }
+    return true;
+}
+
+/* READ_UNUSABLE: the copy cannot serve (too big, inexact money): SQL answers for a while.
+ * READ_SKIP: this request is for SQL (more than 60 periods, no such tenant); the copy stays. */
+typedef enum { READ_OK, READ_FAILED, READ_UNUSABLE, READ_SKIP } read_status;
+
+static bool over_budget(const snap *s)
+{
+    return s->bytes > (size_t)config.report_snapshot_mb << 20;
+}
+
+/* Reads a cursor declared with `declare` ($1 = the tenant) to its end through apply. */
+enum { ROWS_CUSTOMERS, ROWS_ORDERS };
+
+static read_status read_cursor(PGconn *conn, snap *s, const char *tid, const char *name, const char *declare,
+                               int rows)
+{
+    const char *params[1] = {tid};
+    PGresult *res = PQexecParams(conn, declare, 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        db_log_error(res, conn, name);
+        PQclear(res);
+        return READ_FAILED;
+    }
+    PQclear(res);
+    char fetch[64];
+    snprintf(fetch, sizeof fetch, FETCH "%s", name);
+    for (;;) {
+        res = PQexecParams(conn, fetch, 0, NULL, NULL, NULL, NULL, 1);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+            db_log_error(res, conn, name);
+            PQclear(res);
+            return READ_FAILED;
+        }
+        int n = PQntuples(res);
+        bool ok = true;
+        if (rows == ROWS_ORDERS)
+            ok = apply_orders(s, res);
+        else
+            apply_customers(s, res);
+        PQclear(res);
+        if (!ok || over_budget(s))
+            return READ_UNUSABLE;
+        if (n == 0)
+            return READ_OK;
+    }
+}
+
+static read_status load(PGconn *conn, snap *s, const char *tid)
+{
+    snap_drop(s);
+    read_status st = read_cursor(conn, s, tid, "rs_customers",
+        "DECLARE rs_customers NO SCROLL CURSOR FOR "
+        "SELECT customer_id, coalesce(created_at, first_order_at, first_engaged_at, inserted_at), first_order_at, "
+        "order_count FROM customers WHERE tenant_id = $1", ROWS_CUSTOMERS);
+    if (st == READ_OK) {
+        pool_make(s); /* before any order: the customers known so far are all there are with a count */
+        st = over_budget(s) ? READ_UNUSABLE
+                            : read_cursor(conn, s, tid, "rs_orders",
+            "DECLARE rs_orders NO SCROLL CURSOR FOR "
+            "SELECT customer_id, placed_at, "
+            "CASE WHEN scale(net_value) <= 4 AND abs(net_value) < 1e11 THEN (net_value * 10000)::int8 END "
+            "FROM orders WHERE tenant_id = $1 AND qualifying ORDER BY placed_at", ROWS_ORDERS);
+    }
+    if (st == READ_OK) {
+        s->loaded = true;
+        stats_add(&stats.snapshot_loads, 1);
+    }
+    return st;
+}
+
+/* An array literal of the ids for a text[] parameter. */
+static void array_literal(buf *b, const PGresult *res)
+{
+    buf_puts(b, "{");
+    for (int r = 0; r < PQntuples(res); r++) {
+        buf_puts(b, r ? ",\"" : "\"");
+        for (const char *p = PQgetvalue(res, r, 0); *p; p++) {
+            if (*p == '"' || *p == '\\')
+                buf_append(b, "\\", 1);
+            buf_append(b, p, 1);
+        }
+        buf_puts(b, "\"");
+    }
+    buf_puts(b, "}");
+}
+
+/* Brings the copy current: the customers written by transactions its snapshot did not see are
+ * read again, or the whole tenant when there are many or the horizon passed the snapshot. */
+static read_status refresh(PGconn *conn, snap *s, const char *tid)
+{
+    char limit[16];
+    snprintf(limit, sizeof limit, "%d", REFRESH_MAX + 1);
+    const char *p3[3] = {tid, s->snapshot, limit};
+    PGresult *res = PQexecPrepared(conn, "report_changes", 3, p3, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        db_log_error(res, conn, "report_changes");
+        PQclear(res);
+        return READ_FAILED;
+    }
+    int n = PQntuples(res);
+    bool whole = n > REFRESH_MAX;
+    for (int r = 0; r < n && !whole; r++)
+        whole = PQgetisnull(res, r, 0);
+    if (whole || n == 0) {
+        PQclear(res);
+        return whole ? load(conn, s, tid) : READ_OK;
+    }
+    for (int r = 0; r < n; r++) {
+        rs_customer *c = customer(s, PQgetvalue(res, r, 0), (size_t)PQgetlength(res, r, 0));
+        c->known = false;
+        c->since = c->first = RS_NONE;
+        c->n = 0;
+    }
+    buf ids = {0};
+    array_literal(&ids, res);
+    PQclear(res);
+    const char *p2[2] = {tid, ids.data};
+    read_status st = READ_OK;
+    static const char *const stmts[2] = {"report_customers", "report_orders"};
+    for (int i = 0; i < 2 && st == READ_OK; i++) {
+        res = PQexecPrepared(conn, stmts[i], 2, p2, NULL, NULL, 1);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+            db_log_error(res, conn, stmts[i]);
+            st = READ_FAILED;
+        } else if (i == 0) {
+            apply_customers(s, res);
+        } else if (!apply_orders(s, res) || over_budget(s)) {
+            st = READ_UNUSABLE;
+        }
+        PQclear(res);
+    }
+    buf_free(&ids);
+    if (st == READ_OK)
+        stats_add(&stats.snapshot_refreshed, (uint64_t)n);
+    return st;
+}
+
+/* ---- the registry ---- */
+
+static snap *snap_of(int64_t tenant)
+{
+    pthread_mutex_lock(&reg.lock);
+    snap *s = reg.head;
+    while (s && s->tenant != tenant)
+        s = s->next;
+    if (!s) {
+        s = xcalloc(1, sizeof *s);
+        s->tenant = tenant;
+        pthread_mutex_init(&s->lock, NULL);
+        s->next = reg.head;
+        reg.head = s;
+    }
+    pthread_mutex_unlock(&reg.lock);
+    return s;
+}
+
+/* Drops the least recently used copies other than keep (and those in use) until all fit. */
+static void evict(snap *keep)
+{
+    size_t budget = (size_t)config.report_snapshot_mb << 20;
+    for (;;) {
+        pthread_mutex_lock(&reg.lock);
+        snap *victim = NULL;
+        if (reg.bytes > budget)
+            for (snap *s = reg.head; s; s = s->next)
+                if (s != keep && s->accounted && (!victim || s->used < victim->used))
+                    victim = s;
+        pthread_mutex_unlock(&reg.lock);
+        if (!victim || pthread_mutex_trylock(&victim->lock) != 0)
+            return;
+        rd_log(LOG_INFO, "msg=\"report snapshot evicted\" tenant=%lld bytes=%zu", (long long)victim->tenant,
+               victim->bytes);
+        snap_drop(victim);
+        pthread_mutex_unlock(&victim->lock);
+    }
+}
+
+void report_snapshot_free_all(void)
+{
+    pthread_mutex_lock(&reg.lock);
+    snap *s = reg.head;
+    reg.head = NULL;
+    pthread_mutex_unlock(&reg.lock);
+    while (s) {
+        snap *next = s->next;
+        snap_drop(s);
+        pthread_mutex_destroy(&s->lock);
+        free(s);
+        s = next;
+    }
+}
+
+/* ---- answering ---- */
+
+/* Parses "{1,2,3}" into *out (malloc'd). Returns the count. */
+static int parse_bounds(const char *text, int64_t **out)
+{
+    int n = 0;
+    for (const char *p = text; *p; p++)
+        n += *p == ',';
+    n += strcmp(text, "{}") != 0;
+    *out = xmalloc(sizeof **out * (size_t)(n ? n : 1));
+    const char *p = text + 1;
+    for (int i = 0; i < n; i++) {
+        char *end;
+        (*out)[i] = strtoll(p, &end, 10);
+        p = end + 1;
+    }
+    return n;
+}
+
+static json_t *number_or_null(const PGresult *res, int col)
+{
+    return PQgetisnull(res, 0, col) ? json_null() : json_real(strtod(PQgetvalue(res, 0, col), NULL));
+}
+
+enum { F_HEAD, F_FROM, F_TO, F_WINDOW, F_BOUNDS_US, F_BOUNDS, F_ACQ, F_RET, F_SNAP, F_COLUMNS };
+
+int report_snapshot_answer(PGconn *conn, const char *report, const char *const params[5], char **json)
+{
+    bool summary = strcmp(report, "summary") == 0, retention = strcmp(report, "retention") == 0;
+    if (config.report_snapshot_mb <= 0 || (!summary && !retention && strcmp(report, "cohorts") != 0)) {
+        stats_add(&stats.snapshot_fallbacks, 1);
+        return REPORT_SNAPSHOT_SKIP;
+    }
+    snap *s = snap_of(strtoll(params[0], NULL, 10));
+    pthread_mutex_lock(&s->lock);
+    if (s->unusable_until > now_usec()) {
+        pthread_mutex_unlock(&s->lock);
+        stats_add(&stats.snapshot_fallbacks, 1);
+        return REPORT_SNAPSHOT_SKIP;
+    }
+    const char *fp[5] = {params[0], params[1], params[2], params[3], summary ? NULL : params[4]};
+    PGresult *frame = NULL;
+    read_status st = READ_FAILED;
+    int64_t *bounds = NULL;
+    int nbounds = 0;
+    /* the cursors are read to their end: plan them for the whole result, not its first rows */
+    if (db_exec(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL cursor_tuple_fraction = 1; "
+                      "SET LOCAL jit = off", "report snapshot") != RD_OK)
+        goto out;
+    frame = PQexecPrepared(conn, "report_frame", 5, fp, NULL, NULL, 0);
+    if (PQresultStatus(frame) != PGRES_TUPLES_OK || PQnfields(frame) != F_COLUMNS) {
+        db_log_error(frame, conn, "report_frame");
+        goto out;
+    }
+    if (PQntuples(frame) != 1) {
+        st = READ_SKIP; /* no such tenant: the SQL report says so */
+        goto out;
+    }
+    nbounds = parse_bounds(PQgetvalue(frame, 0, F_BOUNDS_US), &bounds);
+    if (retention && nbounds - 2 > RS_MAX_RETENTION_PERIODS) {
+        st = READ_SKIP;
+        goto out;
+    }
+    st = s->loaded ? refresh(conn, s, params[0]) : load(conn, s, params[0]);
+    if (st == READ_OK && db_exec(conn, "COMMIT", "report snapshot") != RD_OK)
+        st = READ_FAILED;
+
+out:
+    if (st != READ_OK) {
+        PQclear(PQexec(conn, "ROLLBACK"));
+        if (st == READ_FAILED || st == READ_UNUSABLE)
+            snap_drop(s);
+        if (st == READ_UNUSABLE) {
+            s->unusable_until = now_usec() + UNUSABLE_USEC;
+            rd_log(LOG_INFO, "msg=\"report snapshot unusable, reports in SQL\" tenant=%s retry_in_s=%lld",
+                   params[0], (long long)(UNUSABLE_USEC / 1000000));
+        }
+        pthread_mutex_unlock(&s->lock);
+        PQclear(frame);
+        free(bounds);
+        if (st == READ_FAILED)
+            return RD_ERR;
+        stats_add(&stats.snapshot_fallbacks, 1);
+        return REPORT_SNAPSHOT_SKIP;
+    }
+    free(s->snapshot);
+    s->snapshot = xstrdup(PQgetvalue(frame, 0, F_SNAP));
+    publish(s, true);
+
+    json_t *head = json_loads(PQgetvalue(frame, 0, F_HEAD), 0, NULL);
+    json_t *bounds_json = json_loads(PQgetvalue(frame, 0, F_BOUNDS), 0, NULL);
+    json_t *acq = number_or_null(frame, F_ACQ), *ret = number_or_null(frame, F_RET);
+    rs_frame f = {.from = strtoll(PQgetvalue(frame, 0, F_FROM), NULL, 10),
+                  .to = strtoll(PQgetvalue(frame, 0, F_TO), NULL, 10),
+                  .window = strtoll(PQgetvalue(frame, 0, F_WINDOW), NULL, 10) * 86400 * INT64_C(1000000),
+                  .bounds = bounds, .nbounds = nbounds, .bounds_json = bounds_json,
+                  .acquisition_spend = acq, .retention_spend = ret};
+    json_t *data = summary ? reports_summary(&s->shop, &f) : retention ? reports_retention(&s->shop, &f)
+                                                                       : reports_cohorts(&s->shop, &f);
+    json_object_set_new(head, "data", data);
+    *json = json_dumps(head, JSON_COMPACT);
+    json_decref(head);
+    json_decref(bounds_json);
+    json_decref(acq);
+    json_decref(ret);
+    pthread_mutex_unlock(&s->lock);
+    PQclear(frame);
+    free(bounds);
+    evict(s);
+    stats_add(&stats.snapshot_reports, 1);
+    return RD_OK;
+}
