@@ -152,7 +152,8 @@ static void add_order(snap *s, rs_customer *c, int64_t t, int64_t v)
         /* out of its slice of the pool (or its own array): an array of its own, twice as big */
         uint32_t cap = c->cap ? c->cap * 2 : 2;
         rs_order *o = xmalloc(cap * sizeof *o);
-        memcpy(o, c->orders, c->n * sizeof *o);
+        if (c->n)
+            memcpy(o, c->orders, c->n * sizeof *o);
         if (c->owned) {
             free(c->orders);
             account(s, -(ptrdiff_t)c->cap * (ptrdiff_t)sizeof *o);

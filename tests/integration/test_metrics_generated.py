@@ -1,6 +1,11 @@
 """A generated shop of thousands of customers: every endpoint's numbers against an
 independent plain-SQL computation of the same definitions over the raw orders and events
-(not the rollup, not the service's SQL functions)."""
+(not the rollup, not the service's SQL functions).
+
+The same checks run three times: with the summary, retention and cohorts computed from the
+service's report snapshot (the default), with them computed in SQL (a server with
+REPORT_SNAPSHOT_MB=0), and after the shop changed in every way a report reads while a snapshot
+was held (the snapshot must be brought current, customer by customer)."""
 import datetime
 import json
 import random
@@ -8,7 +13,7 @@ import unittest
 
 from harness import Postgres, Server
 
-pg = server = None
+pg = server = sql_server = None
 FROM, TO, W = "2025-07-01", "2026-01-01", 365
 
 # qualifying, recomputed from raw columns
@@ -17,48 +22,67 @@ Q = ("o.status NOT IN ('cancelled','refunded') AND NOT o.test"
 
 
 def setUpModule():
-    global pg, server
+    global pg, server, sql_server
     pg = Postgres().start()
     server = Server(pg).start()
+    sql_server = Server(pg, REPORT_SNAPSHOT_MB=0).start()
 
 
 def tearDownModule():
-    if server:
-        server.stop()
+    for s in (server, sql_server):
+        if s:
+            s.stop()
     if pg:
         pg.destroy()
 
 
+def counters(srv):
+    """The report-snapshot counters of srv's /metrics."""
+    out = {}
+    for line in srv.get("/metrics").body.decode().splitlines():
+        if line.startswith("retentiond_report_snapshot_"):
+            name, value = line.split()
+            out[name[len("retentiond_report_snapshot_"):]] = int(float(value))
+    return out
+
+
+def shop_lines(rnd, start, customers):
+    lines = []
+    for c in range(customers):
+        n = rnd.choice([0, 1, 1, 1, 2, 2, 3, 5])
+        first = rnd.randint(0, 730)
+        for k in range(n):
+            day = start + datetime.timedelta(days=min(760, first + rnd.randint(0, 200) * k))
+            total = rnd.randint(100, 30000) / 100
+            o = {"kind": "order", "order_id": f"o{c}-{k}", "customer_id": f"c{c}",
+                 "placed_at": f"{day}T{rnd.randint(0, 23):02d}:00:00Z", "total": f"{total:.2f}"}
+            r = rnd.random()
+            if r < 0.04:
+                o["status"] = "cancelled"
+            elif r < 0.07:
+                o["refunded"] = o["total"]
+                o["status"] = "refunded"
+            elif r < 0.12:
+                o["refunded"] = f"{total / 3:.2f}"
+            elif r < 0.13:
+                o["test"] = True
+            lines.append(o)
+        if rnd.random() < 0.15:
+            lines.append({"kind": "event", "event_id": f"v{c}", "customer_id": f"c{c}", "type": "visit",
+                          "occurred_at": f"{start + datetime.timedelta(days=rnd.randint(0, 760))}T08:00:00Z"})
+    return lines
+
+
 class GeneratedShop(unittest.TestCase):
+    """The reports from the service's snapshot of the shop."""
+
     @classmethod
     def setUpClass(cls):
+        cls.srv = server
         cls.tenant, cls.key = server.tenant()
         cls.tid = pg.scalar("SELECT tenant_id FROM tenants WHERE name = :'v1'", cls.tenant)
         rnd = random.Random(20261123)
-        start = datetime.date(2024, 1, 1)
-        lines = []
-        for c in range(4000):
-            n = rnd.choice([0, 1, 1, 1, 2, 2, 3, 5])
-            first = rnd.randint(0, 730)
-            for k in range(n):
-                day = start + datetime.timedelta(days=min(760, first + rnd.randint(0, 200) * k))
-                total = rnd.randint(100, 30000) / 100
-                o = {"kind": "order", "order_id": f"o{c}-{k}", "customer_id": f"c{c}",
-                     "placed_at": f"{day}T{rnd.randint(0, 23):02d}:00:00Z", "total": f"{total:.2f}"}
-                r = rnd.random()
-                if r < 0.04:
-                    o["status"] = "cancelled"
-                elif r < 0.07:
-                    o["refunded"] = o["total"]
-                    o["status"] = "refunded"
-                elif r < 0.12:
-                    o["refunded"] = f"{total / 3:.2f}"
-                elif r < 0.13:
-                    o["test"] = True
-                lines.append(o)
-            if rnd.random() < 0.15:
-                lines.append({"kind": "event", "event_id": f"v{c}", "customer_id": f"c{c}", "type": "visit",
-                              "occurred_at": f"{start + datetime.timedelta(days=rnd.randint(0, 760))}T08:00:00Z"})
+        lines = shop_lines(rnd, datetime.date(2024, 1, 1), 4000)
         body = "\n".join(json.dumps(x) for x in lines) + "\n"
         r = server.post("/v1/batch", body, cls.key, content_type="application/x-ndjson", timeout=600)
         assert r.status == 200 and r.json["rejected"] == 0, r
@@ -92,7 +116,7 @@ class GeneratedShop(unittest.TestCase):
         """)
         S, E, N, lost, react, ordering, repeat, orders = map(int, row[:8])
         revenue, returning, ret_rev, top20 = float(row[8]), int(row[9]), float(row[10]), float(row[11])
-        r = server.get(f"/v1/metrics/summary?from={FROM}&to={TO}&window={W}", self.key)
+        r = self.srv.get(f"/v1/metrics/summary?from={FROM}&to={TO}&window={W}", self.key)
         self.assertEqual(r.status, 200, r)
         c, m = r.json["counts"], r.json["metrics"]
         self.assertGreater(S, 100)
@@ -150,7 +174,7 @@ class GeneratedShop(unittest.TestCase):
                                       ("week", "2024-01-01", "2026-01-01", W)):
             with self.subTest(unit=unit, frm=frm, window=window):
                 expected = self.retention_expected(unit, frm, to, window)
-                r = server.get(f"/v1/metrics/retention?period={unit}&from={frm}&to={to}&window={window}",
+                r = self.srv.get(f"/v1/metrics/retention?period={unit}&from={frm}&to={to}&window={window}",
                                self.key)
                 self.assertEqual(r.status, 200, r)
                 got = [(x["period_start"][:10], x["S"], x["E"], x["N"], x["lost"], x["returning"],
@@ -169,7 +193,7 @@ class GeneratedShop(unittest.TestCase):
                         ELSE 'suspect' END, count(*) FROM n GROUP BY 1""")
         expected = {"suspect": 0, "prospect": 0, "customer": 0, "client": 0, "advocate": 0}
         expected.update({k: int(v) for k, v in rows})
-        r = server.get("/v1/metrics/ladder", self.key)
+        r = self.srv.get("/v1/metrics/ladder", self.key)
         self.assertEqual({s["stage"]: s["count"] for s in r.json["stages"]}, expected)
 
     def test_cohorts_match_plain_sql(self):
@@ -181,7 +205,7 @@ class GeneratedShop(unittest.TestCase):
                    count(DISTINCT q.customer_id) FILTER (WHERE date_trunc('month', q.placed_at) = f.cohort + interval '1 month'
                                                          AND q.placed_at < $TO)
             FROM f JOIN q USING (customer_id) GROUP BY 1 ORDER BY 1""")
-        r = server.get(f"/v1/metrics/cohorts?period=month&from={FROM}&to={TO}", self.key)
+        r = self.srv.get(f"/v1/metrics/cohorts?period=month&from={FROM}&to={TO}", self.key)
         got = [(c["cohort"][:7], c["size"], c["cells"][1]["active"] if len(c["cells"]) > 1 else 0)
                for c in r.json["cohorts"]]
         self.assertEqual(got, [(a, int(b), int(c)) for a, b, c in rows])
@@ -194,10 +218,83 @@ class GeneratedShop(unittest.TestCase):
                    ntile(5) OVER (ORDER BY n, customer_id), ntile(5) OVER (ORDER BY rev, customer_id)
             FROM a ORDER BY customer_id LIMIT 25""")
         for cid, n, rev, rr, ff, mm in rows:
-            p = server.get(f"/v1/customers/{cid}", self.key).json
+            p = self.srv.get(f"/v1/customers/{cid}", self.key).json
             self.assertEqual(p["order_count"], int(n), cid)
             self.assertAlmostEqual(p["net_revenue"], float(rev), places=2)
             self.assertEqual((p["rfm"]["r"], p["rfm"]["f"], p["rfm"]["m"]), (int(rr), int(ff), int(mm)), cid)
+
+
+class GeneratedShopInSql(GeneratedShop):
+    """The same reports computed by the SQL functions: a server without report snapshots."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.srv = sql_server
+
+    def test_no_report_came_from_a_snapshot(self):
+        self.srv.get(f"/v1/metrics/summary?from={FROM}&to={TO}", self.key)
+        self.assertEqual(counters(self.srv)["reports_total"], 0)
+
+
+class ChangedShop(GeneratedShop):
+    """The snapshot is read, then the shop changes in every way the reports read: new orders,
+    refunds and cancellations of counted ones, an order dated before a customer's first (which
+    moves the customer to another cohort and out of N), a new customer with orders, and a
+    customer's created_at. Every report must then equal the plain SQL over the changed shop, and
+    the snapshot must have been brought current customer by customer, not read again."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        reports = [f"/v1/metrics/summary?from={FROM}&to={TO}&window={W}",
+                   f"/v1/metrics/retention?period=month&from={FROM}&to={TO}&window={W}",
+                   f"/v1/metrics/cohorts?period=month&from={FROM}&to={TO}"]
+        for path in reports:
+            assert server.get(path, cls.key).status == 200
+        before = counters(server)
+        rows = pg.sql(f"""
+            SELECT customer_id, min(order_id), min(placed_at)::date FROM orders
+            WHERE tenant_id = {cls.tid} AND qualifying AND placed_at >= '{FROM}' AND placed_at < '{TO}'
+            GROUP BY 1 ORDER BY 1 LIMIT 30""")
+        later = "2026-01-02T00:00:00Z"
+        changed = set()
+        for i, (cid, oid, day) in enumerate(rows):
+            if i < 10:    # another order in the period
+                o = {"order_id": f"new-{i}", "customer_id": cid, "placed_at": f"{day}T12:00:00Z",
+                     "total": f"{10 + i}.25"}
+            elif i < 15:  # refunded in full: no longer counted
+                o = {"order_id": oid, "customer_id": cid, "placed_at": f"{day}T00:00:00Z", "total": "5.00",
+                     "refunded": "5.00", "status": "refunded", "updated_at": later}
+            elif i < 20:  # cancelled
+                o = {"order_id": oid, "customer_id": cid, "placed_at": f"{day}T00:00:00Z", "total": "5.00",
+                     "status": "cancelled", "updated_at": later}
+            else:         # an order a year before: the customer's first moves out of the period
+                o = {"order_id": f"early-{i}", "customer_id": cid, "placed_at": "2024-03-05T10:00:00Z",
+                     "total": "42.10"}
+            r = server.post("/v1/orders", o, cls.key)
+            assert r.status in (200, 201), r
+            changed.add(cid)
+        for k in range(3):  # a new customer, two orders in the period
+            o = {"order_id": f"fresh-{k}", "customer_id": "fresh", "placed_at": f"2025-{8 + k:02d}-10T09:00:00Z",
+                 "total": "99.99"}
+            assert server.post("/v1/orders", o, cls.key).status in (200, 201)
+        changed.add("fresh")
+        r = server.post("/v1/customers", {"customer_id": "signed-up", "created_at": "2025-12-01T00:00:00Z"}, cls.key)
+        assert r.status in (200, 201), r
+        changed.add("signed-up")
+        for path in reports:
+            assert server.get(path, cls.key).status == 200
+        after = counters(server)
+        cls.loads = after["loads_total"] - before["loads_total"]
+        cls.refreshed = after["refreshed_customers_total"] - before["refreshed_customers_total"]
+        cls.changed = len(changed)
+        pg.sql("ANALYZE")
+
+    def test_snapshot_was_brought_current_not_read_again(self):
+        self.assertEqual(self.loads, 0)
+        self.assertGreaterEqual(self.refreshed, self.changed)
+        self.assertGreater(counters(server)["reports_total"], 0)
 
 
 if __name__ == "__main__":
