@@ -449,13 +449,17 @@ def bench_reads(pg, srv, key, tid, n_customers, work, results, budget, deadline)
         paths = [path] * runs if path else ["/v1/customers/c%d" % rng.randint(1, n_customers) for _ in range(runs)]
         conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=600)
         hdr = {"Authorization": "Bearer " + key}
-        lat, bad, started = [], 0, time.perf_counter()
-        for i, p in enumerate([paths[0]] * 2 + paths):   # two warm-up requests
+        lat, bad, started, first = [], 0, time.perf_counter(), None
+        # two warm-up requests; the first is kept apart: for summary, retention and cohorts it
+        # reads the tenant's report snapshot (the service's copy of the qualifying orders)
+        for i, p in enumerate([paths[0]] * 2 + paths):
             t0 = time.perf_counter()
             conn.request("GET", p, headers=hdr)
             r = conn.getresponse()
             r.read()
             dt = (time.perf_counter() - t0) * 1000
+            if i == 0:
+                first = dt
             if i >= 2:
                 lat.append(dt)
                 bad += r.status != 200
@@ -466,7 +470,8 @@ def bench_reads(pg, srv, key, tid, n_customers, work, results, budget, deadline)
         log(f"  reads: {name}: {n} requests, p50 {pct(lat, 50):.2f} ms; pgbench the same {n} times")
         pgbench(pg, sql, work, "pgb-warm", txns=2)
         _, plat, _, _ = pgbench(pg, sql, work, "pgb-read", txns=n)
-        s = {"runs": n, "non200": bad, "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99), "mean_ms": statistics.mean(lat)}
+        s = {"runs": n, "non200": bad, "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99), "mean_ms": statistics.mean(lat),
+             "first_ms": first}
         b = {"runs": len(plat), "p50_ms": pct(plat, 50), "p99_ms": pct(plat, 99), "mean_ms": statistics.mean(plat)}
         results["reads"].append({"name": name, "path": path or "/v1/customers/{random id}", "sql": sql.strip(),
                                  "service": s, "psql": b, "ratio_p50": ratio(s["p50_ms"], b["p50_ms"])})
@@ -539,6 +544,8 @@ def table(res):
         rows.append((f"GET {r['name']} p50 / p99 ms (n={s['runs']})",
                      f"{s['p50_ms']:.2f} / {s['p99_ms']:.2f}" + (f" ({s['non200']} non-200)" if s["non200"] else ""),
                      f"{b['p50_ms']:.2f} / {b['p99_ms']:.2f}", fmt(r["ratio_p50"], "{:.2f}")))
+        if r["name"] in ("summary", "retention month", "cohorts month") and s.get("first_ms") is not None:
+            rows.append(("  first request ms (the first report of a tenant reads its snapshot)", f"{s['first_ms']:.0f}", "-", ""))
     f = res.get("fit")
     if f:
         shown = fmt(f["seconds"], "{:.2f}") if f["seconds"] is not None else f"n/a ({f['message'][:50]})"

@@ -56,7 +56,7 @@ static const cf_entry table[] = {
     {"rfm-refresh-interval", "RFM_REFRESH_INTERVAL", CF_INT, &config.rfm_refresh_interval, "60", 0, 86400,
      "seconds between background upkeep rounds: RFM quintile boundaries older than 4 minutes are "
      "refreshed, the rung changes of past days are added to the ladder's daily aggregate, rollups a bulk "
-     "load left pending are swept (0 = off: a profile refreshes the boundaries when 5 minutes old; the "
+     "load left pending are swept, report_changes rows behind the horizon are deleted (0 = off: a profile refreshes the boundaries when 5 minutes old; the "
      "ladder reads the changes since the last round row by row)"},
     {"rollup-sweep-after", "ROLLUP_SWEEP_AFTER", CF_INT, &config.rollup_sweep_after, "300", 0, 86400,
      "seconds a customer may stay pending after a bulk load cut short before the upkeep brings its "
