@@ -481,7 +481,7 @@ int report_snapshot_answer(PGconn *conn, const char *report, const char *const p
         goto out;
     }
     nbounds = parse_bounds(PQgetvalue(frame, 0, F_BOUNDS_US), &bounds);
-    if (retention && nbounds - 2 > RS_MAX_RETENTION_PERIODS) {
+    if (nbounds - 2 > (retention ? RS_MAX_RETENTION_PERIODS : RS_MAX_COHORT_PERIODS)) {
         st = READ_SKIP;
         goto out;
     }

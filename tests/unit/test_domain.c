@@ -3,6 +3,7 @@
 #include "retentiond/domain/batch.h"
 #include "retentiond/domain/metrics.h"
 #include "retentiond/domain/model.h"
+#include "retentiond/domain/reports.h"
 
 #include <check.h>
 #include <math.h>
@@ -193,6 +194,62 @@ START_TEST(rfm_segments)
 }
 END_TEST
 
+/* A summary worked out by hand: period [1000, 2000), window 500 (any unit of time); money in
+ * 1/10 000, so 20000 is 2.00. */
+static rs_customer cust(const char *id, bool known, int64_t first, int n, const int64_t *tv)
+{
+    rs_customer c = {.id = (char *)id, .known = known, .since = 0, .first = first, .n = (uint32_t)n,
+                     .cap = (uint32_t)n, .orders = calloc((size_t)n + 1, sizeof(rs_order))};
+    for (int i = 0; i < n; i++)
+        c.orders[i] = (rs_order){tv[2 * i], tv[2 * i + 1]};
+    return c;
+}
+
+START_TEST(summary_by_hand)
+{
+    rs_customer c[14];
+    int k = 0;
+    c[k++] = cust("A", true, 100, 2, (int64_t[]){600, 10, 1500, 50000});     /* S, E, returning */
+    c[k++] = cust("B", true, 1200, 2, (int64_t[]){1200, 30000, 1300, 30000}); /* new, repeat */
+    c[k++] = cust("C", true, 100, 1, (int64_t[]){100, 5});                    /* nothing */
+    c[k++] = cust("D", true, 700, 2, (int64_t[]){700, 7, 1900, 20000});       /* S, E, returning */
+    c[k++] = cust("E", true, 50, 2, (int64_t[]){50, 1, 1950, 20000});         /* E, reactivated */
+    c[k++] = cust("F", true, 800, 1, (int64_t[]){800, 3});                    /* S, lost */
+    c[k++] = cust("G", true, 1100, 1, (int64_t[]){1100, 20000});              /* new */
+    for (int i = 0; i < 6; i++)                                               /* new, first == from */
+        c[k++] = cust("H", true, 1000, 1, (int64_t[]){1000, 20000});
+    c[k++] = cust("Z", false, RS_NONE, 1, (int64_t[]){1500, 10000}); /* orders before its customer row */
+    rs_shop shop = {c, (uint32_t)k};
+    json_t *none = json_null();
+    rs_frame f = {.from = 1000, .to = 2000, .window = 500, .acquisition_spend = none, .retention_spend = none};
+    json_t *d = reports_summary(&shop, &f);
+#define I(name) json_integer_value(json_object_get(d, name))
+#define R(name) json_real_value(json_object_get(d, name))
+    ck_assert_int_eq(I("customers"), 13);
+    ck_assert_int_eq(I("S"), 3);
+    ck_assert_int_eq(I("E"), 3);
+    ck_assert_int_eq(I("N"), 8);
+    ck_assert_int_eq(I("lost"), 1);
+    ck_assert_int_eq(I("retained"), 2);
+    ck_assert_int_eq(I("reactivated"), 1);
+    ck_assert_int_eq(I("ordering"), 12);
+    ck_assert_int_eq(I("repeat_ordering"), 1);
+    ck_assert_int_eq(I("returning"), 3);
+    ck_assert_int_eq(I("orders"), 13);
+    ck_assert_double_eq(R("revenue"), 30.0);
+    ck_assert_double_eq(R("returning_revenue"), 9.0);
+    ck_assert_double_eq(R("new_revenue"), 20.0);
+    /* 12 ordering: the top ceil(2.4) = 3 revenues are 6.00, 5.00 and one of eight 2.00s */
+    ck_assert_double_eq(R("top20_revenue"), 13.0);
+#undef I
+#undef R
+    json_decref(d);
+    json_decref(none);
+    for (int i = 0; i < k; i++)
+        free(c[i].orders);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("domain");
@@ -204,6 +261,7 @@ int main(void)
     tcase_add_test(tc, batch_csv);
     tcase_add_test(tc, ratios_null_on_zero);
     tcase_add_test(tc, rfm_segments);
+    tcase_add_test(tc, summary_by_hand);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -15,6 +15,7 @@
 #define RS_NONE INT64_MIN          /* a NULL instant */
 #define RS_MONEY_SCALE 10000       /* money units per currency unit */
 #define RS_MAX_RETENTION_PERIODS 60 /* as rd_metrics_retention's bit masks; beyond it SQL answers */
+#define RS_MAX_COHORT_PERIODS 400   /* the matrix is periods^2 cells (~5 MB here); beyond it SQL answers */
 
 typedef struct {
     int64_t t; /* placed_at */

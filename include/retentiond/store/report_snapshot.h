@@ -7,7 +7,8 @@
  * The report is then computed over the copy (domain/reports.c): it answers from exactly the
  * data a SQL report would see in that snapshot. The copies live within report_snapshot_mb,
  * least recently used first out; a tenant that does not fit, a retention report of more than
- * 60 periods and money with more than 4 decimals are answered by SQL. Nothing here is state
+ * 60 periods, a cohort matrix of more than 400 and money with more than 4 decimals are answered
+ * by SQL. Nothing here is state
  * the service needs: a restart or another instance reads the tenant again. */
 #ifndef RETENTIOND_STORE_REPORT_SNAPSHOT_H
 #define RETENTIOND_STORE_REPORT_SNAPSHOT_H
