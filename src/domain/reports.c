@@ -20,22 +20,22 @@ static json_t *money(money_sum v)
 
 /* The sum of the k largest of v[0..n) (reordering v): quickselect, each round keeping the side
  * that holds the boundary and adding up the side wholly above it. */
-static money_sum top_sum(int64_t *v, int64_t n, int64_t k)
+static money_sum top_sum(money_sum *v, int64_t n, int64_t k)
 {
     money_sum sum = 0;
     int64_t lo = 0, hi = n; /* the k largest of v[lo..hi) are still to be added */
     while (k > 0 && hi - lo > k) {
-        int64_t a = v[lo], b = v[lo + (hi - lo) / 2], c = v[hi - 1];
-        int64_t pivot = a < b ? (b < c ? b : a < c ? c : a) : (a < c ? a : b < c ? c : b);
+        money_sum a = v[lo], b = v[lo + (hi - lo) / 2], c = v[hi - 1];
+        money_sum pivot = a < b ? (b < c ? b : a < c ? c : a) : (a < c ? a : b < c ? c : b);
         /* three-way partition: [lo, gt) > pivot, [gt, eq) == pivot, [eq, hi) < pivot */
         int64_t gt = lo, i = lo, lt = hi;
         while (i < lt) {
             if (v[i] > pivot) {
-                int64_t t = v[i]; v[i] = v[gt]; v[gt] = t;
+                money_sum t = v[i]; v[i] = v[gt]; v[gt] = t;
                 gt++, i++;
             } else if (v[i] < pivot) {
                 lt--;
-                int64_t t = v[i]; v[i] = v[lt]; v[lt] = t;
+                money_sum t = v[i]; v[i] = v[lt]; v[lt] = t;
             } else {
                 i++;
             }
@@ -63,7 +63,7 @@ json_t *reports_summary(const rs_shop *shop, const rs_frame *f)
     int64_t customers = 0, S = 0, E = 0, N = 0, lost = 0, retained = 0, reactivated = 0;
     int64_t ordering = 0, repeat = 0, returning = 0, orders = 0;
     money_sum revenue = 0, returning_revenue = 0, new_revenue = 0, top20 = 0;
-    int64_t *revs = xmalloc(sizeof *revs * (shop->n ? shop->n : 1));
+    money_sum *revs = xmalloc(sizeof *revs * (shop->n ? shop->n : 1));
 
     for (uint32_t i = 0; i < shop->n; i++) {
         const rs_customer *c = &shop->c[i];
@@ -75,7 +75,8 @@ json_t *reports_summary(const rs_shop *shop, const rs_frame *f)
             continue;
         /* s, e: an order in the window before from / to; p: the orders in the period */
         bool s = false, e = false;
-        int64_t n = 0, rev = 0;
+        int64_t n = 0;
+        money_sum rev = 0;
         for (uint32_t k = 0; k < c->n; k++) {
             int64_t t = c->orders[k].t;
             s |= t >= f->from - f->window && t < f->from;
@@ -274,7 +275,7 @@ json_t *reports_cohorts(const rs_shop *shop, const rs_frame *f)
             json_object_set_new(x, "active_on_or_after", json_integer(on_or_after));
             json_object_set_new(x, "share_on_or_after", json_real((double)on_or_after / n));
             json_object_set_new(x, "cumulative_revenue_per_customer",
-                                json_real((double)cum / RS_MONEY_SCALE / n));
+                                json_real((double)cum / ((double)RS_MONEY_SCALE * n)));
             json_array_append_new(row, x);
             on_or_after -= last[cell];
         }

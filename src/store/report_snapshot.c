@@ -200,11 +200,13 @@ static void apply_customers(snap *s, const PGresult *res)
 
 /* Lays the pool out in the order of shop.c, so that a report walks memory once from start to end
  * (per-customer allocations scattered over the heap made the reports wait on cache misses). */
-static void pool_make(snap *s)
+static bool pool_make(snap *s)
 {
     size_t total = 0;
     for (uint32_t i = 0; i < s->shop.n; i++)
         total += s->shop.c[i].cap;
+    if (total > ((size_t)config.report_snapshot_mb << 20) / sizeof *s->pool)
+        return false; /* would not fit: do not even try to allocate it */
     s->pool = xmalloc((total ? total : 1) * sizeof *s->pool);
     account(s, (ptrdiff_t)(total * sizeof *s->pool));
     size_t off = 0;
@@ -212,6 +214,7 @@ static void pool_make(snap *s)
         s->shop.c[i].orders = s->pool + off;
         off += s->shop.c[i].cap;
     }
+    return true;
 }
 
 /* Rows of (customer_id, placed_at, net value in 1/10 000 or NULL when it has no exact such
@@ -235,9 +238,26 @@ static bool apply_orders(snap *s, const PGresult *res)
  * READ_SKIP: this request is for SQL (more than 60 periods, no such tenant); the copy stays. */
 typedef enum { READ_OK, READ_FAILED, READ_UNUSABLE, READ_SKIP } read_status;
 
-static bool over_budget(const snap *s)
+static void evict(snap *keep);
+
+/* Whether the copy, with every other copy, exceeds the budget after the least recently used
+ * others that are not in use were dropped to make room. */
+static bool over_budget(snap *s)
 {
-    return s->bytes > (size_t)config.report_snapshot_mb << 20;
+    size_t budget = (size_t)config.report_snapshot_mb << 20;
+    if (s->bytes > budget)
+        return true;
+    publish(s, false);
+    pthread_mutex_lock(&reg.lock);
+    bool over = reg.bytes > budget;
+    pthread_mutex_unlock(&reg.lock);
+    if (!over)
+        return false;
+    evict(s);
+    pthread_mutex_lock(&reg.lock);
+    over = reg.bytes > budget;
+    pthread_mutex_unlock(&reg.lock);
+    return over;
 }
 
 /* Reads a cursor declared with `declare` ($1 = the tenant) to its end through apply. */
@@ -285,8 +305,8 @@ static read_status load(PGconn *conn, snap *s, const char *tid)
         "SELECT customer_id, coalesce(created_at, first_order_at, first_engaged_at, inserted_at), first_order_at, "
         "order_count FROM customers WHERE tenant_id = $1", ROWS_CUSTOMERS);
     if (st == READ_OK) {
-        pool_make(s); /* before any order: the customers known so far are all there are with a count */
-        st = over_budget(s) ? READ_UNUSABLE
+        /* before any order: the customers known so far are all there are with a count */
+        st = !pool_make(s) || over_budget(s) ? READ_UNUSABLE
                             : read_cursor(conn, s, tid, "rs_orders",
             "DECLARE rs_orders NO SCROLL CURSOR FOR "
             "SELECT customer_id, placed_at, "

@@ -240,8 +240,8 @@ class GeneratedShopInSql(GeneratedShop):
 class ChangedShop(GeneratedShop):
     """The snapshot is read, then the shop changes in every way the reports read: new orders,
     refunds and cancellations of counted ones, an order dated before a customer's first (which
-    moves the customer to another cohort and out of N), a new customer with orders, and a
-    customer's created_at. Every report must then equal the plain SQL over the changed shop, and
+    moves the customer to another cohort and out of N), orders moved to another customer, a new
+    customer with orders, and a customer's created_at. Every report must then equal the plain SQL over the changed shop, and
     the snapshot must have been brought current customer by customer, not read again."""
 
     @classmethod
@@ -269,9 +269,13 @@ class ChangedShop(GeneratedShop):
             elif i < 20:  # cancelled
                 o = {"order_id": oid, "customer_id": cid, "placed_at": f"{day}T00:00:00Z", "total": "5.00",
                      "status": "cancelled", "updated_at": later}
-            else:         # an order a year before: the customer's first moves out of the period
+            elif i < 25:  # an order a year before: the customer's first moves out of the period
                 o = {"order_id": f"early-{i}", "customer_id": cid, "placed_at": "2024-03-05T10:00:00Z",
                      "total": "42.10"}
+            else:         # the order moves to another customer
+                o = {"order_id": oid, "customer_id": "adopter", "placed_at": f"{day}T00:00:00Z",
+                     "total": "77.00", "updated_at": later}
+                changed.add("adopter")
             r = server.post("/v1/orders", o, cls.key)
             assert r.status in (200, 201), r
             changed.add(cid)
