@@ -19,8 +19,8 @@
 -- each other here. The upkeep (rd_report_changes_prune) deletes rows older than the horizon,
 -- which it moves in two steps at least ten minutes apart; a copy whose snapshot predates the
 -- horizon loads again. TRUNCATE of either table moves the horizon past itself. An UPDATE of
--- orders records the customers of the old rows too (an order moved to another customer);
--- customers rows never change their id.
+-- orders records the customers of the old rows too, by a second trigger (an order moved to
+-- another customer); customers rows never change their id.
 CREATE TABLE report_changes (
     tenant_id   bigint NOT NULL,
     xid         xid8 NOT NULL DEFAULT pg_current_xact_id(),
@@ -46,16 +46,6 @@ BEGIN
         SET horizon = greatest(horizon, (pg_current_xact_id()::text::numeric + 1)::text::xid8);
         RETURN NULL;
     END IF;
-    IF TG_OP = 'UPDATE' AND TG_TABLE_NAME = 'orders' THEN
-        -- an order moved to another customer changes the customer it left as well
-        WITH t AS (SELECT tenant_id, customer_id FROM changed UNION SELECT tenant_id, customer_id FROM left_rows),
-        per AS (SELECT tenant_id, count(*) AS n FROM t GROUP BY tenant_id)
-        INSERT INTO report_changes (tenant_id, customer_id)
-        SELECT t.tenant_id, t.customer_id FROM t JOIN per USING (tenant_id) WHERE per.n <= 256
-        UNION ALL
-        SELECT tenant_id, NULL FROM per WHERE n > 256;
-        RETURN NULL;
-    END IF;
     WITH t AS (SELECT DISTINCT tenant_id, customer_id FROM changed),
     per AS (SELECT tenant_id, count(*) AS n FROM t GROUP BY tenant_id)
     INSERT INTO report_changes (tenant_id, customer_id)
@@ -68,8 +58,10 @@ END $$;
 CREATE TRIGGER orders_report_insert AFTER INSERT ON orders
     REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION rd_report_changes_note();
 CREATE TRIGGER orders_report_update AFTER UPDATE ON orders
-    REFERENCING OLD TABLE AS left_rows NEW TABLE AS changed
-    FOR EACH STATEMENT EXECUTE FUNCTION rd_report_changes_note();
+    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION rd_report_changes_note();
+-- an order moved to another customer changes the customer it left as well
+CREATE TRIGGER orders_report_update_old AFTER UPDATE ON orders
+    REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION rd_report_changes_note();
 CREATE TRIGGER orders_report_delete AFTER DELETE ON orders
     REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION rd_report_changes_note();
 CREATE TRIGGER orders_report_truncate AFTER TRUNCATE ON orders

@@ -43,18 +43,28 @@ static struct {
     size_t bytes;
 } reg = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
+/* The columns a copy reads, shared by the whole-tenant cursors and the per-customer refresh:
+ * customers (id, since, first order), orders (customer, time, net value in 1/10 000 or NULL
+ * when it has no exact such value). */
+#define CUSTOMER_COLUMNS \
+    "customer_id, coalesce(created_at, first_order_at, first_engaged_at, inserted_at), first_order_at"
+#define ORDER_COLUMNS \
+    "customer_id, placed_at, CASE WHEN scale(net_value) <= 4 AND abs(net_value) < 1e11 THEN (net_value * 10000)::int8 END"
+
+static size_t budget_bytes(void)
+{
+    return (size_t)config.report_snapshot_mb << 20;
+}
+
 void report_snapshot_register(void)
 {
     db_register_statement("report_frame", "SELECT * FROM rd_report_frame($1, $2, $3, $4, $5)", 5);
     db_register_statement("report_changes", "SELECT customer_id FROM rd_report_changes_since($1, $2::pg_snapshot, $3)",
                           3);
     db_register_statement("report_customers",
-        "SELECT customer_id, coalesce(created_at, first_order_at, first_engaged_at, inserted_at), first_order_at "
-        "FROM customers WHERE tenant_id = $1 AND customer_id = ANY ($2::text[])", 2);
+        "SELECT " CUSTOMER_COLUMNS " FROM customers WHERE tenant_id = $1 AND customer_id = ANY ($2::text[])", 2);
     db_register_statement("report_orders",
-        "SELECT customer_id, placed_at, " 
-        "CASE WHEN scale(net_value) <= 4 AND abs(net_value) < 1e11 THEN (net_value * 10000)::int8 END "
-        "FROM orders WHERE tenant_id = $1 AND customer_id = ANY ($2::text[]) AND qualifying "
+        "SELECT " ORDER_COLUMNS " FROM orders WHERE tenant_id = $1 AND customer_id = ANY ($2::text[]) AND qualifying "
         "ORDER BY customer_id, placed_at", 2);
 }
 
@@ -205,7 +215,7 @@ static bool pool_make(snap *s)
     size_t total = 0;
     for (uint32_t i = 0; i < s->shop.n; i++)
         total += s->shop.c[i].cap;
-    if (total > ((size_t)config.report_snapshot_mb << 20) / sizeof *s->pool)
+    if (total > budget_bytes() / sizeof *s->pool)
         return false; /* would not fit: do not even try to allocate it */
     s->pool = xmalloc((total ? total : 1) * sizeof *s->pool);
     account(s, (ptrdiff_t)(total * sizeof *s->pool));
@@ -244,18 +254,12 @@ static void evict(snap *keep);
  * others that are not in use were dropped to make room. */
 static bool over_budget(snap *s)
 {
-    size_t budget = (size_t)config.report_snapshot_mb << 20;
-    if (s->bytes > budget)
+    if (s->bytes > budget_bytes())
         return true;
     publish(s, false);
-    pthread_mutex_lock(&reg.lock);
-    bool over = reg.bytes > budget;
-    pthread_mutex_unlock(&reg.lock);
-    if (!over)
-        return false;
     evict(s);
     pthread_mutex_lock(&reg.lock);
-    over = reg.bytes > budget;
+    bool over = reg.bytes > budget_bytes();
     pthread_mutex_unlock(&reg.lock);
     return over;
 }
@@ -302,16 +306,14 @@ static read_status load(PGconn *conn, snap *s, const char *tid)
     snap_drop(s);
     read_status st = read_cursor(conn, s, tid, "rs_customers",
         "DECLARE rs_customers NO SCROLL CURSOR FOR "
-        "SELECT customer_id, coalesce(created_at, first_order_at, first_engaged_at, inserted_at), first_order_at, "
-        "order_count FROM customers WHERE tenant_id = $1", ROWS_CUSTOMERS);
+        "SELECT " CUSTOMER_COLUMNS ", order_count FROM customers WHERE tenant_id = $1", ROWS_CUSTOMERS);
     if (st == READ_OK) {
         /* before any order: the customers known so far are all there are with a count */
         st = !pool_make(s) || over_budget(s) ? READ_UNUSABLE
                             : read_cursor(conn, s, tid, "rs_orders",
             "DECLARE rs_orders NO SCROLL CURSOR FOR "
-            "SELECT customer_id, placed_at, "
-            "CASE WHEN scale(net_value) <= 4 AND abs(net_value) < 1e11 THEN (net_value * 10000)::int8 END "
-            "FROM orders WHERE tenant_id = $1 AND qualifying ORDER BY placed_at", ROWS_ORDERS);
+            "SELECT " ORDER_COLUMNS " FROM orders WHERE tenant_id = $1 AND qualifying ORDER BY placed_at",
+            ROWS_ORDERS);
     }
     if (st == READ_OK) {
         s->loaded = true;
@@ -409,7 +411,7 @@ static snap *snap_of(int64_t tenant)
 /* Drops the least recently used copies other than keep (and those in use) until all fit. */
 static void evict(snap *keep)
 {
-    size_t budget = (size_t)config.report_snapshot_mb << 20;
+    size_t budget = budget_bytes();
     for (;;) {
         pthread_mutex_lock(&reg.lock);
         snap *victim = NULL;
@@ -471,7 +473,9 @@ enum { F_HEAD, F_FROM, F_TO, F_WINDOW, F_BOUNDS_US, F_BOUNDS, F_ACQ, F_RET, F_SN
 int report_snapshot_answer(PGconn *conn, const char *report, const char *const params[5], char **json)
 {
     bool summary = strcmp(report, "summary") == 0, retention = strcmp(report, "retention") == 0;
-    if (config.report_snapshot_mb <= 0 || (!summary && !retention && strcmp(report, "cohorts") != 0)) {
+    if (!summary && !retention && strcmp(report, "cohorts") != 0)
+        return REPORT_SNAPSHOT_SKIP; /* the ladder: not a report of the orders */
+    if (config.report_snapshot_mb <= 0) {
         stats_add(&stats.snapshot_fallbacks, 1);
         return REPORT_SNAPSHOT_SKIP;
     }
