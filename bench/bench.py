@@ -16,7 +16,6 @@ import http.client
 import json
 import os
 import platform
-import random
 import re
 import shutil
 import statistics
@@ -428,7 +427,7 @@ def read_specs(tid, n_customers):
         ("ladder", f"/v1/metrics/ladder?{q}", f"SELECT rd_metrics_ladder({args})::text;\n", 30),
         ("customers top 50", "/v1/customers?sort=net_revenue&limit=50",
          f"SELECT rd_customer_list({tid}::bigint, NULL, NULL, NULL, NULL, 'net_revenue', NULL, NULL, 50, now())::text;\n",
-         30),
+         300),
         # the service's one statement per profile: rung, RFM, model and purchase summary
         ("customer profile", None,
          f"\\set i random(1, {n_customers})\nSELECT * FROM rd_customer_profile_page({tid}::bigint, 'c' || :i, NULL);\n",
@@ -436,43 +435,48 @@ def read_specs(tid, n_customers):
     ]
 
 
+def wrk_read(srv, key, path, n_customers, secs, work):
+    """GET one read endpoint with wrk on one connection for `secs` seconds (see get_read.lua)."""
+    out = os.path.join(work, "wrk-read.json")
+    env = dict(os.environ, RD_KEY=key, RD_PATH=path or "", RD_CUSTOMERS=str(n_customers), RD_OUT=out)
+    run(["wrk", "-t", "1", "-c", "1", "-d", f"{max(1, round(secs))}s", "--timeout", "10s",
+         "-s", os.path.join(HERE, "get_read.lua"), f"http://127.0.0.1:{srv.port}"], env=env)
+    with open(out) as f:
+        return json.load(f)
+
+
 def bench_reads(pg, srv, key, tid, n_customers, work, results, budget, deadline):
-    """Each endpoint: up to `runs` requests on one keep-alive connection, stopping early (after
-    at least 5) when its share of the time left is used up; then pgbench runs the same SQL as
-    many times on one connection."""
-    rng = random.Random(7)
+    """Each endpoint: three warm-up requests (the first is kept apart: for summary, retention
+    and cohorts it reads the tenant's report snapshot), then wrk on one keep-alive connection
+    for the endpoint's share of the time left, then pgbench running the same SQL on one
+    connection as many times (at most `runs`). Both sides are C clients sending one request at
+    a time, so the ratio compares the service with the statement, not two client libraries."""
     results["reads"] = []
     specs = read_specs(tid, n_customers)
+    hdr = {"Authorization": "Bearer " + key}
     for left, (name, path, sql, runs) in zip(range(len(specs), 0, -1), specs):
-        share = max(1.0, (deadline - time.time()) / (2 * left))
-        this_budget = min(budget, share)
-        paths = [path] * runs if path else ["/v1/customers/c%d" % rng.randint(1, n_customers) for _ in range(runs)]
+        share = max(2.0, (deadline - time.time()) / (2 * left))
+        secs = min(budget, share, 5.0)
         conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=600)
-        hdr = {"Authorization": "Bearer " + key}
-        lat, bad, started, first = [], 0, time.perf_counter(), None
-        # two warm-up requests; the first is kept apart: for summary, retention and cohorts it
-        # reads the tenant's report snapshot (the service's copy of the qualifying orders)
-        for i, p in enumerate([paths[0]] * 2 + paths):
+        first = None
+        for i in range(3):
             t0 = time.perf_counter()
-            conn.request("GET", p, headers=hdr)
+            conn.request("GET", path or "/v1/customers/c1", headers=hdr)
             r = conn.getresponse()
             r.read()
-            dt = (time.perf_counter() - t0) * 1000
             if i == 0:
-                first = dt
-            if i >= 2:
-                lat.append(dt)
-                bad += r.status != 200
-                if len(lat) >= 5 and time.perf_counter() - started > this_budget:
-                    break
+                first = (time.perf_counter() - t0) * 1000
         conn.close()
-        n = len(lat)
-        log(f"  reads: {name}: {n} requests, p50 {pct(lat, 50):.2f} ms; pgbench the same {n} times")
+        w = wrk_read(srv, key, path, n_customers, secs, work)
+        n = min(runs, w["requests"])
+        log(f"  reads: {name}: {w['requests']} requests in {secs:.0f} s, p50 {w['p50_us'] / 1000:.2f} ms; "
+            f"pgbench the same SQL {n} times")
         pgbench(pg, sql, work, "pgb-warm", txns=2)
         _, plat, _, _ = pgbench(pg, sql, work, "pgb-read", txns=n)
-        s = {"runs": n, "non200": bad, "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99), "mean_ms": statistics.mean(lat),
-             "first_ms": first}
-        b = {"runs": len(plat), "p50_ms": pct(plat, 50), "p99_ms": pct(plat, 99), "mean_ms": statistics.mean(plat)}
+        s = {"runs": w["requests"], "non200": w["non200"], "p50_ms": w["p50_us"] / 1000, "p99_ms": w["p99_us"] / 1000,
+             "mean_ms": w["mean_us"] / 1000, "first_ms": first, "client": "wrk -t1 -c1"}
+        b = {"runs": len(plat), "p50_ms": pct(plat, 50), "p99_ms": pct(plat, 99), "mean_ms": statistics.mean(plat),
+             "client": "pgbench -c1 -M prepared"}
         results["reads"].append({"name": name, "path": path or "/v1/customers/{random id}", "sql": sql.strip(),
                                  "service": s, "psql": b, "ratio_p50": ratio(s["p50_ms"], b["p50_ms"])})
 
@@ -541,7 +545,7 @@ def table(res):
                      f"{e['rows_per_s']:.0f}{note}", "-", ""))
     for r in res.get("reads", []):
         s, b = r["service"], r["psql"]
-        rows.append((f"GET {r['name']} p50 / p99 ms (n={s['runs']})",
+        rows.append((f"GET {r['name']} p50 / p99 ms (n={s['runs']} / {b['runs']})",
                      f"{s['p50_ms']:.2f} / {s['p99_ms']:.2f}" + (f" ({s['non200']} non-200)" if s["non200"] else ""),
                      f"{b['p50_ms']:.2f} / {b['p99_ms']:.2f}", fmt(r["ratio_p50"], "{:.2f}")))
         if r["name"] in ("summary", "retention month", "cohorts month") and s.get("first_ms") is not None:

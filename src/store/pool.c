@@ -3,7 +3,13 @@
  *
  * Why workers and not a connection checked out by the HTTP thread: libpq calls block, and the
  * HTTP threads run an epoll loop that must never block. Workers also make group commit
- * natural: a worker that finds several write jobs waiting commits them together. */
+ * natural: a worker that finds several write jobs waiting commits them together.
+ *
+ * Idle workers wait on a stack, each on its own condition variable, and a new job wakes the
+ * one that went idle last. A shared condition variable wakes them in turn instead, so at low
+ * concurrency every worker, its connection and its backend process serve a job only every
+ * pool-size requests, each time with caches gone cold: a profile's statement took ~450 µs
+ * that way against ~270 µs on a connection kept busy. */
 #include "retentiond/store/pool.h"
 
 #include "retentiond/log.h"
@@ -25,10 +31,13 @@ typedef struct {
 static stmt_def statements[MAX_STATEMENTS];
 static int n_statements;
 
-typedef struct {
+typedef struct worker {
     pthread_t thread;
     PGconn *conn;
     int64_t last_attempt;
+    pthread_cond_t wake;
+    bool idle;                /* on pool.idle, under pool.lock */
+    struct worker *next_idle;
 } worker;
 
 static struct {
@@ -36,12 +45,12 @@ static struct {
     worker *workers;
     int size, queue_max, group_max;
     pthread_mutex_t lock;
-    pthread_cond_t cond;
+    worker *idle; /* the stack of idle workers, the latest to go idle on top */
     db_job *head, *tail;
     int queued, busy, connected;
     bool stopping;
     uint64_t db_errors, commits, group_jobs;
-} pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+} pool = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 void db_register_statement(const char *name, const char *sql, int nparams)
 {
@@ -311,6 +320,28 @@ static db_job *pop_locked(void)
     return job;
 }
 
+/* Under pool.lock. */
+static void idle_remove(worker *w)
+{
+    for (worker **p = &pool.idle; *p; p = &(*p)->next_idle)
+        if (*p == w) {
+            *p = w->next_idle;
+            break;
+        }
+    w->idle = false;
+}
+
+/* Under pool.lock: wakes the worker that went idle last, if any. */
+static void wake_one(void)
+{
+    worker *w = pool.idle;
+    if (!w)
+        return;
+    pool.idle = w->next_idle;
+    w->idle = false;
+    pthread_cond_signal(&w->wake);
+}
+
 static void *worker_main(void *arg)
 {
     worker *w = arg;
@@ -318,8 +349,16 @@ static void *worker_main(void *arg)
     worker_ensure_conn(w);
     for (;;) {
         pthread_mutex_lock(&pool.lock);
-        while (!pool.head && !pool.stopping)
-            pthread_cond_wait(&pool.cond, &pool.lock);
+        while (!pool.head && !pool.stopping) {
+            if (!w->idle) {
+                w->idle = true;
+                w->next_idle = pool.idle;
+                pool.idle = w;
+            }
+            pthread_cond_wait(&w->wake, &pool.lock);
+        }
+        if (w->idle) /* woken by the stop, or found a job queued before its turn */
+            idle_remove(w);
         db_job *job = pop_locked();
         if (!job) { /* stopping and drained */
             pthread_mutex_unlock(&pool.lock);
@@ -372,6 +411,8 @@ int db_pool_start(const char *conninfo, int size, int queue_max, int group_max)
     pool.group_max = group_max;
     pool.workers = xcalloc((size_t)size, sizeof *pool.workers);
     for (int i = 0; i < size; i++)
+        pthread_cond_init(&pool.workers[i].wake, NULL);
+    for (int i = 0; i < size; i++)
         if (pthread_create(&pool.workers[i].thread, NULL, worker_main, &pool.workers[i]) != 0) {
             rd_log(LOG_ERROR, "msg=\"cannot start database worker\"");
             pool.size = i;
@@ -395,7 +436,7 @@ int db_pool_submit(db_job *job)
         pool.head = job;
     pool.tail = job;
     pool.queued++;
-    pthread_cond_signal(&pool.cond);
+    wake_one();
     pthread_mutex_unlock(&pool.lock);
     return RD_OK;
 }
@@ -404,10 +445,14 @@ void db_pool_stop(void)
 {
     pthread_mutex_lock(&pool.lock);
     pool.stopping = true;
-    pthread_cond_broadcast(&pool.cond);
+    for (int i = 0; i < pool.size; i++)
+        pthread_cond_signal(&pool.workers[i].wake);
     pthread_mutex_unlock(&pool.lock);
     for (int i = 0; i < pool.size; i++)
         pthread_join(pool.workers[i].thread, NULL);
+    for (int i = 0; i < pool.size; i++)
+        pthread_cond_destroy(&pool.workers[i].wake);
+    pool.idle = NULL;
     free(pool.workers);
     free(pool.conninfo);
     pool.workers = NULL;
