@@ -393,21 +393,29 @@ class Lists(unittest.TestCase):
             self.assertEqual(self.walk("sort=customer_id", 333)[0], self.expected(None, ascending_id=True))
 
     def test_filtered_lists_page_through_the_whole_order(self):
+        # pages come from a walk in the list's order, or from the scan when the walk finds few
+        # (status=lapsed sorted by last order: they come last); both must give the same order
         for query, key, where in (("status=at_risk&sort=net_revenue", "rev", "status = 'at_risk'"),
                                   ("status=lapsed&sort=last_order_at", "last", "status = 'lapsed'"),
+                                  ("status=active&sort=predicted_clv", "predicted_clv", "status = 'active'"),
+                                  ("status=at_risk&sort=customer_id", None, "status = 'at_risk'"),
                                   ("min_p_alive=0.6&sort=p_alive", "p_alive", "p_alive >= 0.6"),
                                   ("min_p_alive=0.3&sort=order_count", "n", "p_alive >= 0.3")):
             with self.subTest(query=query):
-                expected = self.expected(key, where)
+                expected = self.expected(key, where, ascending_id=key is None)
                 self.assertGreater(len(expected), 20)
                 self.assertEqual(self.walk(query, 13)[0], expected)
-        # by rung, the rungs computed from the raw rows
-        for stage in ("client", "prospect", "advocate"):
-            with self.subTest(stage=stage):
-                expected = self.expected("rev", f"customer_id IN (SELECT customer_id FROM ({rungs_sql(self.tid, AS_OF)}) r"
-                                                f" WHERE rung = '{stage}')")
+        # by rung, the rungs computed from the raw rows; suspects and prospects (no orders) come
+        # from customers_without_orders, except when sorted by a prediction
+        for stage, sort, key in (("client", "net_revenue", "rev"), ("prospect", "net_revenue", "rev"),
+                                 ("advocate", "net_revenue", "rev"), ("customer", "p_alive", "p_alive"),
+                                 ("suspect", "last_order_at", "last"), ("suspect", "order_count", "n"),
+                                 ("prospect", "predicted_clv", "predicted_clv")):
+            with self.subTest(stage=stage, sort=sort):
+                expected = self.expected(key, f"customer_id IN (SELECT customer_id FROM ({rungs_sql(self.tid, AS_OF)}) r"
+                                              f" WHERE rung = '{stage}')")
                 self.assertGreater(len(expected), 20)
-                self.assertEqual(self.walk(f"stage={stage}&sort=net_revenue", 17)[0], expected)
+                self.assertEqual(self.walk(f"stage={stage}&sort={sort}", 17)[0], expected)
 
     def test_page_rows_hold_the_raw_figures(self):
         r = server.get(f"/v1/customers?sort=net_revenue&limit=40&as_of={AS_OF}", self.key)
