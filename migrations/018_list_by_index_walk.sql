@@ -9,9 +9,10 @@
 --   fit rewrote them at random (0.9 s of a 1.5 s store for 90 k rows) and the list then sorted
 --   on an expression they did not serve. Since 016 it sorts on the bare columns (customers
 --   without a prediction last, ties by customer_id descending), which a backward walk of
---   (tenant_id, column, customer_id) gives in order. The indexes are back; the fit inserts
---   its predictions in p_alive order (src/store/clv_store.c), so that one is filled at its
---   right edge, and only the predicted-CLV one takes its entries at random.
+--   (tenant_id, column, customer_id) gives in order. The indexes are back, at the price 009
+--   named: storing a fit of 90 k predictions takes 1.3-1.8 s instead of 0.7 s here. A fit is
+--   a background job run every CLV_REFIT_INTERVAL; a page by P(alive) is read by every
+--   dashboard, and takes about 1 ms instead of 150-300 ms.
 --
 -- * Filtered by stage, status or min_p_alive. These are per-row tests on the customer, its
 --   tenant's windows and its prediction, so the page is the first p_limit customers that pass

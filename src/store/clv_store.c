@@ -34,8 +34,7 @@ void store_clv_register(void)
     db_register_statement("clv_pred_insert",
         "INSERT INTO customer_predictions (tenant_id, customer_id, fitted_at, p_alive, expected_orders, predicted_clv) "
         "SELECT $1, u.id, $2, u.pa, u.eo, u.clv "
-        "FROM unnest($3::text[], $4::float8[], $5::float8[], $6::float8[]) AS u(id, pa, eo, clv) "
-        "ORDER BY u.pa, u.id", /* the p_alive index (018) is then filled at its right edge */
+        "FROM unnest($3::text[], $4::float8[], $5::float8[], $6::float8[]) AS u(id, pa, eo, clv)",
         6);
     db_register_statement("clv_latest",
         "SELECT to_json(fitted_at)#>>'{}', to_json(as_of)#>>'{}', sample_size, repeat_size, r, alpha, a, b, "
