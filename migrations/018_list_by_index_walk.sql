@@ -10,9 +10,9 @@
 --   on an expression they did not serve. Since 016 it sorts on the bare columns (customers
 --   without a prediction last, ties by customer_id descending), which a backward walk of
 --   (tenant_id, column, customer_id) gives in order. The indexes are back, at the price 009
---   named: storing a fit of 90 k predictions takes 1.3-1.8 s instead of 0.7 s here. A fit is
---   a background job run every CLV_REFIT_INTERVAL; a page by P(alive) is read by every
---   dashboard, and takes about 1 ms instead of 150-300 ms.
+--   named: storing a fit of 90-100 k predictions takes 0.8-1.8 s instead of 0.4-0.7 s here.
+--   A fit is a background job run every CLV_REFIT_INTERVAL; a page by P(alive) is read by
+--   every dashboard, and takes about 1 ms instead of 150-300 ms.
 --
 -- * Filtered by stage, status or min_p_alive. These are per-row tests on the customer, its
 --   tenant's windows and its prediction, so the page is the first p_limit customers that pass
@@ -22,8 +22,8 @@
 --   filter that passes few customers would walk far (about 10 us a customer here, against
 --   150-200 ms for the scan), so when the next chunk would take the walk past 4 096
 --   customers, the page comes from the scan after all. Suspects and prospects have no
---   orders, so they come after every customer with orders in all but the prediction sorts:
---   their pages walk customers_without_orders instead.
+--   orders, so sorted by net revenue, order count or last order they come among themselves
+--   by customer_id descending: their pages walk customers_without_orders instead.
 --
 -- * A segment filter needs every customer's RFM quintiles (ntile over all customers with
 --   orders), so it still scans.
@@ -37,33 +37,45 @@ CREATE INDEX customer_predictions_p_alive ON customer_predictions (tenant_id, p_
 CREATE INDEX customer_predictions_clv ON customer_predictions (tenant_id, predicted_clv, customer_id);
 
 -- The next p_limit customers after the cursor in the list's order, unfiltered: each with its
--- sort key as the cursor carries it, whether it passes the filters, and if so its list item.
--- (Only for suspects and prospects are the candidates already filtered.)
+-- sort key as the cursor carries it, whether it passes the filters, and, for the first p_need
+-- that pass, its list item. With p_without_orders (a page of suspects or prospects sorted by
+-- net revenue, order count or last order) the candidates are the customers without orders of
+-- that rung only, which are already in the list's order.
 CREATE FUNCTION rd_customer_list_next(p_tenant bigint, p_sort text, p_after_value text, p_after_id text,
-                                      p_limit int, p_stage text, p_status text, p_min_p_alive float8,
-                                      p_as_of timestamptz)
+                                      p_limit int, p_need int, p_without_orders boolean, p_stage text,
+                                      p_status text, p_min_p_alive float8, p_as_of timestamptz)
 RETURNS TABLE (customer_id text, sort_key text, listed boolean, item json)
 LANGUAGE plpgsql STABLE
 SET jit = off SET plan_cache_mode = force_generic_plan SET extra_float_digits = 1 AS $$
 DECLARE
     ids text[] := '{}';
     rest text := 'none';   -- customers without orders after the cursor: 'all', 'after' (p_after_id), 'none'
+    below text;            -- a walk by customer_id descending starts below this one (NULL: at the top)
 BEGIN
-    IF p_stage IN ('suspect', 'prospect') AND p_status IS NULL AND p_min_p_alive IS NULL
-       AND p_sort IN ('net_revenue', 'order_count', 'last_order_at') THEN
-        -- customers without orders only (rd_stage), whose key (0, or no last order) puts them
-        -- after every customer with orders but those tied at 0, and among themselves by
-        -- customer_id descending: a backward walk of customers_without_orders
-        -- (first_engaged_at is set exactly when event_count > 0: customers_events_rollup)
-        ids := ARRAY(SELECT c.customer_id FROM customers c
-                     WHERE c.tenant_id = p_tenant AND c.order_count = 0
-                       AND (c.first_engaged_at IS NOT NULL) = (p_stage = 'prospect')
-                       AND (p_after_id IS NULL
-                            OR CASE WHEN p_sort = 'last_order_at'
-                                    THEN p_after_value IS NOT NULL OR c.customer_id < p_after_id
-                                    ELSE p_after_value::numeric > 0
-                                         OR (p_after_value::numeric = 0 AND c.customer_id < p_after_id) END)
-                     ORDER BY c.customer_id DESC LIMIT p_limit);
+    IF p_without_orders THEN
+        -- their key (0, or no last order) puts them after every customer with orders but those
+        -- tied at 0, and among themselves by customer_id descending: a backward walk of
+        -- customers_without_orders (first_engaged_at is set exactly when event_count > 0:
+        -- customers_events_rollup). The cursor becomes a bound on customer_id, or none.
+        IF p_after_id IS NOT NULL AND p_sort = 'last_order_at' THEN
+            below := CASE WHEN p_after_value IS NULL THEN p_after_id END;
+        ELSIF p_after_id IS NOT NULL THEN
+            IF p_after_value IS NULL OR p_after_value::numeric < 0 THEN
+                RETURN;   -- the cursor is past every customer without orders
+            END IF;
+            below := CASE WHEN p_after_value::numeric = 0 THEN p_after_id END;
+        END IF;
+        IF below IS NULL THEN
+            ids := ARRAY(SELECT c.customer_id FROM customers c
+                         WHERE c.tenant_id = p_tenant AND c.order_count = 0
+                           AND (c.first_engaged_at IS NOT NULL) = (p_stage = 'prospect')
+                         ORDER BY c.customer_id DESC LIMIT p_limit);
+        ELSE
+            ids := ARRAY(SELECT c.customer_id FROM customers c
+                         WHERE c.tenant_id = p_tenant AND c.order_count = 0 AND c.customer_id < below
+                           AND (c.first_engaged_at IS NOT NULL) = (p_stage = 'prospect')
+                         ORDER BY c.customer_id DESC LIMIT p_limit);
+        END IF;
     ELSIF p_sort = 'net_revenue' THEN
         IF p_after_id IS NULL THEN
             ids := ARRAY(SELECT c.customer_id FROM customers c WHERE c.tenant_id = p_tenant AND c.order_count > 0
@@ -119,12 +131,20 @@ BEGIN
                          ORDER BY p.predicted_clv DESC, p.customer_id DESC LIMIT p_limit);
         END IF;
         -- a short page goes on with the customers without a prediction: a backward walk of the
-        -- customers that stops at the first p_limit it finds (the whole tenant only at the end)
-        IF cardinality(ids) < p_limit THEN
+        -- customers that stops at the first p_limit it finds (the whole tenant only at the end),
+        -- from the top, or below the cursor's customer when it had no prediction itself
+        below := CASE WHEN p_after_value IS NULL THEN p_after_id END;
+        IF cardinality(ids) < p_limit AND below IS NULL THEN
             ids := ids || ARRAY(
                 SELECT c.customer_id FROM customers c
-                WHERE c.tenant_id = p_tenant AND (p_after_value IS NOT NULL OR p_after_id IS NULL
-                                                  OR c.customer_id < p_after_id)
+                WHERE c.tenant_id = p_tenant
+                  AND NOT EXISTS (SELECT 1 FROM customer_predictions p
+                                  WHERE p.tenant_id = p_tenant AND p.customer_id = c.customer_id)
+                ORDER BY c.customer_id DESC LIMIT p_limit - cardinality(ids));
+        ELSIF cardinality(ids) < p_limit THEN
+            ids := ids || ARRAY(
+                SELECT c.customer_id FROM customers c
+                WHERE c.tenant_id = p_tenant AND c.customer_id < below
                   AND NOT EXISTS (SELECT 1 FROM customer_predictions p
                                   WHERE p.tenant_id = p_tenant AND p.customer_id = c.customer_id)
                 ORDER BY c.customer_id DESC LIMIT p_limit - cardinality(ids));
@@ -154,11 +174,12 @@ BEGIN
 
     RETURN QUERY
     SELECT z.customer_id, z.sort_key, z.listed,
-           CASE WHEN z.listed THEN rd_customer_list_item(z.customer_id, z.email, z.stage, z.status, z.order_count,
+           CASE WHEN z.listed AND z.nth <= p_need THEN rd_customer_list_item(z.customer_id, z.email, z.stage, z.status, z.order_count,
                                                          z.net_revenue, z.last_order_at, NULL, NULL, NULL,
                                                          z.p_alive, z.expected_orders, z.predicted_clv) END
-    FROM (SELECT y.*, coalesce((p_stage IS NULL OR y.stage = p_stage) AND (p_status IS NULL OR y.status = p_status)
-                               AND (p_min_p_alive IS NULL OR y.p_alive >= p_min_p_alive), false) AS listed
+    FROM (SELECT v.*, count(*) FILTER (WHERE v.listed) OVER (ORDER BY v.pos) AS nth
+          FROM (SELECT y.*, coalesce((p_stage IS NULL OR y.stage = p_stage) AND (p_status IS NULL OR y.status = p_status)
+                                     AND (p_min_p_alive IS NULL OR y.p_alive >= p_min_p_alive), false) AS listed
           FROM (SELECT x.*,
                        rd_customer_sort_key(p_sort, x.order_count, x.net_revenue, x.last_order_at, x.p_alive,
                                             x.predicted_clv) AS sort_key,
@@ -184,7 +205,7 @@ BEGIN
                                                  THEN c.customer_id END DESC,
                                             c.customer_id)
                       ORDER BY pos LIMIT p_limit) x
-                JOIN tenants t ON t.tenant_id = p_tenant) y) z
+                JOIN tenants t ON t.tenant_id = p_tenant) y) v) z
     ORDER BY z.pos;
 END $$;
 
@@ -204,12 +225,14 @@ DECLARE
     walked int := 0;
     after_value text := p_after_value;
     after_id text := p_after_id;
+    without_orders boolean := p_stage IN ('suspect', 'prospect') AND p_status IS NULL AND p_min_p_alive IS NULL
+                              AND p_sort IN ('net_revenue', 'order_count', 'last_order_at');
 BEGIN
     IF p_segment IS NOT NULL THEN
         RETURN rd_customer_list_scan(p_tenant, p_stage, p_status, p_segment, p_min_p_alive, p_sort,
                                      p_after_value, p_after_id, p_limit, p_as_of);
     END IF;
-    IF p_stage IS NOT NULL OR p_status IS NOT NULL OR p_min_p_alive IS NOT NULL THEN
+    IF (p_stage IS NOT NULL OR p_status IS NOT NULL OR p_min_p_alive IS NOT NULL) AND NOT without_orders THEN
         n := greatest(4 * p_limit, 256);
     END IF;
     LOOP
@@ -219,8 +242,8 @@ BEGIN
                count(*), (array_agg(x.sort_key ORDER BY x.ordinality DESC))[1],
                (array_agg(x.customer_id ORDER BY x.ordinality DESC))[1]
         INTO items, keys, ids, got, after_value, after_id
-        FROM rd_customer_list_next(p_tenant, p_sort, after_value, after_id, n, p_stage, p_status,
-                                   p_min_p_alive, p_as_of) WITH ORDINALITY AS x;
+        FROM rd_customer_list_next(p_tenant, p_sort, after_value, after_id, n, p_limit - cardinality(items),
+                                   without_orders, p_stage, p_status, p_min_p_alive, p_as_of) WITH ORDINALITY AS x;
         walked := walked + got;
         EXIT WHEN cardinality(items) >= p_limit OR got < n;
         n := 4 * n;

@@ -336,6 +336,21 @@ class Lists(unittest.TestCase):
         post_ndjson(cls.key, referrals)
         r = server.post(f"/v1/models/clv/fit?as_of={AS_OF}", {}, cls.key)
         assert r.status in (200, 201), r
+        # after the fit, 30 one-order customers lose their order: customers without orders
+        # that still have a prediction row
+        rows = pg.sql(f"""SELECT o.order_id, o.customer_id, o.total,
+                                 to_char(o.placed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+                          FROM orders o JOIN customers c USING (tenant_id, customer_id)
+                          WHERE o.tenant_id = {cls.tid} AND c.order_count = 1 AND {Q}
+                            AND o.updated_at < '{ts(729, 0)}'
+                          ORDER BY o.customer_id LIMIT 30""")
+        assert len(rows) == 30, rows
+        for oid, cid, total, placed in rows:
+            r = server.post("/v1/orders", {"order_id": oid, "customer_id": cid, "placed_at": placed, "total": total,
+                                           "status": "cancelled", "updated_at": ts(729, 12)}, cls.key)
+            assert r.status in (200, 201), r
+        assert pg.scalar(f"""SELECT count(*) FROM customers c JOIN customer_predictions p USING (tenant_id, customer_id)
+                              WHERE c.tenant_id = {cls.tid} AND c.order_count = 0""") == "30"
         pg.sql("ANALYZE")
 
     def walk(self, query, limit):
@@ -416,6 +431,14 @@ class Lists(unittest.TestCase):
                                               f" WHERE rung = '{stage}')")
                 self.assertGreater(len(expected), 20)
                 self.assertEqual(self.walk(f"stage={stage}&sort={sort}", 17)[0], expected)
+        # a page of one (every page is a walk's first chunk ending in the customer before it)
+        # and pages larger than the first chunk
+        for query, key, where, limit in (("status=at_risk&sort=p_alive", "p_alive", "status = 'at_risk'", 1),
+                                         ("min_p_alive=0.2&sort=net_revenue", "rev", "p_alive >= 0.2", 300)):
+            with self.subTest(query=query, limit=limit):
+                expected = self.expected(key, where)
+                self.assertGreater(len(expected), 2 * limit)
+                self.assertEqual(self.walk(query, limit)[0], expected)
 
     def test_page_rows_hold_the_raw_figures(self):
         r = server.get(f"/v1/customers?sort=net_revenue&limit=40&as_of={AS_OF}", self.key)
