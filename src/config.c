@@ -37,6 +37,8 @@ static const cf_entry table[] = {
      "database jobs allowed to wait; beyond it requests get 503"},
     {"group-commit-max", "GROUP_COMMIT_MAX", CF_INT, &config.group_commit_max, "64", 1, 10000,
      "most concurrent single-event writes sharing one commit"},
+    {"db-idle-check", "DB_IDLE_CHECK", CF_INT, &config.db_idle_check, "30", 0, 86400,
+     "seconds a database connection may sit idle before it is checked with a round trip before its next job (0 = before every job)"},
     {"max-body-bytes", "MAX_BODY_BYTES", CF_LONG, &config.max_body_bytes, "1048576", 1024,
      1073741824L, "body limit for single-object requests (413 beyond it)"},
     {"max-batch-bytes", "MAX_BATCH_BYTES", CF_LONG, &config.max_batch_bytes, "68719476736", 1024,

@@ -156,8 +156,8 @@ static int cmd_serve(void)
     signal(SIGPIPE, SIG_IGN);
 
     api_register_statements();
-    if (db_pool_start(config.database_url, config.db_pool_size, config.db_queue_max,
-                      config.group_commit_max) != RD_OK)
+    if (db_pool_start(config.database_url, config.db_pool_size, config.db_queue_max, config.group_commit_max,
+                      config.db_idle_check) != RD_OK)
         return 1;
     api_start_background();
     int port;

@@ -9,7 +9,12 @@
  * one that went idle last. A shared condition variable wakes them in turn instead, so at low
  * concurrency every worker, its connection and its backend process serve a job only every
  * pool-size requests, each time with caches gone cold: a profile's statement took ~450 µs
- * that way against ~270 µs on a connection kept busy. */
+ * that way against ~270 µs on a connection kept busy. The workers at the bottom of the stack
+ * may then sit idle for hours, long enough for a restart of PostgreSQL, an idle timeout or a
+ * proxy to have closed their connections: a connection idle for pool.idle_check_usec is
+ * checked with an empty query (one round trip) before its next job, and replaced if dead, so
+ * that the job does not fail on it. A worker without a connection waits at the bottom of the
+ * stack, so that while its reconnection fails the others take the jobs. */
 #include "retentiond/store/pool.h"
 
 #include "retentiond/log.h"
@@ -35,6 +40,7 @@ typedef struct worker {
     pthread_t thread;
     PGconn *conn;
     int64_t last_attempt;
+    int64_t last_used;        /* when its last job ended */
     pthread_cond_t wake;
     bool idle;                /* on pool.idle, under pool.lock */
     struct worker *next_idle;
@@ -44,6 +50,7 @@ static struct {
     char *conninfo;
     worker *workers;
     int size, queue_max, group_max;
+    int64_t idle_check_usec;
     pthread_mutex_t lock;
     worker *idle; /* the stack of idle workers, the latest to go idle on top */
     db_job *head, *tail;
@@ -149,8 +156,16 @@ static bool worker_ensure_conn(worker *w)
 {
     if (w->conn && PQstatus(w->conn) == CONNECTION_OK) {
         PGTransactionStatusType ts = PQtransactionStatus(w->conn);
-        if (ts == PQTRANS_IDLE)
+        if (ts == PQTRANS_IDLE && now_usec() - w->last_used < pool.idle_check_usec)
             return true;
+        if (ts == PQTRANS_IDLE) { /* idle for long: is it still there? */
+            PGresult *res = PQexec(w->conn, "");
+            bool alive = PQresultStatus(res) == PGRES_EMPTY_QUERY;
+            PQclear(res);
+            if (alive)
+                return true;
+            rd_log(LOG_WARN, "msg=\"idle database connection found closed; reconnecting\"");
+        }
         if (ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR) {
             if (db_exec(w->conn, "ROLLBACK", "reset connection") == RD_OK)
                 return true;
@@ -170,6 +185,7 @@ static bool worker_ensure_conn(worker *w)
     w->conn = db_connect(pool.conninfo);
     if (!w->conn)
         return false;
+    w->last_used = now_usec(); /* just answered */
     pthread_mutex_lock(&pool.lock);
     pool.connected++;
     pthread_mutex_unlock(&pool.lock);
@@ -350,10 +366,17 @@ static void *worker_main(void *arg)
     for (;;) {
         pthread_mutex_lock(&pool.lock);
         while (!pool.head && !pool.stopping) {
-            if (!w->idle) {
+            if (!w->idle && w->conn) { /* on top */
                 w->idle = true;
                 w->next_idle = pool.idle;
                 pool.idle = w;
+            } else if (!w->idle) { /* no connection: at the bottom */
+                worker **p = &pool.idle;
+                while (*p)
+                    p = &(*p)->next_idle;
+                w->idle = true;
+                w->next_idle = NULL;
+                *p = w;
             }
             pthread_cond_wait(&w->wake, &pool.lock);
         }
@@ -391,6 +414,7 @@ static void *worker_main(void *arg)
         else
             run_solo(w, job);
 
+        w->last_used = now_usec();
         pthread_mutex_lock(&pool.lock);
         pool.busy--;
         pthread_mutex_unlock(&pool.lock);
@@ -403,8 +427,9 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-int db_pool_start(const char *conninfo, int size, int queue_max, int group_max)
+int db_pool_start(const char *conninfo, int size, int queue_max, int group_max, int idle_check)
 {
+    pool.idle_check_usec = (int64_t)idle_check * 1000000;
     pool.conninfo = xstrdup(conninfo);
     pool.size = size;
     pool.queue_max = queue_max;

@@ -1,5 +1,6 @@
 """Faults under a real load: PostgreSQL stopped (fast and immediate) mid-load, the service
-killed with SIGKILL mid-load, and SIGTERM mid-load.
+killed with SIGKILL mid-load, and SIGTERM mid-load; and the service's connections closed by
+PostgreSQL while idle.
 
 Each test has its own cluster and server. A bounded loop of concurrent clients (8 threads,
 http.client over loopback, keep-alive) posts distinct orders and records every id the
@@ -160,6 +161,41 @@ class PostgresOutage(unittest.TestCase):
         finally:
             server.stop()
             pg.destroy()
+
+
+class ClosedConnections(unittest.TestCase):
+    """Connections PostgreSQL closed behind the service's back (a restart, an idle timeout, a
+    proxy) are found by the check a worker makes before using a connection idle for
+    DB_IDLE_CHECK seconds, and replaced, so that no request fails on them. The control run,
+    with a check interval longer than the test, shows the requests that would have failed."""
+
+    def statuses_after_closing(self, idle_check):
+        pg = Postgres().start()
+        server = Server(pg, DB_IDLE_CHECK=str(idle_check)).start()
+        try:
+            _, key = server.tenant()
+            self.assertEqual(server.get("/v1/customers?limit=5", key).status, 200)
+            closed = int(pg.scalar("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                                   " WHERE application_name = 'retentiond'"))
+            deadline = time.time() + 10
+            while time.time() < deadline and pg.scalar(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'retentiond'") != "0":
+                time.sleep(0.05)
+            return closed, [server.get("/v1/customers?limit=5", key).status for _ in range(24)]
+        finally:
+            server.stop()
+            pg.destroy()
+
+    def test_closed_connections_are_replaced_before_use(self):
+        closed, statuses = self.statuses_after_closing(0)
+        self.assertGreaterEqual(closed, 8)      # the eight workers' connections at least
+        self.assertEqual(statuses, [200] * 24)
+
+    def test_control_without_the_check_requests_fail_on_them(self):
+        closed, statuses = self.statuses_after_closing(3600)
+        self.assertGreaterEqual(closed, 8)
+        self.assertIn(503, statuses)
+        self.assertEqual(set(statuses), {200, 503})
 
 
 class BatchOutage(unittest.TestCase):

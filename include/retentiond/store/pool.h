@@ -53,8 +53,9 @@ struct db_job {
 void db_register_statement(const char *name, const char *sql, int nparams);
 
 /* Starts `size` workers for conninfo. Connection failures are not fatal: workers keep
- * retrying, and jobs meanwhile finish with DB_DONE_DOWN. */
-int db_pool_start(const char *conninfo, int size, int queue_max, int group_max);
+ * retrying, and jobs meanwhile finish with DB_DONE_DOWN. A connection idle for idle_check
+ * seconds or more is checked with an empty query before its next job, and replaced if dead. */
+int db_pool_start(const char *conninfo, int size, int queue_max, int group_max, int idle_check);
 
 /* Queues a job. Returns RD_OK, or RD_ERR (queue full or stopping) without calling done(). */
 int db_pool_submit(db_job *job);
