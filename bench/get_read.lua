@@ -47,10 +47,12 @@ function done(summary, latency, requests)
       total_ok = total_ok + (t:get("ok") or 0)
       total_bad = total_bad + (t:get("bad") or 0)
    end
+   local e = summary.errors
    local doc = string.format(
       '{"requests":%d,"duration_us":%d,"ok":%d,"non200":%d,'
+      .. '"errors":{"connect":%d,"read":%d,"write":%d,"timeout":%d},'
       .. '"p50_us":%d,"p90_us":%d,"p99_us":%d,"mean_us":%.1f,"max_us":%d}',
-      summary.requests, summary.duration, total_ok, total_bad,
+      summary.requests, summary.duration, total_ok, total_bad, e.connect, e.read, e.write, e.timeout,
       latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.mean, latency.max)
    local f = out and io.open(out, "w") or io.stdout
    f:write(doc, "\n")
