@@ -5,7 +5,9 @@
  * import reads NDJSON or CSV through the same batch reader as POST /v1/batch and commits
  * every IMPORT_FLUSH_ROWS valid records in one transaction, so a history of millions of rows
  * streams through bounded memory. Past the first chunk it is a bulk load: the customers'
- * rollups are brought current once, at the end (store_rollup_flush). */
+ * rollups are brought current once, at the end (store_rollup_flush). As POST /v1/batch does,
+ * it reads and validates the next chunk while a writer thread commits the one before (one
+ * chunk in flight, on the one connection, which the reader does not touch meanwhile). */
 #include "retentiond/cli.h"
 
 #include "retentiond/api/api.h"
@@ -27,6 +29,42 @@
 #include <unistd.h>
 
 #define IMPORT_FLUSH_ROWS 5000
+
+/* The chunk being committed. */
+typedef struct {
+    PGconn *conn;
+    int64_t tenant_id;
+    ingest_set set;       /* swapped with the reader's: each keeps its arrays */
+    bool bulk;
+    ingest_counts counts; /* this chunk's outcomes, added to the reader's once it is done */
+    uint64_t last_line;
+    int rc;
+    pthread_t thread;
+    bool running;
+} import_writer;
+
+static void *writer_main(void *arg)
+{
+    import_writer *w = arg;
+    memset(&w->counts, 0, sizeof w->counts);
+    w->rc = store_ingest_commit(w->conn, w->tenant_id, &w->set, w->bulk, &w->counts);
+    ingest_set_clear(&w->set);
+    return NULL;
+}
+
+/* Waits for the chunk in flight, if any, and adds its outcomes. Returns its status. */
+static int writer_join(import_writer *w, batch_reader *b)
+{
+    if (!w->running)
+        return RD_OK;
+    pthread_join(w->thread, NULL);
+    w->running = false;
+    b->counts.created += w->counts.created;
+    b->counts.updated += w->counts.updated;
+    b->counts.duplicates += w->counts.duplicates;
+    b->counts.rejected += w->counts.rejected;
+    return w->rc;
+}
 
 static void progress(const batch_reader *b, int64_t started, bool final)
 {
@@ -67,6 +105,7 @@ int cli_import(PGconn *conn, const char *tenant, const char *path, const char *k
     int64_t started = now_usec(), last = 0;
     int rc = 0;
     bool bulk = false; /* more than one chunk: rollups deferred to the end */
+    import_writer w = {.conn = conn, .tenant_id = t.id, .set = {.source = b.set.source}};
     char chunk[1 << 16];
     size_t n;
     for (;;) {
@@ -77,13 +116,24 @@ int cli_import(PGconn *conn, const char *tenant, const char *path, const char *k
             batch_finish(&b);
         if (ingest_set_size(&b.set) >= IMPORT_FLUSH_ROWS || (!n && ingest_set_size(&b.set))) {
             bulk = bulk || n;
-            if (store_ingest_commit(conn, t.id, &b.set, bulk, &b.counts) != RD_OK) {
-                fprintf(stderr, "\nretentiond: the database failed near line %llu; rows before were committed, "
-                        "re-running the import is safe\n", (unsigned long long)b.line_no);
+            if (writer_join(&w, &b) != RD_OK) {
+                fprintf(stderr, "\nretentiond: the database failed on the lines up to %llu; rows before them were "
+                        "committed, re-running the import is safe\n", (unsigned long long)w.last_line);
                 rc = 1;
                 break;
             }
-            ingest_set_clear(&b.set);
+            ingest_set tmp = w.set;
+            w.set = b.set;
+            b.set = tmp;
+            w.bulk = bulk;
+            w.last_line = b.line_no;
+            if (pthread_create(&w.thread, NULL, writer_main, &w) != 0) {
+                fprintf(stderr, "\nretentiond: cannot start the writer thread\n");
+                ingest_set_clear(&w.set);
+                rc = 1;
+                break;
+            }
+            w.running = true;
         }
         if (tty && now_usec() - last > 250000) {
             progress(&b, started, false);
@@ -92,6 +142,12 @@ int cli_import(PGconn *conn, const char *tenant, const char *path, const char *k
         if (!n)
             break;
     }
+    if (writer_join(&w, &b) != RD_OK && rc == 0) {
+        fprintf(stderr, "\nretentiond: the database failed on the lines up to %llu; rows before them were "
+                "committed, re-running the import is safe\n", (unsigned long long)w.last_line);
+        rc = 1;
+    }
+    ingest_set_free(&w.set);
     if (f != stdin)
         fclose(f);
     progress(&b, started, true);
