@@ -23,7 +23,11 @@
 --   150-200 ms for the scan), so when the next chunk would take the walk past 4 096
 --   customers, the page comes from the scan after all. Suspects and prospects have no
 --   orders, so sorted by net revenue, order count or last order they come among themselves
---   by customer_id descending: their pages walk customers_without_orders instead.
+--   by customer_id descending: their pages walk customers_without_orders instead. A status,
+--   and the other rungs, need orders: those walks leave out the customers without. Two
+--   filters are ranges of their sort's key: lapsed customers sorted by last order are the
+--   list from the activity window's start on, where the walk starts; sorted by P(alive), the
+--   walk for min_p_alive ends at the first customer below it.
 --
 -- * A segment filter needs every customer's RFM quintiles (ntile over all customers with
 --   orders), so it still scans.
@@ -38,11 +42,12 @@ CREATE INDEX customer_predictions_clv ON customer_predictions (tenant_id, predic
 
 -- The next p_limit customers after the cursor in the list's order, unfiltered: each with its
 -- sort key as the cursor carries it, whether it passes the filters, and, for the first p_need
--- that pass, its list item. With p_without_orders (a page of suspects or prospects sorted by
--- net revenue, order count or last order) the candidates are the customers without orders of
--- that rung only, which are already in the list's order.
+-- that pass, its list item. p_part narrows the candidates for a filter that only customers
+-- with orders ('with orders': a status, or the rungs customer, client and advocate) or only
+-- customers without ('without orders': suspects or prospects sorted by net revenue, order
+-- count or last order, who then come in customer_id order) can pass; otherwise 'all'.
 CREATE FUNCTION rd_customer_list_next(p_tenant bigint, p_sort text, p_after_value text, p_after_id text,
-                                      p_limit int, p_need int, p_without_orders boolean, p_stage text,
+                                      p_limit int, p_need int, p_part text, p_stage text,
                                       p_status text, p_min_p_alive float8, p_as_of timestamptz)
 RETURNS TABLE (customer_id text, sort_key text, listed boolean, item json)
 LANGUAGE plpgsql STABLE
@@ -52,7 +57,7 @@ DECLARE
     rest text := 'none';   -- customers without orders after the cursor: 'all', 'after' (p_after_id), 'none'
     below text;            -- a walk by customer_id descending starts below this one (NULL: at the top)
 BEGIN
-    IF p_without_orders THEN
+    IF p_part = 'without orders' THEN
         -- their key (0, or no last order) puts them after every customer with orders but those
         -- tied at 0, and among themselves by customer_id descending: a backward walk of
         -- customers_without_orders (first_engaged_at is set exactly when event_count > 0:
@@ -157,8 +162,11 @@ BEGIN
                      ORDER BY c.customer_id LIMIT p_limit);
     END IF;
     -- a full page of customers with orders whose last one still comes before every customer
-    -- without (net_revenue above 0; any order count or last order does): nothing to merge
-    IF rest = 'all' AND cardinality(ids) = p_limit
+    -- without (net_revenue above 0; any order count or last order does), or a filter that
+    -- customers without orders cannot pass: nothing to merge
+    IF p_part = 'with orders' THEN
+        rest := 'none';
+    ELSIF rest = 'all' AND cardinality(ids) = p_limit
        AND (p_sort <> 'net_revenue' OR (SELECT c.net_revenue > 0 FROM customers c
                                         WHERE c.tenant_id = p_tenant AND c.customer_id = ids[p_limit])) THEN
         rest := 'none';
@@ -225,15 +233,29 @@ DECLARE
     walked int := 0;
     after_value text := p_after_value;
     after_id text := p_after_id;
-    without_orders boolean := p_stage IN ('suspect', 'prospect') AND p_status IS NULL AND p_min_p_alive IS NULL
-                              AND p_sort IN ('net_revenue', 'order_count', 'last_order_at');
+    part text := CASE WHEN p_stage IN ('suspect', 'prospect') AND p_status IS NULL AND p_min_p_alive IS NULL
+                           AND p_sort IN ('net_revenue', 'order_count', 'last_order_at') THEN 'without orders'
+                      WHEN p_status IS NOT NULL OR p_stage IN ('customer', 'client', 'advocate') THEN 'with orders'
+                      ELSE 'all' END;
+    lapsed_before timestamptz;
 BEGIN
     IF p_segment IS NOT NULL THEN
         RETURN rd_customer_list_scan(p_tenant, p_stage, p_status, p_segment, p_min_p_alive, p_sort,
                                      p_after_value, p_after_id, p_limit, p_as_of);
     END IF;
-    IF (p_stage IS NOT NULL OR p_status IS NOT NULL OR p_min_p_alive IS NOT NULL) AND NOT without_orders THEN
+    IF (p_stage IS NOT NULL OR p_status IS NOT NULL OR p_min_p_alive IS NOT NULL) AND part <> 'without orders' THEN
         n := greatest(4 * p_limit, 256);
+    END IF;
+    IF p_status = 'lapsed' AND p_sort = 'last_order_at' THEN
+        -- lapsed customers are those whose last order came before the activity window
+        -- (rd_status): by last order they are the list from the window's start on, so the walk
+        -- starts there unless the cursor is past it
+        SELECT p_as_of - make_interval(days => t.activity_window_days) INTO lapsed_before
+        FROM tenants t WHERE t.tenant_id = p_tenant;
+        IF after_id IS NULL OR after_value::timestamptz >= lapsed_before THEN
+            after_value := to_json(lapsed_before) #>> '{}';
+            after_id := '';   -- (last_order_at, customer_id) < (lapsed_before, ''): before it
+        END IF;
     END IF;
     LOOP
         SELECT items || coalesce(array_agg(x.item ORDER BY x.ordinality) FILTER (WHERE x.listed), '{}'),
@@ -243,9 +265,11 @@ BEGIN
                (array_agg(x.customer_id ORDER BY x.ordinality DESC))[1]
         INTO items, keys, ids, got, after_value, after_id
         FROM rd_customer_list_next(p_tenant, p_sort, after_value, after_id, n, p_limit - cardinality(items),
-                                   without_orders, p_stage, p_status, p_min_p_alive, p_as_of) WITH ORDINALITY AS x;
+                                   part, p_stage, p_status, p_min_p_alive, p_as_of) WITH ORDINALITY AS x;
         walked := walked + got;
         EXIT WHEN cardinality(items) >= p_limit OR got < n;
+        -- by P(alive), nobody after a customer below min_p_alive, or without a prediction, passes it
+        EXIT WHEN p_sort = 'p_alive' AND coalesce(after_value::float8 < p_min_p_alive, p_min_p_alive IS NOT NULL);
         n := 4 * n;
         IF walked + n > 4096 THEN   -- few customers pass: sorting those that do costs less
             RETURN rd_customer_list_scan(p_tenant, p_stage, p_status, p_segment, p_min_p_alive, p_sort,
