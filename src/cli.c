@@ -52,7 +52,8 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-/* Waits for the chunk in flight, if any, and adds its outcomes. Returns its status. */
+/* Waits for the chunk in flight, if any, and adds its outcomes. Returns its status, and says
+ * what a failure means for the rows. */
 static int writer_join(import_writer *w, batch_reader *b)
 {
     if (!w->running)
@@ -63,6 +64,9 @@ static int writer_join(import_writer *w, batch_reader *b)
     b->counts.updated += w->counts.updated;
     b->counts.duplicates += w->counts.duplicates;
     b->counts.rejected += w->counts.rejected;
+    if (w->rc != RD_OK)
+        fprintf(stderr, "\nretentiond: the database failed on the lines up to %llu; rows before them were "
+                "committed, re-running the import is safe\n", (unsigned long long)w->last_line);
     return w->rc;
 }
 
@@ -117,8 +121,6 @@ int cli_import(PGconn *conn, const char *tenant, const char *path, const char *k
         if (ingest_set_size(&b.set) >= IMPORT_FLUSH_ROWS || (!n && ingest_set_size(&b.set))) {
             bulk = bulk || n;
             if (writer_join(&w, &b) != RD_OK) {
-                fprintf(stderr, "\nretentiond: the database failed on the lines up to %llu; rows before them were "
-                        "committed, re-running the import is safe\n", (unsigned long long)w.last_line);
                 rc = 1;
                 break;
             }
@@ -142,11 +144,8 @@ int cli_import(PGconn *conn, const char *tenant, const char *path, const char *k
         if (!n)
             break;
     }
-    if (writer_join(&w, &b) != RD_OK && rc == 0) {
-        fprintf(stderr, "\nretentiond: the database failed on the lines up to %llu; rows before them were "
-                "committed, re-running the import is safe\n", (unsigned long long)w.last_line);
+    if (writer_join(&w, &b) != RD_OK)
         rc = 1;
-    }
     ingest_set_free(&w.set);
     if (f != stdin)
         fclose(f);
