@@ -569,6 +569,23 @@ static enum MHD_Result finish_call(http_req *rq, size_t *upload_data_size, bool 
     return queue_reply(rq);
 }
 
+/* Whether a reply set with the headers (401, 404, 413, ...) should wait for the declared body:
+ * sent while the client is still sending, it is often lost, because closing a socket with
+ * unread data makes the kernel reset the connection before the client reads the reply. So a
+ * declared body up to DISCARD_MAX beyond the route's limit is dropped first (ST_DISCARD), as
+ * an early reply during the upload is. A client that sent "Expect: 100-continue" waits for the
+ * answer before sending, and gets it at once. */
+static bool body_follows(http_req *rq)
+{
+    const char *cl = http_header(rq, "Content-Length");
+    if (!cl || http_header(rq, "Expect"))
+        return false;
+    long limit = rq->route && rq->route->big_body ? config.max_batch_bytes : config.max_body_bytes;
+    char *end;
+    long long n = strtoll(cl, &end, 10);
+    return *end == '\0' && n > 0 && n - limit <= DISCARD_MAX;
+}
+
 /* libmicrohttpd calls this once with the headers (upload size 0), then once per body chunk,
  * then once more with size 0 when the body is complete; after a resume it repeats the call
  * of the phase in which the connection was suspended. */
@@ -610,6 +627,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             route_request(rq);
             if (rq->state == ST_NEW && authorize(rq))
                 begin_body(rq);
+            return finish_call(rq, upload_data_size, body_follows(rq));
         }
         return finish_call(rq, upload_data_size, false);
     }
@@ -637,7 +655,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 http_reply_db_failure(rq, st);
             else if (authorize(rq))
                 begin_body(rq);
-            return finish_call(rq, upload_data_size, mid_upload);
+            return finish_call(rq, upload_data_size, mid_upload || body_follows(rq));
         }
         rq->state = ST_BODY;
         int r = after(rq, st);

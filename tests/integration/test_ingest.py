@@ -73,6 +73,27 @@ class StatusCodes(Base):
         self.assertEqual(r.status, 413)
         self.assertEqual(self.q("SELECT count(*) FROM orders WHERE tenant_id = $T"), "0")
 
+    def test_early_413_reaches_a_client_still_sending(self):
+        """The 413 for a declared over-limit body waits until the body is dropped: sent at once,
+        the connection would close under a client still sending, which then reads a reset
+        instead of the reply."""
+        import socket
+        import time
+        body = b"x" * (2 * 1024 * 1024)
+        head = (f"POST /v1/orders HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {self.key}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+            sock.sendall(head.encode())
+            time.sleep(0.5)   # the server has read the headers and decided
+            sock.sendall(body)
+            reply = b""
+            while b"\r\n\r\n" not in reply:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+        self.assertTrue(reply.startswith(b"HTTP/1.1 413"), reply[:200])
+
     def test_invalid_record_names_every_field_and_stores_nothing(self):
         bad = {"order_id": "", "placed_at": "2026-02-30T10:00:00Z", "total": "-5", "refunded": "abc",
                "status": "shipped", "currency": "EUR", "test": "yes"}
