@@ -39,7 +39,7 @@ static int n_statements;
 typedef struct worker {
     pthread_t thread;
     PGconn *conn;
-    int64_t last_attempt;
+    int64_t last_failure; /* when the last connect failed; 0 after a success */
     int64_t last_used;        /* when its last job ended */
     pthread_cond_t wake;
     bool idle;                /* on pool.idle, under pool.lock */
@@ -151,7 +151,7 @@ PGconn *db_connect(const char *conninfo)
     return conn;
 }
 
-/* Ensures w->conn is usable, reconnecting at most every RECONNECT_INTERVAL_USEC. */
+/* Ensures w->conn is usable; after a failed connect, tries again only RECONNECT_INTERVAL_USEC later. */
 static bool worker_ensure_conn(worker *w)
 {
     if (w->conn && PQstatus(w->conn) == CONNECTION_OK) {
@@ -178,13 +178,17 @@ static bool worker_ensure_conn(worker *w)
         pool.connected--;
         pthread_mutex_unlock(&pool.lock);
     }
+    /* Only a failed attempt throttles the next one: a connection PostgreSQL closed moments
+     * after a successful connect is replaced at once. */
     int64_t now = now_usec();
-    if (w->last_attempt && now - w->last_attempt < RECONNECT_INTERVAL_USEC)
+    if (w->last_failure && now - w->last_failure < RECONNECT_INTERVAL_USEC)
         return false;
-    w->last_attempt = now;
     w->conn = db_connect(pool.conninfo);
-    if (!w->conn)
+    if (!w->conn) {
+        w->last_failure = now_usec();
         return false;
+    }
+    w->last_failure = 0;
     w->last_used = now_usec(); /* just answered */
     pthread_mutex_lock(&pool.lock);
     pool.connected++;

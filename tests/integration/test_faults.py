@@ -175,25 +175,31 @@ class ClosedConnections(unittest.TestCase):
         try:
             _, key = server.tenant()
             self.assertEqual(server.get("/v1/customers?limit=5", key).status, 200)
-            closed = int(pg.scalar("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                                   " WHERE application_name = 'retentiond'"))
-            deadline = time.time() + 10
-            while time.time() < deadline and pg.scalar(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'retentiond'") != "0":
-                time.sleep(0.05)
-            return closed, [server.get("/v1/customers?limit=5", key).status for _ in range(24)]
+            rounds = []
+            # Two rounds: the second closes connections the first has just opened, so a worker
+            # that throttled reconnects after a successful connect too would answer 503 here
+            # however fast the machine is.
+            for _ in range(2):
+                closed = int(pg.scalar("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                                       " WHERE application_name = 'retentiond'"))
+                deadline = time.time() + 10
+                while time.time() < deadline and pg.scalar(
+                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'retentiond'") != "0":
+                    time.sleep(0.05)
+                rounds.append((closed, [server.get("/v1/customers?limit=5", key).status for _ in range(24)]))
+            return rounds
         finally:
             server.stop()
             pg.destroy()
 
     def test_closed_connections_are_replaced_before_use(self):
-        closed, statuses = self.statuses_after_closing(0)
-        self.assertGreaterEqual(closed, 8)      # the eight workers' connections at least
-        self.assertEqual(statuses, [200] * 24)
+        for closed, statuses in self.statuses_after_closing(0):
+            self.assertGreaterEqual(closed, 1)
+            self.assertEqual(statuses, [200] * 24)
 
     def test_control_without_the_check_requests_fail_on_them(self):
-        closed, statuses = self.statuses_after_closing(3600)
-        self.assertGreaterEqual(closed, 8)
+        (closed, statuses), _ = self.statuses_after_closing(3600)
+        self.assertGreaterEqual(closed, 8)      # the eight workers' connections at least
         self.assertIn(503, statuses)
         self.assertEqual(set(statuses), {200, 503})
 
