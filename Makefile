@@ -17,6 +17,13 @@ BINDIR  ?= $(PREFIX)/bin
 
 SRCS := $(sort $(wildcard src/*.c src/*/*.c))
 MIGRATIONS := $(sort $(wildcard migrations/*.sql))
+# The current definition of every SQL function, applied by `retentiond migrate` after the
+# migrations in this order (a SQL-language function is checked against the functions it calls
+# when it is created, so a callee's file comes first). retired.sql drops what was removed.
+SQL_FILES := $(addprefix sql/,retired.sql rules.sql rollup.sql ingest.sql ladder.sql reports.sql clv.sql customers.sql)
+ifneq ($(sort $(SQL_FILES)),$(sort $(wildcard sql/*.sql)))
+$(error sql/*.sql and SQL_FILES in the Makefile differ: $(filter-out $(SQL_FILES),$(wildcard sql/*.sql)) $(filter-out $(wildcard sql/*.sql),$(SQL_FILES)))
+endif
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 # everything but main.c, for linking unit tests against the modules they test
 LIB_SRCS := $(filter-out src/main.c,$(SRCS))
@@ -35,9 +42,9 @@ $(DEPS_STAMP): scripts/install-deps.sh
 
 deps: $(DEPS_STAMP)
 
-$(B)/gen/migrations.c: scripts/embed-migrations.sh $(MIGRATIONS)
+$(B)/gen/migrations.c: scripts/embed-schema.sh $(MIGRATIONS) $(SQL_FILES)
 	@mkdir -p $(B)/gen
-	scripts/embed-migrations.sh $(MIGRATIONS) > $@
+	scripts/embed-schema.sh $(MIGRATIONS) -- $(SQL_FILES) > $@
 
 ASSETS := openapi=src/api/openapi.json dashboard=src/api/dashboard.html
 $(B)/gen/assets.c: scripts/embed-assets.sh src/api/openapi.json src/api/dashboard.html

@@ -30,7 +30,7 @@ static const char *usage_text =
     "\n"
     "Commands:\n"
     "  serve                                   run the HTTP service\n"
-    "  migrate                                 apply pending database migrations\n"
+    "  migrate                                 apply pending migrations and sql/ functions\n"
     "  tenant create NAME [--currency CUR]     create a tenant (shop); CUR is ISO 4217, default USD\n"
     "  tenant set-secret NAME PLATFORM SECRET  set the shopify or woocommerce webhook secret\n"
     "  key create --tenant NAME --scope LIST   create an API key (LIST: ingest,read,admin); printed once\n"
@@ -46,8 +46,10 @@ static const char *command_help(const char *cmd)
         return "usage: retentiond [options] serve\n\nServes the HTTP API on BIND_ADDRESS:PORT until SIGINT or SIGTERM;\n"
                "on a signal it stops accepting, lets in-flight requests finish, and exits 0.\n";
     if (strcmp(cmd, "migrate") == 0)
-        return "usage: retentiond [options] migrate\n\nApplies every pending migration (each in a transaction, under an\n"
-               "advisory lock) to DATABASE_URL.\n";
+        return "usage: retentiond [options] migrate\n\nApplies every pending migration, then the function definitions of sql/\n"
+               "when they changed, to DATABASE_URL: all in one transaction, under an advisory lock.\n"
+               "Refuses, naming the file, a database whose applied migration differs from the\n"
+               "binary's file of the same number.\n";
     if (strcmp(cmd, "tenant") == 0)
         return "usage: retentiond tenant create NAME [--currency ISO-4217]   (default USD)\n"
                "       retentiond tenant set-secret NAME shopify|woocommerce SECRET\n\n"
@@ -182,11 +184,13 @@ static int cmd_serve(void)
 static int cmd_migrate(void)
 {
     PGconn *conn = connect_or_die();
-    int n = migrate_apply(conn);
+    migrate_result r;
+    int rc = migrate_apply(conn, &r);
     PQfinish(conn);
-    if (n < 0)
+    if (rc != 0)
         return 1;
-    printf("migrations applied: %d (schema version %d)\n", n, rd_migrations[rd_migration_count - 1].version);
+    printf("migrations applied: %d (schema version %d); sql/ files applied: %d%s\n", r.migrations,
+           rd_migrations[rd_migration_count - 1].version, r.functions, r.functions ? "" : " (current)");
     return 0;
 }
 

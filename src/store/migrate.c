@@ -1,109 +1,315 @@
-/* migrate.c - applies the embedded migrations (see migrate.h). */
+/* migrate.c - applies the embedded migrations and sql/ (see migrate.h). */
 #include "retentiond/store/migrate.h"
 
 #include "retentiond/log.h"
 #include "retentiond/store/pool.h"
 #include "retentiond/util.h"
 
+#include <openssl/sha.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Arbitrary constant: the advisory lock key all instances agree on. */
 #define MIGRATION_LOCK_KEY "7320114512"
 
-static int applied_version(PGconn *conn)
+/* The history migrations/001_baseline.sql squashes: a database that recorded all of
+ * 1..SQUASHED_THROUGH, the last under this name, has exactly the baseline's schema. */
+#define SQUASHED_THROUGH 18
+#define SQUASHED_LAST "018_list_by_index_walk.sql"
+
+typedef char checksum[2 * SHA256_DIGEST_LENGTH + 1];
+
+static void sha256_hex(const char *text, checksum out)
 {
-    PGresult *res = PQexec(conn, "SELECT coalesce(max(version), 0) FROM schema_migrations");
-    int v = PQresultStatus(res) == PGRES_TUPLES_OK ? atoi(PQgetvalue(res, 0, 0)) : -1;
-    if (v < 0)
-        db_log_error(res, conn, "read schema version");
-    PQclear(res);
-    return v;
+    unsigned char d[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)text, strlen(text), d);
+    for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
+        snprintf(out + 2 * i, 3, "%02x", d[i]);
 }
 
-/* Migrations are applied in order, so every embedded one older than the newest applied must
- * be recorded. One missing (a migration added below an existing number, or a row deleted)
- * would never be applied by "newer than the newest" and the schema would silently lack it:
- * refuse, naming it. Returns 0 when there is no gap. */
-static int check_gaps(PGconn *conn, int current)
+/* What the database has recorded. */
+typedef struct {
+    PGresult *migrations; /* version, name, checksum (NULL before checksums were kept) */
+    PGresult *functions;  /* file, checksum; NULL when the table does not exist yet */
+} recorded;
+
+static void recorded_clear(recorded *r)
 {
-    PGresult *res = PQexec(conn, "SELECT version FROM schema_migrations");
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        db_log_error(res, conn, "read schema versions");
-        PQclear(res);
+    PQclear(r->migrations);
+    PQclear(r->functions);
+    r->migrations = r->functions = NULL;
+}
+
+/* Reads both records; works on a database that predates the checksum column and
+ * schema_functions (to_jsonb reads a column that may be missing). */
+static int recorded_read(PGconn *conn, recorded *r)
+{
+    r->functions = NULL;
+    r->migrations = PQexec(conn, "SELECT version, name, to_jsonb(m) ->> 'checksum' FROM schema_migrations m "
+                                 "ORDER BY version");
+    if (PQresultStatus(r->migrations) != PGRES_TUPLES_OK) {
+        db_log_error(r->migrations, conn, "read schema_migrations");
+        recorded_clear(r);
         return -1;
     }
-    int gap = 0;
-    for (int i = 0; i < rd_migration_count && rd_migrations[i].version < current; i++) {
-        int found = 0;
-        for (int r = 0; r < PQntuples(res) && !found; r++)
-            found = atoi(PQgetvalue(res, r, 0)) == rd_migrations[i].version;
-        if (!found) {
-            rd_log(LOG_ERROR, "msg=\"schema has a gap: migration %s was never applied, yet version %d is; "
-                              "apply it by hand and record it in schema_migrations, or restore the database\"",
-                   rd_migrations[i].name, current);
-            gap = -1;
+    PGresult *exists = PQexec(conn, "SELECT to_regclass('schema_functions') IS NOT NULL");
+    bool has = PQresultStatus(exists) == PGRES_TUPLES_OK && strcmp(PQgetvalue(exists, 0, 0), "t") == 0;
+    if (PQresultStatus(exists) != PGRES_TUPLES_OK)
+        db_log_error(exists, conn, "find schema_functions");
+    int ok = PQresultStatus(exists) == PGRES_TUPLES_OK;
+    PQclear(exists);
+    if (ok && has) {
+        r->functions = PQexec(conn, "SELECT file, checksum FROM schema_functions");
+        ok = PQresultStatus(r->functions) == PGRES_TUPLES_OK;
+        if (!ok)
+            db_log_error(r->functions, conn, "read schema_functions");
+    }
+    if (!ok) {
+        recorded_clear(r);
+        return -1;
+    }
+    return 0;
+}
+
+static const rd_migration *embedded_migration(int version)
+{
+    for (int i = 0; i < rd_migration_count; i++)
+        if (rd_migrations[i].version == version)
+            return &rd_migrations[i];
+    return NULL;
+}
+
+static int recorded_row(PGresult *res, int version)
+{
+    for (int r = 0; r < PQntuples(res); r++)
+        if (atoi(PQgetvalue(res, r, 0)) == version)
+            return r;
+    return -1;
+}
+
+/* The state of the recorded migrations against the embedded ones. */
+typedef struct {
+    int max_version; /* the newest recorded, 0 for none */
+    bool newer;      /* the database has a migration this binary does not know */
+    bool pending;    /* an embedded migration is not recorded */
+    bool squashed;   /* the database recorded the history the baseline squashes */
+} migration_state;
+
+/* Compares what was recorded with the embedded migrations. Returns -1, logged naming the file,
+ * when the database cannot be brought current: a recorded migration whose text differs from
+ * the file of its number, one missing below the newest recorded, a squashed history only
+ * partly applied. */
+static int check_migrations(PGresult *res, migration_state *st, bool log)
+{
+    memset(st, 0, sizeof *st);
+    int squashed_rows = 0, fail = 0;
+    for (int r = 0; r < PQntuples(res); r++) {
+        int v = atoi(PQgetvalue(res, r, 0));
+        const char *name = PQgetvalue(res, r, 1);
+        if (v > st->max_version)
+            st->max_version = v;
+        if (PQgetisnull(res, r, 2) && v <= SQUASHED_THROUGH) { /* recorded before checksums were kept */
+            squashed_rows++;
+            st->squashed |= v == SQUASHED_THROUGH && strcmp(name, SQUASHED_LAST) == 0;
         }
     }
-    PQclear(res);
-    return gap;
-}
-
-int migrate_apply(PGconn *conn)
-{
-    if (db_exec(conn, "SELECT pg_advisory_lock(" MIGRATION_LOCK_KEY ")", "migration lock") != RD_OK)
-        return -1;
-    int applied = 0;
-    if (db_exec(conn, "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                      " version int PRIMARY KEY, name text NOT NULL,"
-                      " applied_at timestamptz NOT NULL DEFAULT now())",
-                "create schema_migrations") != RD_OK) {
-        applied = -1;
-        goto unlock;
+    if (squashed_rows) {
+        if (!st->squashed || squashed_rows != SQUASHED_THROUGH) {
+            if (log)
+                rd_log(LOG_ERROR, "msg=\"the database is at migration %d of the history %s squashes; upgrade it "
+                                  "through %s with a release from before the squash, then run this one\"",
+                       st->max_version, rd_migrations[0].name, SQUASHED_LAST);
+            return -1;
+        }
+        if (st->max_version == SQUASHED_THROUGH)
+            st->max_version = 1;
     }
-    int current = applied_version(conn);
-    if (current < 0 || check_gaps(conn, current) != 0) {
-        applied = -1;
-        goto unlock;
+    for (int r = 0; r < PQntuples(res); r++) {
+        int v = atoi(PQgetvalue(res, r, 0));
+        if (PQgetisnull(res, r, 2) && v <= SQUASHED_THROUGH)
+            continue; /* stands for the baseline, checked above */
+        const rd_migration *m = embedded_migration(v);
+        if (!m) {
+            st->newer = true;
+            continue;
+        }
+        checksum sum;
+        sha256_hex(m->sql, sum);
+        if (PQgetisnull(res, r, 2) || strcmp(PQgetvalue(res, r, 2), sum) != 0 ||
+            strcmp(PQgetvalue(res, r, 1), m->name) != 0) {
+            if (log)
+                rd_log(LOG_ERROR, "msg=\"migration %s differs from the one this database applied (%s, checksum %.12s, "
+                                  "the file's %.12s): an applied migration is never edited; restore the file and add "
+                                  "a new migration\"",
+                       m->name, PQgetvalue(res, r, 1), PQgetvalue(res, r, 2), sum);
+            fail = -1;
+        }
     }
     for (int i = 0; i < rd_migration_count; i++) {
         const rd_migration *m = &rd_migrations[i];
-        if (m->version <= current)
+        bool found = (st->squashed && m->version == 1) || recorded_row(res, m->version) >= 0;
+        if (found)
             continue;
-        char version[16];
-        snprintf(version, sizeof version, "%d", m->version);
-        const char *params[2] = {version, m->name};
-        if (db_exec(conn, "BEGIN", "begin migration") != RD_OK)
-            goto failed;
-        if (db_exec(conn, m->sql, m->name) != RD_OK)
-            goto rollback;
-        PGresult *res = PQexecParams(conn, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                                     2, NULL, params, NULL, NULL, 0);
-        int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-        PQclear(res);
-        if (!ok || db_exec(conn, "COMMIT", "commit migration") != RD_OK)
-            goto rollback;
-        rd_log(LOG_INFO, "msg=\"migration applied\" version=%d name=%s", m->version, m->name);
-        applied++;
+        if (m->version < st->max_version) {
+            if (log)
+                rd_log(LOG_ERROR, "msg=\"schema has a gap: migration %s was never applied, yet version %d is; apply "
+                                  "it by hand and record it in schema_migrations, or restore the database\"",
+                       m->name, st->max_version);
+            fail = -1;
+        }
+        st->pending = true;
     }
+    return fail;
+}
+
+/* Whether schema_functions holds exactly the embedded sql/ files with their texts. */
+static bool functions_current(PGresult *res)
+{
+    if (!res || PQntuples(res) != rd_sql_file_count)
+        return false;
+    for (int i = 0; i < rd_sql_file_count; i++) {
+        checksum sum;
+        sha256_hex(rd_sql_files[i].sql, sum);
+        bool same = false;
+        for (int r = 0; r < PQntuples(res) && !same; r++)
+            same = strcmp(PQgetvalue(res, r, 0), rd_sql_files[i].name) == 0 && strcmp(PQgetvalue(res, r, 1), sum) == 0;
+        if (!same)
+            return false;
+    }
+    return true;
+}
+
+static int exec_params(PGconn *conn, const char *sql, int n, const char *const *params, const char *what)
+{
+    PGresult *res = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
+    int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    if (!ok)
+        db_log_error(res, conn, what);
+    PQclear(res);
+    return ok ? 0 : -1;
+}
+
+/* Replaces the squashed history's rows by the baseline's. */
+static int record_squash(PGconn *conn)
+{
+    checksum sum;
+    sha256_hex(rd_migrations[0].sql, sum);
+    char through[16];
+    snprintf(through, sizeof through, "%d", SQUASHED_THROUGH);
+    const char *params[3] = {rd_migrations[0].name, sum, through};
+    if (exec_params(conn,
+                    "WITH old AS (DELETE FROM schema_migrations WHERE version <= $3::int AND checksum IS NULL"
+                    " RETURNING applied_at) "
+                    "INSERT INTO schema_migrations (version, name, checksum, applied_at) "
+                    "SELECT 1, $1, $2, max(applied_at) FROM old",
+                    3, params, "record the baseline") != 0)
+        return -1;
+    rd_log(LOG_INFO, "msg=\"the database's first %d migrations are recorded as %s, which squashes them\"",
+           SQUASHED_THROUGH, rd_migrations[0].name);
+    return 0;
+}
+
+static int apply_migration(PGconn *conn, const rd_migration *m)
+{
+    if (db_exec(conn, m->sql, m->name) != RD_OK)
+        return -1;
+    char version[16];
+    checksum sum;
+    snprintf(version, sizeof version, "%d", m->version);
+    sha256_hex(m->sql, sum);
+    const char *params[3] = {version, m->name, sum};
+    if (exec_params(conn, "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)", 3, params,
+                    "record the migration") != 0)
+        return -1;
+    rd_log(LOG_INFO, "msg=\"migration applied\" version=%d name=%s", m->version, m->name);
+    return 0;
+}
+
+static int apply_functions(PGconn *conn)
+{
+    if (db_exec(conn, "DELETE FROM schema_functions", "clear schema_functions") != RD_OK)
+        return -1;
+    for (int i = 0; i < rd_sql_file_count; i++) {
+        if (db_exec(conn, rd_sql_files[i].sql, rd_sql_files[i].name) != RD_OK)
+            return -1;
+        checksum sum;
+        sha256_hex(rd_sql_files[i].sql, sum);
+        const char *params[2] = {rd_sql_files[i].name, sum};
+        if (exec_params(conn, "INSERT INTO schema_functions (file, checksum) VALUES ($1, $2)", 2, params,
+                        "record the sql file") != 0)
+            return -1;
+    }
+    rd_log(LOG_INFO, "msg=\"functions applied\" files=%d", rd_sql_file_count);
+    return 0;
+}
+
+int migrate_apply(PGconn *conn, migrate_result *out)
+{
+    memset(out, 0, sizeof *out);
+    if (db_exec(conn, "SELECT pg_advisory_lock(" MIGRATION_LOCK_KEY ")", "migration lock") != RD_OK)
+        return -1;
+    int rc = -1;
+    recorded rec = {0};
+    if (db_exec(conn, "BEGIN", "begin migration") != RD_OK)
+        goto unlock;
+    if (db_exec(conn,
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version int PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now());"
+                "ALTER TABLE schema_migrations ADD COLUMN IF NOT EXISTS checksum text;"
+                "CREATE TABLE IF NOT EXISTS schema_functions ("
+                " file text PRIMARY KEY, checksum text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())",
+                "create the schema records") != RD_OK ||
+        recorded_read(conn, &rec) != 0)
+        goto rollback;
+    migration_state st;
+    if (check_migrations(rec.migrations, &st, true) != 0)
+        goto rollback;
+    if (st.squashed && record_squash(conn) != 0)
+        goto rollback;
+    for (int i = 0; i < rd_migration_count; i++) {
+        const rd_migration *m = &rd_migrations[i];
+        if ((st.squashed && m->version == 1) || recorded_row(rec.migrations, m->version) >= 0)
+            continue;
+        if (apply_migration(conn, m) != 0)
+            goto rollback;
+        out->migrations++;
+    }
+    /* A migration may have recreated a table, and with it lost a trigger sql/ defines: after
+     * one, sql/ is applied whatever the checksums say. A database a newer binary migrated keeps
+     * that binary's functions. */
+    if (st.newer)
+        rd_log(LOG_WARN, "msg=\"the database has migrations this binary does not know; its functions are left as "
+                         "a newer binary applied them\"");
+    else if (out->migrations > 0 || !functions_current(rec.functions)) {
+        if (apply_functions(conn) != 0)
+            goto rollback;
+        out->functions = rd_sql_file_count;
+    }
+    if (db_exec(conn, "COMMIT", "commit migration") != RD_OK)
+        goto rollback;
+    rc = 0;
     goto unlock;
 rollback:
     db_exec(conn, "ROLLBACK", "rollback migration");
-failed:
-    applied = -1;
+    out->migrations = out->functions = 0;
 unlock:
+    recorded_clear(&rec);
     db_exec(conn, "SELECT pg_advisory_unlock(" MIGRATION_LOCK_KEY ")", "migration unlock");
-    return applied;
+    return rc;
 }
 
 int migrate_is_current(PGconn *conn)
 {
-    PGresult *res = PQexec(conn, "SELECT coalesce(max(version), 0) FROM schema_migrations");
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        PQclear(res);
+    recorded rec;
+    if (recorded_read(conn, &rec) != 0)
         return -1;
-    }
-    int v = atoi(PQgetvalue(res, 0, 0));
-    PQclear(res);
-    return v >= rd_migrations[rd_migration_count - 1].version;
+    migration_state st;
+    int current = check_migrations(rec.migrations, &st, false) == 0 && !st.squashed && !st.pending &&
+                  (st.newer || functions_current(rec.functions));
+    recorded_clear(&rec);
+    return current;
 }

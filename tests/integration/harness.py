@@ -88,8 +88,9 @@ class Response:
 class Server:
     """The real binary, serving on a free port against a cluster."""
 
-    def __init__(self, pg, **env):
+    def __init__(self, pg, bin=None, **env):
         self.pg = pg
+        self.bin = bin or BIN  # another build of the service (the upgrade test's older one)
         self.port = free_port()
         self.env = dict(os.environ)
         self.env.update({"DATABASE_URL": pg.url, "PORT": str(self.port), "BIND_ADDRESS": "127.0.0.1",
@@ -99,7 +100,7 @@ class Server:
         self.proc = None
 
     def cli(self, *args, check=True):
-        out = subprocess.run([BIN] + list(args), env=self.env, capture_output=True, text=True)
+        out = subprocess.run([self.bin] + list(args), env=self.env, capture_output=True, text=True)
         if check and out.returncode != 0:
             raise RuntimeError(f"retentiond {' '.join(args)} failed: {out.stderr}")
         return out
@@ -107,7 +108,7 @@ class Server:
     def start(self):
         self.cli("migrate")
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([BIN, "serve"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([self.bin, "serve"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 30
         while time.time() < deadline:
             try:

@@ -144,10 +144,11 @@ class MigrationGaps(unittest.TestCase):
         try:
             srv = Server(pg2)
             srv.cli("migrate")
-            pg2.sql("DELETE FROM schema_migrations WHERE version = 3")
+            pg2.sql("INSERT INTO schema_migrations (version, name, checksum) VALUES (999, '999_later.sql', 'x')")
+            pg2.sql("DELETE FROM schema_migrations WHERE version = 1")
             out = srv.cli("migrate", check=False)
             self.assertNotEqual(out.returncode, 0)
-            self.assertIn("003_webhooks.sql", out.stderr)
-            self.assertEqual(pg2.scalar("SELECT count(*) FROM schema_migrations WHERE version = 3"), "0")
+            self.assertIn("001_baseline.sql was never applied", out.stderr)
+            self.assertEqual(pg2.scalar("SELECT count(*) FROM schema_migrations WHERE version = 1"), "0")
         finally:
             pg2.destroy()

@@ -1,44 +1,140 @@
--- 018_list_by_index_walk.sql - every customer list but the segment-filtered one reads its page
--- through an index in the list's order instead of sorting every customer of the tenant.
+-- customers.sql - per-customer reads: the profile with the inputs behind every figure, and
+-- keyset-paginated lists for campaigns.
 --
--- Since 016 an unfiltered page by net revenue, order count or last order reads only its
--- candidates through the rank indexes. The rest still built every customer row, filtered and
--- sorted them (rd_customer_list_scan: 150-500 ms on a 100 k-customer shop):
+-- Lists. Order: the sort's key descending, customers without one last, ties by customer_id
+-- descending (so that a backward walk of an index gives the page in order); without a key
+-- (sort=customer_id), customer_id ascending. The cursor carries the exact key as PostgreSQL
+-- prints it (text, or null for "no value"), never a float. An unfiltered page sorted by net
+-- revenue, order count or last order is a backward walk of that sort's rank index
+-- (customers_rfm_m, _f, _r) that stops after the page, plus the start of
+-- customers_without_orders in key order for the customers the rank indexes leave out; sorted by
+-- P(alive) or predicted CLV, a walk of customer_predictions' indexes.
 --
--- * Sorted by p_alive or predicted_clv. 009 dropped the two prediction indexes because each
---   fit rewrote them at random (0.9 s of a 1.5 s store for 90 k rows) and the list then sorted
---   on an expression they did not serve. Since 016 it sorts on the bare columns (customers
---   without a prediction last, ties by customer_id descending), which a backward walk of
---   (tenant_id, column, customer_id) gives in order. The indexes are back, at the price 009
---   named: storing a fit of 90-100 k predictions takes 0.8-1.8 s instead of 0.4-0.7 s here.
---   A fit is a background job run every CLV_REFIT_INTERVAL; a page by P(alive) is read by
---   every dashboard, and takes about 1 ms instead of 150-300 ms.
---
--- * Filtered by stage, status or min_p_alive. These are per-row tests on the customer, its
---   tenant's windows and its prediction, so the page is the first p_limit customers that pass
---   them in the list's order. rd_customer_list_next gives the next n customers after a cursor
---   in that order, each with whether it passes. The list walks chunks of 4 x p_limit (at
---   least 256), then 4 times more each time, until the page is full or the list ends. A
---   filter that passes few customers would walk far (about 10 us a customer here, against
---   150-200 ms for the scan), so when the next chunk would take the walk past 4 096
---   customers, the page comes from the scan after all. Suspects and prospects have no
---   orders, so sorted by net revenue, order count or last order they come among themselves
---   by customer_id descending: their pages walk customers_without_orders instead. A status,
---   and the other rungs, need orders: those walks leave out the customers without. Two
---   filters are ranges of their sort's key: lapsed customers sorted by last order are the
---   list from the activity window's start on, where the walk starts; sorted by P(alive), the
---   walk for min_p_alive ends at the first customer below it.
---
--- * A segment filter needs every customer's RFM quintiles (ntile over all customers with
---   orders), so it still scans.
---
--- rd_customer_list_next holds 016's candidate logic (a rank index walk, then the customers
--- without orders, or now without a prediction) and 016's ordering, and renders the customers
--- that pass (rd_customer_list_item), so that a page reads each row once. rd_customer_list
--- keeps the first p_limit of them and the cursor after the last.
+-- Filtered by stage, status or min_p_alive: these are per-row tests on the customer, its
+-- tenant's windows and its prediction, so the page is the first p_limit customers that pass
+-- them in the list's order. rd_customer_list_next gives the next n customers after a cursor in
+-- that order, each with whether it passes; the list walks chunks of 4 x p_limit (at least 256),
+-- then 4 times more each time, until the page is full or the list ends. When the next chunk
+-- would take the walk past 4 096 customers, the page comes from the scan after all
+-- (rd_customer_list_scan: every customer of the tenant, filtered, sorted). Suspects and
+-- prospects have no orders, so sorted by net revenue, order count or last order they come among
+-- themselves by customer_id descending: their pages walk customers_without_orders instead. A
+-- status, and the other rungs, need orders: those walks leave out the customers without. Lapsed
+-- customers sorted by last order are the list from the activity window's start on, where the
+-- walk starts; sorted by P(alive), the walk for min_p_alive ends at the first customer below
+-- it. A segment filter needs every customer's RFM quintiles (ntile over all customers with
+-- orders), so it scans.
 
-CREATE INDEX customer_predictions_p_alive ON customer_predictions (tenant_id, p_alive, customer_id);
-CREATE INDEX customer_predictions_clv ON customer_predictions (tenant_id, predicted_clv, customer_id);
+-- The key of a sort as the cursor carries it: text as PostgreSQL prints it, so that it reads
+-- back exactly; null when the customer has none (and for sort=customer_id).
+CREATE OR REPLACE FUNCTION rd_customer_sort_key(p_sort text, p_count integer, p_revenue numeric, p_last timestamp with time zone, p_alive double precision, p_clv double precision)
+ RETURNS text
+ LANGUAGE sql
+ STABLE
+AS $function$
+    SELECT CASE p_sort WHEN 'net_revenue' THEN p_revenue::text WHEN 'order_count' THEN p_count::text
+                       WHEN 'last_order_at' THEN to_json(p_last) #>> '{}'
+                       WHEN 'p_alive' THEN p_alive::text WHEN 'predicted_clv' THEN p_clv::text END
+$function$;
+
+-- A listed customer, with its RFM segment (rd_rfm_segment).
+CREATE OR REPLACE FUNCTION rd_customer_list_item(p_id text, p_email text, p_stage text, p_status text, p_count integer, p_revenue numeric, p_last timestamp with time zone, p_r integer, p_f integer, p_m integer, p_alive double precision, p_expected double precision, p_clv double precision)
+ RETURNS json
+ LANGUAGE sql
+ STABLE
+AS $function$
+    SELECT json_build_object(
+        'customer_id', p_id, 'email', p_email, 'stage', p_stage, 'status', p_status,
+        'order_count', p_count, 'net_revenue', p_revenue, 'last_order_at', p_last,
+        'rfm', CASE WHEN p_r IS NOT NULL THEN json_build_object('r', p_r, 'f', p_f, 'm', p_m,
+                                                                'segment', rd_rfm_segment(p_r, p_f)) END,
+        'p_alive', p_alive, 'expected_orders', p_expected, 'predicted_clv', p_clv)
+$function$;
+
+-- The reply to GET /v1/customers, whole: the page's items, its size, and when it is full the
+-- cursor after its last row (its key and id as a JSON array, hex-encoded: opaque, URL-safe).
+-- Built here so that the service sends it as it is, and amounts never pass through a double.
+CREATE OR REPLACE FUNCTION rd_customer_list_doc(p_items json, p_count bigint, p_limit integer, p_last_key text, p_last_id text)
+ RETURNS json
+ LANGUAGE sql
+ IMMUTABLE
+AS $function$
+    SELECT json_build_object(
+        'customers', coalesce(p_items, '[]'),
+        'next_cursor', CASE WHEN p_count > 0 AND p_count = p_limit
+                            THEN encode(convert_to(json_build_array(p_last_key, p_last_id)::text, 'UTF8'), 'hex') END,
+        'count', p_count)
+$function$;
+
+-- Filtered lists and the prediction sorts: every customer of the tenant, filtered, sorted.
+-- Order: the sort's key descending, customers without one last, ties by customer_id
+-- descending; without a key (sort=customer_id), customer_id ascending. A page continues
+-- strictly after (p_after_value, p_after_id) in that order.
+CREATE OR REPLACE FUNCTION rd_customer_list_scan(p_tenant bigint, p_stage text, p_status text, p_segment text, p_min_p_alive double precision, p_sort text, p_after_value text, p_after_id text, p_limit integer, p_as_of timestamp with time zone)
+ RETURNS json
+ LANGUAGE plpgsql
+ STABLE
+ SET extra_float_digits TO '1'
+AS $function$
+DECLARE
+    key text := CASE p_sort WHEN 'net_revenue' THEN 'c.net_revenue' WHEN 'order_count' THEN 'c.order_count'
+                            WHEN 'last_order_at' THEN 'c.last_order_at' WHEN 'p_alive' THEN 'p.p_alive'
+                            WHEN 'predicted_clv' THEN 'p.predicted_clv' END;
+    typ text := CASE p_sort WHEN 'net_revenue' THEN 'numeric' WHEN 'order_count' THEN 'int'
+                            WHEN 'last_order_at' THEN 'timestamptz' ELSE 'float8' END;
+    after text;
+    order_by text;
+    result json;
+BEGIN
+    IF key IS NULL THEN
+        key := 'NULL::int';
+        after := 'c.customer_id > $8';
+        order_by := 'customer_id';
+    ELSE
+        after := format('CASE WHEN $7 IS NULL THEN %1$s IS NULL AND c.customer_id < $8
+                              ELSE %1$s IS NULL OR %1$s < $7::%2$s
+                                   OR (%1$s = $7::%2$s AND c.customer_id < $8) END', key, typ);
+        order_by := 'sort_key DESC NULLS LAST, customer_id DESC';
+    END IF;
+    EXECUTE format($q$
+        WITH base AS (
+            SELECT c.*, t.advocacy_window_days, t.activity_window_days, t.at_risk_gap_factor, t.at_risk_p_alive,
+                   p.p_alive, p.expected_orders, p.predicted_clv, %1$s AS sort_key
+            FROM customers c JOIN tenants t USING (tenant_id)
+            LEFT JOIN customer_predictions p ON p.tenant_id = c.tenant_id AND p.customer_id = c.customer_id
+            WHERE c.tenant_id = $1
+              AND ($6::float8 IS NULL OR p.p_alive >= $6)
+              AND ($8 IS NULL OR %2$s)),
+        rfm AS (
+            SELECT customer_id,
+                   ntile(5) OVER (ORDER BY last_order_at, customer_id) AS r,
+                   ntile(5) OVER (ORDER BY order_count, customer_id) AS f,
+                   ntile(5) OVER (ORDER BY net_revenue, customer_id) AS m
+            FROM customers WHERE tenant_id = $1 AND order_count > 0 AND $4 IS NOT NULL),
+        rows AS (
+            SELECT b.*, rfm.r, rfm.f, rfm.m,
+                   rd_stage(b.order_count, b.event_count > 0, b.last_advocacy_at, $10, b.advocacy_window_days) AS stage_now,
+                   rd_status(b.first_order_at, b.last_order_at, b.order_count, $10, b.activity_window_days,
+                             b.at_risk_gap_factor, b.p_alive, b.at_risk_p_alive) AS status_now
+            FROM base b LEFT JOIN rfm USING (customer_id))
+        SELECT rd_customer_list_doc(
+                   json_agg(rd_customer_list_item(customer_id, email, stage_now, status_now, order_count,
+                                                  net_revenue, last_order_at, r, f, m,
+                                                  p_alive, expected_orders, predicted_clv) ORDER BY pos),
+                   count(*), $9,
+                   (array_agg(rd_customer_sort_key($5, order_count, net_revenue, last_order_at, p_alive,
+                                                   predicted_clv) ORDER BY pos DESC))[1],
+                   (array_agg(customer_id ORDER BY pos DESC))[1])
+        FROM (SELECT page.*, row_number() OVER (ORDER BY %3$s) AS pos
+              FROM (SELECT * FROM rows
+                    WHERE ($2 IS NULL OR stage_now = $2) AND ($3 IS NULL OR status_now = $3)
+                      AND ($4 IS NULL OR rd_rfm_segment(r, f) = $4)
+                    ORDER BY %3$s LIMIT $9) page) x
+    $q$, key, after, order_by)
+    INTO result
+    USING p_tenant, p_stage, p_status, p_segment, p_sort, p_min_p_alive, p_after_value, p_after_id, p_limit, p_as_of;
+    RETURN result;
+END $function$;
 
 -- The next p_limit customers after the cursor in the list's order, unfiltered: each with its
 -- sort key as the cursor carries it, whether it passes the filters, and, for the first p_need
@@ -46,12 +142,14 @@ CREATE INDEX customer_predictions_clv ON customer_predictions (tenant_id, predic
 -- with orders ('with orders': a status, or the rungs customer, client and advocate) or only
 -- customers without ('without orders': suspects or prospects sorted by net revenue, order
 -- count or last order, who then come in customer_id order) can pass; otherwise 'all'.
-CREATE FUNCTION rd_customer_list_next(p_tenant bigint, p_sort text, p_after_value text, p_after_id text,
-                                      p_limit int, p_need int, p_part text, p_stage text,
-                                      p_status text, p_min_p_alive float8, p_as_of timestamptz)
-RETURNS TABLE (customer_id text, sort_key text, listed boolean, item json)
-LANGUAGE plpgsql STABLE
-SET jit = off SET plan_cache_mode = force_generic_plan SET extra_float_digits = 1 AS $$
+CREATE OR REPLACE FUNCTION rd_customer_list_next(p_tenant bigint, p_sort text, p_after_value text, p_after_id text, p_limit integer, p_need integer, p_part text, p_stage text, p_status text, p_min_p_alive double precision, p_as_of timestamp with time zone)
+ RETURNS TABLE(customer_id text, sort_key text, listed boolean, item json)
+ LANGUAGE plpgsql
+ STABLE
+ SET jit TO 'off'
+ SET plan_cache_mode TO 'force_generic_plan'
+ SET extra_float_digits TO '1'
+AS $function$
 DECLARE
     ids text[] := '{}';
     rest text := 'none';   -- customers without orders after the cursor: 'all', 'after' (p_after_id), 'none'
@@ -215,15 +313,18 @@ BEGIN
                       ORDER BY pos LIMIT p_limit) x
                 JOIN tenants t ON t.tenant_id = p_tenant) y) v) z
     ORDER BY z.pos;
-END $$;
+END $function$;
 
--- Lists for campaigns (005's filters and keyset pagination, in rd_customer_list_scan's order),
--- returning the whole reply (rd_customer_list_doc).
-CREATE OR REPLACE FUNCTION rd_customer_list(p_tenant bigint, p_stage text, p_status text, p_segment text,
-                                            p_min_p_alive float8, p_sort text, p_after_value text,
-                                            p_after_id text, p_limit int, p_as_of timestamptz)
-RETURNS json LANGUAGE plpgsql STABLE
-SET jit = off SET plan_cache_mode = force_generic_plan SET extra_float_digits = 1 AS $$
+-- GET /v1/customers: the page after the cursor, by index walk or scan (see the top of this
+-- file), returning the whole reply (rd_customer_list_doc).
+CREATE OR REPLACE FUNCTION rd_customer_list(p_tenant bigint, p_stage text, p_status text, p_segment text, p_min_p_alive double precision, p_sort text, p_after_value text, p_after_id text, p_limit integer, p_as_of timestamp with time zone)
+ RETURNS json
+ LANGUAGE plpgsql
+ STABLE
+ SET jit TO 'off'
+ SET plan_cache_mode TO 'force_generic_plan'
+ SET extra_float_digits TO '1'
+AS $function$
 DECLARE
     items json[] := '{}';
     keys text[] := '{}';
@@ -278,4 +379,84 @@ BEGIN
     END LOOP;
     n := least(cardinality(items), p_limit);
     RETURN rd_customer_list_doc(array_to_json(items[1:n]), n, p_limit, keys[n], ids[n]);
-END $$;
+END $function$;
+
+-- A customer's profile at p_as_of (GET /v1/customers/{id}): the record, the rollup, the rung
+-- and status, RFM scores and the inputs behind every figure. PL/pgSQL, so that its statements
+-- are prepared once per connection; each reads by primary key, so a generic plan suits it.
+CREATE OR REPLACE FUNCTION rd_customer_profile(p_tenant bigint, p_id text, p_as_of timestamp with time zone)
+ RETURNS json
+ LANGUAGE plpgsql
+ STABLE
+ SET plan_cache_mode TO 'force_generic_plan'
+AS $function$
+BEGIN
+    RETURN (SELECT json_build_object(
+            'customer_id', c.customer_id, 'email', c.email, 'created_at', c.created_at,
+            'channel', c.channel, 'referred_by', c.referred_by, 'attributes', c.attributes,
+            'known', c.is_known,
+            'stage', rd_stage(c.order_count, c.event_count > 0, c.last_advocacy_at, p_as_of, t.advocacy_window_days),
+            'status', rd_status(c.first_order_at, c.last_order_at, c.order_count, p_as_of, t.activity_window_days,
+                                t.at_risk_gap_factor, p.p_alive, t.at_risk_p_alive),
+            'order_count', c.order_count, 'net_revenue', c.net_revenue, 'historic_clv', c.net_revenue,
+            'first_order_at', c.first_order_at, 'last_order_at', c.last_order_at,
+            'avg_days_between_orders', CASE WHEN c.order_count >= 2 THEN
+                extract(epoch FROM c.last_order_at - c.first_order_at) / 86400 / (c.order_count - 1) END,
+            'days_since_last_order', extract(epoch FROM p_as_of - c.last_order_at) / 86400,
+            'event_count', c.event_count, 'first_engaged_at', c.first_engaged_at, 'last_engaged_at', c.last_engaged_at,
+            'last_advocacy_at', c.last_advocacy_at, 'advocacy_kind', c.advocacy_kind,
+            'settings', json_build_object('activity_window_days', t.activity_window_days,
+                                          'advocacy_window_days', t.advocacy_window_days,
+                                          'at_risk_p_alive', t.at_risk_p_alive,
+                                          'at_risk_gap_factor', t.at_risk_gap_factor),
+            'rfm_scores', CASE WHEN c.order_count > 0 THEN
+                rd_rfm_scores(p_tenant, c.last_order_at, c.order_count, c.net_revenue, c.customer_id) END,
+            'prediction', CASE WHEN p.customer_id IS NOT NULL THEN json_build_object(
+                'fitted_at', p.fitted_at, 'p_alive', p.p_alive, 'expected_orders_90d', p.expected_orders,
+                'predicted_clv_12m', p.predicted_clv) END)
+        FROM customers c JOIN tenants t USING (tenant_id)
+        LEFT JOIN customer_predictions p ON p.tenant_id = c.tenant_id AND p.customer_id = c.customer_id
+        WHERE c.tenant_id = p_tenant AND c.customer_id = p_id);
+END $function$;
+
+-- The profile page in one statement: the profile, the instant it is at, the tenant's newest
+-- model and the customer's purchase summary (x, t_x, T, mbar) for the service's live
+-- prediction. The summary of a customer whose orders all precede as_of is computed here from
+-- its row as rd_clv_sample computes it from the rollup. EXECUTE gives the past-as_of case the
+-- custom plan rd_clv_sample's optional customer filter needs.
+CREATE OR REPLACE FUNCTION rd_customer_profile_page(p_tenant bigint, p_customer text, p_as_of timestamp with time zone)
+ RETURNS TABLE(profile text, as_of text, fitted_at text, model_as_of text, sample_size integer, repeat_size integer, r double precision, alpha double precision, a double precision, b double precision, bgnbd_loglik double precision, p double precision, q double precision, v double precision, gg_loglik double precision, fit_ms double precision, x integer, t_x integer, "T" integer, mbar double precision, as_of_epoch double precision)
+ LANGUAGE plpgsql
+ SET plan_cache_mode TO 'force_generic_plan'
+AS $function$
+DECLARE
+    at timestamptz := coalesce(p_as_of, now());
+    doc text;
+    cu customers%ROWTYPE;
+    sx int;
+    stx int;
+    st int;
+    sm float8;
+BEGIN
+    PERFORM rd_rfm_ensure(p_tenant);
+    doc := rd_customer_profile(p_tenant, p_customer, at)::text;
+    IF doc IS NOT NULL THEN
+        SELECT * INTO cu FROM customers c WHERE c.tenant_id = p_tenant AND c.customer_id = p_customer;
+        IF cu.order_count > 0 AND cu.last_order_at < at THEN
+            sx := cu.order_days - 1;
+            stx := rd_utc_day(cu.last_order_at) - rd_utc_day(cu.first_order_at);
+            st := rd_utc_day(at - interval '1 microsecond') - rd_utc_day(cu.first_order_at);
+            sm := coalesce(((cu.net_revenue - cu.first_day_value) / nullif(cu.order_days - 1, 0))::float8, 0);
+        ELSIF cu.last_order_at >= at THEN
+            EXECUTE 'SELECT s.x, s.t_x, s."T", s.mbar FROM rd_clv_sample($1, $2, $3) s'
+                INTO sx, stx, st, sm USING p_tenant, at, p_customer;
+        END IF;
+    END IF;
+    RETURN QUERY
+    SELECT doc, at::text, to_json(m.fitted_at)#>>'{}', to_json(m.as_of)#>>'{}', m.sample_size,
+           m.repeat_size, m.r, m.alpha, m.a, m.b, m.bgnbd_loglik, m.p, m.q, m.v, m.gg_loglik,
+           m.fit_ms, sx, stx, st, sm, extract(epoch FROM at)::float8
+    FROM (SELECT 1) one
+    LEFT JOIN LATERAL (SELECT * FROM clv_models cm WHERE cm.tenant_id = p_tenant
+                       ORDER BY cm.fitted_at DESC LIMIT 1) m ON true;
+END $function$;

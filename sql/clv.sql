@@ -1,0 +1,35 @@
+-- clv.sql - the purchase summary predictive CLV is fitted on (SPEC §4: BG/NBD and
+-- Gamma-Gamma, src/domain/clv.c).
+
+-- The BG/NBD / Gamma-Gamma summary of a tenant's customers (or of one, p_customer) at p_as_of:
+-- x repeat occasions, t_x and T in days (T ends on the UTC day of the last instant before
+-- p_as_of), mbar the mean net value of the repeat occasions. A customer whose last order is
+-- before p_as_of is read from the rollup; one with orders at or after it (a fit at a past
+-- as_of) is summarised from its orders before p_as_of, through its index.
+CREATE OR REPLACE FUNCTION rd_clv_sample(p_tenant bigint, p_as_of timestamp with time zone, p_customer text DEFAULT NULL::text)
+ RETURNS TABLE(customer_id text, x integer, t_x integer, "T" integer, mbar double precision)
+ LANGUAGE sql
+ STABLE
+AS $function$
+    WITH e AS (SELECT rd_utc_day(p_as_of - interval '1 microsecond') AS end_day)
+    SELECT c.customer_id, c.order_days - 1,
+           rd_utc_day(c.last_order_at) - rd_utc_day(c.first_order_at),
+           e.end_day - rd_utc_day(c.first_order_at),
+           coalesce(((c.net_revenue - c.first_day_value) / nullif(c.order_days - 1, 0))::float8, 0)
+    FROM customers c, e
+    WHERE c.tenant_id = p_tenant AND (p_customer IS NULL OR c.customer_id = p_customer)
+      AND c.order_count > 0 AND c.last_order_at < p_as_of
+    UNION ALL
+    SELECT c.customer_id, s.k - 1, s.l - s.f, e.end_day - s.f,
+           coalesce(((s.total - s.v1) / nullif(s.k - 1, 0))::float8, 0)
+    FROM customers c CROSS JOIN e
+    CROSS JOIN LATERAL (
+        SELECT count(*)::int AS k, min(occ.d) AS f, max(occ.d) AS l, sum(occ.v) AS total,
+               (array_agg(occ.v ORDER BY occ.d))[1] AS v1
+        FROM (SELECT rd_utc_day(o.placed_at) AS d, sum(o.net_value) AS v FROM orders o
+              WHERE o.tenant_id = p_tenant AND o.customer_id = c.customer_id AND o.qualifying
+                AND o.placed_at < p_as_of
+              GROUP BY 1) occ) s
+    WHERE c.tenant_id = p_tenant AND (p_customer IS NULL OR c.customer_id = p_customer)
+      AND c.last_order_at >= p_as_of AND s.k > 0
+$function$;
