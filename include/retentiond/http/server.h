@@ -116,14 +116,6 @@ int http_start(int *bound_port);
 /* Stops accepting, waits for in-flight requests to finish (at most `grace_sec`), stops. */
 void http_stop(int grace_sec);
 
-/* Counters by route for /metrics: calls fn for each (route, status) pair seen. */
-typedef struct {
-    uint64_t count;
-    uint64_t buckets[12];   /* latency histogram, bounds in http_latency_bounds */
-    double sum_seconds;
-} http_route_stats;
-extern const double http_latency_bounds[12];
-void http_stats_foreach(void (*fn)(void *arg, const char *method, const char *route, int status,
-                                   const http_route_stats *s), void *arg);
+/* The request counters for /metrics are declared in http/stats.h. */
 
 #endif
