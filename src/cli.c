@@ -82,7 +82,7 @@ static void progress(const batch_reader *b, int64_t started, bool final)
 
 int cli_import(PGconn *conn, const char *tenant, const char *path, const char *kind)
 {
-    http_tenant t;
+    rd_tenant t;
     int found = store_tenant_find(conn, tenant, &t);
     if (found <= 0) {
         if (found == 0)
@@ -174,7 +174,7 @@ int cli_import(PGconn *conn, const char *tenant, const char *path, const char *k
 
 int cli_fit(PGconn *conn, const char *tenant, const char *as_of)
 {
-    http_tenant t;
+    rd_tenant t;
     int found = store_tenant_find(conn, tenant, &t);
     if (found <= 0) {
         if (found == 0)

@@ -234,7 +234,7 @@ static int cmd_tenant(cmdline *cl)
             return 2;
         }
         PGconn *conn = connect_or_die();
-        http_tenant t;
+        rd_tenant t;
         int found = store_tenant_find(conn, cl->words[2], &t);
         int rc = found < 0 ? 1 : found == 0 ? 3 : store_secret_set(conn, t.id, platform, cl->words[4]) == RD_OK ? 0 : 1;
         PQfinish(conn);
@@ -260,7 +260,7 @@ static int cmd_key(cmdline *cl)
         return 2;
     }
     PGconn *conn = connect_or_die();
-    http_tenant t;
+    rd_tenant t;
     int found = store_tenant_find(conn, cl->tenant, &t);
     if (found <= 0) {
         PQfinish(conn);
