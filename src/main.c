@@ -18,6 +18,7 @@
 #include "retentiond/store/migrate.h"
 #include "retentiond/store/pool.h"
 #include "retentiond/store/tenants.h"
+#include "retentiond/upkeep.h"
 
 #include <ctype.h>
 #include <signal.h>
@@ -159,10 +160,10 @@ static int cmd_serve(void)
     if (db_pool_start(config.database_url, config.db_pool_size, config.db_queue_max, config.group_commit_max,
                       config.db_idle_check) != RD_OK)
         return 1;
-    api_start_background();
+    upkeep_start();
     int port;
     if (http_start(&port) != RD_OK) {
-        api_stop_background();
+        upkeep_stop();
         db_pool_stop();
         return 1;
     }
@@ -172,7 +173,7 @@ static int cmd_serve(void)
     sigwait(&stop, &sig);
     rd_log(LOG_INFO, "msg=\"stopping: finishing in-flight requests\" signal=%d", sig);
     http_stop(config.request_timeout);
-    api_stop_background();
+    upkeep_stop();
     db_pool_stop();
     report_snapshot_free_all();
     rd_log(LOG_INFO, "msg=stopped");
