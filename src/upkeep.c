@@ -3,7 +3,7 @@
  * fit of a big tenant would hold a worker for its whole duration).
  *
  *   the scheduled CLV refit, every clv_refit_interval seconds: fits every tenant's model
- *   the upkeep round, every rfm_refresh_interval seconds: keeps derived data current (upkeep_round)
+ *   the upkeep round, every upkeep_interval seconds: keeps derived data current (upkeep_round)
  *
  * Both sleep on one condition variable, so stopping the service wakes them at once; a task in
  * progress finishes its current tenant first. */
@@ -52,15 +52,27 @@ static bool upkeep_stopping(void)
     return stop;
 }
 
-static void refit_all(void)
+/* Opens a task's own connection and lists the tenants into *ids (the caller frees it) and *n
+ * (-1 on a database error). Returns the connection, or NULL, logged, when there is none. */
+static PGconn *task_begin(const char *task, int64_t **ids, int *n)
 {
     PGconn *conn = db_connect(config.database_url);
     if (!conn) {
-        rd_log(LOG_WARN, "msg=\"scheduled clv refit skipped: no database connection\"");
-        return;
+        rd_log(LOG_WARN, "msg=\"%s skipped: no database connection\"", task);
+        return NULL;
     }
-    int64_t *ids = NULL;
-    int n = store_clv_tenants(conn, &ids);
+    *ids = NULL;
+    *n = store_clv_tenants(conn, ids);
+    return conn;
+}
+
+static void refit_all(void)
+{
+    int64_t *ids;
+    int n;
+    PGconn *conn = task_begin("scheduled clv refit", &ids, &n);
+    if (!conn)
+        return;
     int fitted = 0, unfit = 0, failed = 0;
     for (int i = 0; i < n && !upkeep_stopping(); i++) {
         clv_fit_report r;
@@ -98,13 +110,11 @@ static void *refit_main(void *arg)
  *  - deletes the report_changes rows behind the horizon (store_report_changes_prune). */
 static void upkeep_round(void)
 {
-    PGconn *conn = db_connect(config.database_url);
-    if (!conn) {
-        rd_log(LOG_WARN, "msg=\"upkeep skipped: no database connection\"");
+    int64_t *ids;
+    int n;
+    PGconn *conn = task_begin("upkeep", &ids, &n);
+    if (!conn)
         return;
-    }
-    int64_t *ids = NULL;
-    int n = store_clv_tenants(conn, &ids);
     int failed = 0, ladder_days = 0, ladder_busy = 0;
     for (int i = 0; i < n && !upkeep_stopping() && PQstatus(conn) == CONNECTION_OK; i++) {
         int days = 0;
@@ -139,7 +149,7 @@ static void upkeep_round(void)
 static void *round_main(void *arg)
 {
     (void)arg;
-    while (upkeep_sleep(config.rfm_refresh_interval))
+    while (upkeep_sleep(config.upkeep_interval))
         upkeep_round();
     return NULL;
 }
@@ -153,7 +163,7 @@ void upkeep_start(void)
         else
             rd_log(LOG_ERROR, "msg=\"cannot start the clv refit thread\"");
     }
-    if (config.rfm_refresh_interval > 0 && !upkeep.round_running) {
+    if (config.upkeep_interval > 0 && !upkeep.round_running) {
         if (pthread_create(&upkeep.round_thread, NULL, round_main, NULL) == 0)
             upkeep.round_running = true;
         else

@@ -1,5 +1,5 @@
 /* upkeep.h - the background work of `serve` (src/upkeep.c): the scheduled CLV refit of every
- * tenant every clv_refit_interval seconds, and the upkeep round every rfm_refresh_interval seconds
+ * tenant every clv_refit_interval seconds, and the upkeep round every upkeep_interval seconds
  * (RFM boundaries, ladder compaction, the rollup sweep, report_changes pruning). An interval
  * of 0 leaves its task off. */
 #ifndef RETENTIOND_UPKEEP_H
