@@ -1,6 +1,4 @@
-/* cli.c - the import and fit sub-commands, and serve's background tasks (the scheduled CLV
- * refit of every tenant every clv_refit_interval seconds; the upkeep every
- * rfm_refresh_interval seconds).
+/* cli.c - the import and fit sub-commands.
  *
  * import reads NDJSON or CSV through the same batch reader as POST /v1/batch and commits
  * every IMPORT_FLUSH_ROWS valid records in one transaction, so a history of millions of rows
@@ -11,13 +9,9 @@
 #include "retentiond/cli.h"
 
 #include "retentiond/api/api.h"
-#include "retentiond/config.h"
 #include "retentiond/domain/batch.h"
 #include "retentiond/domain/model.h"
-#include "retentiond/log.h"
-#include "retentiond/stats.h"
 #include "retentiond/store/ingest.h"
-#include "retentiond/store/reports.h"
 #include "retentiond/store/tenants.h"
 #include "retentiond/util.h"
 
@@ -25,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #define IMPORT_FLUSH_ROWS 5000
@@ -82,7 +75,7 @@ static void progress(const batch_reader *b, int64_t started, bool final)
 
 int cli_import(PGconn *conn, const char *tenant, const char *path, const char *kind)
 {
-    http_tenant t;
+    rd_tenant t;
     int found = store_tenant_find(conn, tenant, &t);
     if (found <= 0) {
         if (found == 0)
@@ -174,7 +167,7 @@ int cli_import(PGconn *conn, const char *tenant, const char *path, const char *k
 
 int cli_fit(PGconn *conn, const char *tenant, const char *as_of)
 {
-    http_tenant t;
+    rd_tenant t;
     int found = store_tenant_find(conn, tenant, &t);
     if (found <= 0) {
         if (found == 0)
@@ -206,161 +199,4 @@ int cli_fit(PGconn *conn, const char *tenant, const char *as_of)
     printf("time         load %.1f ms, fit %.1f ms, predictions %.1f ms, store %.1f ms, total %.1f ms\n",
            r.load_ms, r.fit_ms, r.predict_ms, r.store_ms, r.total_ms);
     return 0;
-}
-
-/* ---- background tasks: the scheduled CLV refit and the upkeep ----
- * One thread each, with its own connection (never a pool worker: a fit of a big tenant would
- * hold a worker for its whole duration). They sleep on a condition variable, so stopping the
- * service wakes them at once; a task in progress finishes its current tenant first. */
-
-static struct {
-    pthread_t thread, rfm_thread;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    bool running, rfm_running, stopping;
-} refit = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
-
-static bool refit_wait(int seconds)
-{
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += seconds;
-    pthread_mutex_lock(&refit.lock);
-    while (!refit.stopping && pthread_cond_timedwait(&refit.cond, &refit.lock, &until) == 0)
-        ;
-    bool stop = refit.stopping;
-    pthread_mutex_unlock(&refit.lock);
-    return !stop;
-}
-
-static bool refit_stopping(void)
-{
-    pthread_mutex_lock(&refit.lock);
-    bool stop = refit.stopping;
-    pthread_mutex_unlock(&refit.lock);
-    return stop;
-}
-
-static void refit_all(void)
-{
-    PGconn *conn = db_connect(config.database_url);
-    if (!conn) {
-        rd_log(LOG_WARN, "msg=\"scheduled clv refit skipped: no database connection\"");
-        return;
-    }
-    int64_t *ids = NULL;
-    int n = store_clv_tenants(conn, &ids);
-    int fitted = 0, unfit = 0, failed = 0;
-    for (int i = 0; i < n && !refit_stopping(); i++) {
-        clv_fit_report r;
-        switch (api_clv_fit_tenant(conn, ids[i], NULL, &r)) {
-        case CLV_FIT_DONE: fitted++; break;
-        case CLV_FIT_UNFIT: unfit++; break;
-        case CLV_FIT_DB_ERROR: failed++; break;
-        }
-        if (PQstatus(conn) != CONNECTION_OK)
-            break;
-    }
-    free(ids);
-    PQfinish(conn);
-    rd_log(LOG_INFO, "msg=\"scheduled clv refit\" tenants=%d fitted=%d too_little_data=%d failed=%d", n < 0 ? 0 : n,
-           fitted, unfit, failed);
-}
-
-static void *refit_main(void *arg)
-{
-    (void)arg;
-    while (refit_wait(config.clv_refit_interval))
-        refit_all();
-    return NULL;
-}
-
-/* The upkeep, every rfm_refresh_interval seconds:
- *  - keeps every tenant's RFM quintile boundaries younger than the 5 minutes after which a
- *    profile request would recompute them itself (a sort of the tenant's customers: hundreds
- *    of milliseconds at 100 k);
- *  - adds every tenant's rung changes of the UTC days that ended to the daily aggregate the
- *    ladder reads (the days after it are read row by row), and folds in late changes;
- *  - brings current the customers a bulk load left pending for longer than
- *    rollup_sweep_after seconds: a load cut short (process killed, connection lost) before
- *    its own flush;
- *  - deletes the report_changes rows behind the horizon (migration 017). */
-static void upkeep_all(void)
-{
-    PGconn *conn = db_connect(config.database_url);
-    if (!conn) {
-        rd_log(LOG_WARN, "msg=\"upkeep skipped: no database connection\"");
-        return;
-    }
-    int64_t *ids = NULL;
-    int n = store_clv_tenants(conn, &ids);
-    int failed = 0, ladder_days = 0, ladder_busy = 0;
-    for (int i = 0; i < n && !refit_stopping() && PQstatus(conn) == CONNECTION_OK; i++) {
-        int days = 0;
-        if (store_rfm_refresh(conn, ids[i]) != RD_OK)
-            failed++;
-        if (store_stage_history_compact(conn, ids[i], &days) != RD_OK)
-            failed++;
-        else if (days < 0)
-            ladder_busy++;
-        else
-            ladder_days += days;
-    }
-    free(ids);
-    ids = NULL;
-    int swept_tenants = store_pending_tenants(conn, config.rollup_sweep_after, &ids);
-    int64_t swept = 0;
-    for (int i = 0; i < swept_tenants && !refit_stopping() && PQstatus(conn) == CONNECTION_OK; i++)
-        if (store_rollup_flush(conn, ids[i], config.rollup_sweep_after, &swept) != RD_OK)
-            failed++;
-    free(ids);
-    int64_t pruned = 0;
-    if (PQstatus(conn) == CONNECTION_OK && store_report_changes_prune(conn, &pruned) != RD_OK)
-        failed++;
-    PQfinish(conn);
-    stats_add(&stats.rollups_flushed, (uint64_t)swept);
-    rd_log(failed ? LOG_WARN : swept || ladder_days ? LOG_INFO : LOG_DEBUG,
-           "msg=\"upkeep\" rfm_tenants=%d ladder_days=%d ladder_busy=%d rollups_swept=%lld report_changes_pruned=%lld "
-           "failed=%d",
-           n < 0 ? 0 : n, ladder_days, ladder_busy, (long long)swept, (long long)pruned, failed);
-}
-
-static void *upkeep_main(void *arg)
-{
-    (void)arg;
-    while (refit_wait(config.rfm_refresh_interval))
-        upkeep_all();
-    return NULL;
-}
-
-void api_start_background(void)
-{
-    refit.stopping = false;
-    if (config.clv_refit_interval > 0 && !refit.running) {
-        if (pthread_create(&refit.thread, NULL, refit_main, NULL) == 0)
-            refit.running = true;
-        else
-            rd_log(LOG_ERROR, "msg=\"cannot start the clv refit thread\"");
-    }
-    if (config.rfm_refresh_interval > 0 && !refit.rfm_running) {
-        if (pthread_create(&refit.rfm_thread, NULL, upkeep_main, NULL) == 0)
-            refit.rfm_running = true;
-        else
-            rd_log(LOG_ERROR, "msg=\"cannot start the upkeep thread\"");
-    }
-}
-
-void api_stop_background(void)
-{
-    if (!refit.running && !refit.rfm_running)
-        return;
-    pthread_mutex_lock(&refit.lock);
-    refit.stopping = true;
-    pthread_cond_broadcast(&refit.cond);
-    pthread_mutex_unlock(&refit.lock);
-    if (refit.running)
-        pthread_join(refit.thread, NULL);
-    if (refit.rfm_running)
-        pthread_join(refit.rfm_thread, NULL);
-    refit.running = refit.rfm_running = false;
 }

@@ -1,12 +1,13 @@
 /* config.c - the settings table. Add a setting here and it is parsed from the environment and
  * flags, bounds-checked and listed in --help at once (pgbouncer's CF table, Redis's
- * createIntConfig). */
+ * createIntConfig). A setting renamed keeps its old flag and variable in the alias table. */
 #include "retentiond/config.h"
 
 #include "retentiond/log.h"
 #include "retentiond/util.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,7 +56,7 @@ static const cf_entry table[] = {
      "requests a client may send at once before the rate limit applies"},
     {"clv-refit-interval", "CLV_REFIT_INTERVAL", CF_INT, &config.clv_refit_interval, "86400", 0,
      31536000, "seconds between scheduled CLV refits of every tenant (0 = off)"},
-    {"rfm-refresh-interval", "RFM_REFRESH_INTERVAL", CF_INT, &config.rfm_refresh_interval, "60", 0, 86400,
+    {"upkeep-interval", "UPKEEP_INTERVAL", CF_INT, &config.upkeep_interval, "60", 0, 86400,
      "seconds between background upkeep rounds: RFM quintile boundaries older than 4 minutes are "
      "refreshed, the rung changes of past days are added to the ladder's daily aggregate, rollups a bulk "
      "load left pending are swept, report_changes rows behind the horizon are deleted (0 = off: a profile refreshes the boundaries when 5 minutes old; the "
@@ -71,6 +72,47 @@ static const cf_entry table[] = {
 };
 
 #define TABLE_LEN (sizeof table / sizeof table[0])
+
+/* Old names of renamed settings, still read. Where a setting is given under both names, its
+ * own name wins: in the environment, and among the flags whatever their order. */
+typedef struct {
+    const char *name;  /* the old flag, without "--" */
+    const char *env;   /* the old environment variable */
+    const char *now;   /* the setting's name in the table */
+} cf_alias;
+
+static const cf_alias aliases[] = {
+    {"rfm-refresh-interval", "RFM_REFRESH_INTERVAL", "upkeep-interval"},
+};
+
+#define ALIASES_LEN (sizeof aliases / sizeof aliases[0])
+
+static bool given_as_flag[TABLE_LEN]; /* under its own name */
+
+static const cf_entry *entry_named(const char *name)
+{
+    for (size_t i = 0; i < TABLE_LEN; i++)
+        if (strcmp(table[i].name, name) == 0)
+            return &table[i];
+    return NULL;
+}
+
+static const cf_alias *alias_named(const char *name)
+{
+    for (size_t i = 0; i < ALIASES_LEN; i++)
+        if (strcmp(aliases[i].name, name) == 0)
+            return &aliases[i];
+    return NULL;
+}
+
+/* The old names of e, or NULL. */
+static const cf_alias *alias_of(const cf_entry *e)
+{
+    for (size_t i = 0; i < ALIASES_LEN; i++)
+        if (strcmp(aliases[i].now, e->name) == 0)
+            return &aliases[i];
+    return NULL;
+}
 
 static int set_entry(const cf_entry *e, const char *value, const char *origin)
 {
@@ -108,8 +150,13 @@ int config_load_env(void)
     for (size_t i = 0; i < TABLE_LEN; i++) {
         if (set_entry(&table[i], table[i].def, table[i].name) != RD_OK)
             return RD_ERR;
-        const char *v = getenv(table[i].env);
-        if (v && *v && set_entry(&table[i], v, table[i].env) != RD_OK)
+        const char *env = table[i].env, *v = getenv(env);
+        const cf_alias *a = alias_of(&table[i]);
+        if ((!v || !*v) && a) { /* the old name counts only while the new one is unset */
+            env = a->env;
+            v = getenv(env);
+        }
+        if (v && *v && set_entry(&table[i], v, env) != RD_OK)
             return RD_ERR;
     }
     return RD_OK;
@@ -117,28 +164,44 @@ int config_load_env(void)
 
 int config_set(const char *name, const char *value)
 {
-    for (size_t i = 0; i < TABLE_LEN; i++)
-        if (strcmp(table[i].name, name) == 0) {
-            char origin[64];
-            snprintf(origin, sizeof origin, "--%s", name);
-            return set_entry(&table[i], value, origin);
-        }
-    fprintf(stderr, "retentiond: unknown option --%s (see --help)\n", name);
-    return RD_ERR;
+    const cf_alias *a = alias_named(name);
+    const cf_entry *e = entry_named(a ? a->now : name);
+    if (!e) {
+        fprintf(stderr, "retentiond: unknown option --%s (see --help)\n", name);
+        return RD_ERR;
+    }
+    if (a && given_as_flag[e - table])
+        return RD_OK; /* the new name was given too, and wins */
+    if (!a)
+        given_as_flag[e - table] = true;
+    char origin[64];
+    snprintf(origin, sizeof origin, "--%s", name);
+    return set_entry(e, value, origin);
 }
 
 void config_print_help(FILE *out)
 {
     fprintf(out, "Options (flag / environment variable, default):\n");
-    for (size_t i = 0; i < TABLE_LEN; i++)
+    for (size_t i = 0; i < TABLE_LEN; i++) {
         fprintf(out, "  --%-20s %-20s %s\n  %22s %20s (default: %s)\n", table[i].name, table[i].env,
                 table[i].help, "", "", *table[i].def ? table[i].def : "unset");
+        const cf_alias *a = alias_of(&table[i]);
+        if (a)
+            fprintf(out, "  %22s %20s (formerly --%s / %s, still read; the new name wins)\n", "", "", a->name,
+                    a->env);
+    }
 }
 
 void config_print_markdown(FILE *out)
 {
     fprintf(out, "| environment | flag | default | meaning |\n| --- | --- | --- | --- |\n");
-    for (size_t i = 0; i < TABLE_LEN; i++)
-        fprintf(out, "| `%s` | `--%s` | `%s` | %s |\n", table[i].env, table[i].name,
+    for (size_t i = 0; i < TABLE_LEN; i++) {
+        const cf_alias *a = alias_of(&table[i]);
+        fprintf(out, "| `%s` | `--%s` | `%s` | %s", table[i].env, table[i].name,
                 *table[i].def ? table[i].def : "(unset)", table[i].help);
+        if (a)
+            fprintf(out, ". Formerly `%s` / `--%s`, still read; where both names are set, the new one wins",
+                    a->env, a->name);
+        fprintf(out, " |\n");
+    }
 }

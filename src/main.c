@@ -18,6 +18,7 @@
 #include "retentiond/store/migrate.h"
 #include "retentiond/store/pool.h"
 #include "retentiond/store/tenants.h"
+#include "retentiond/upkeep.h"
 
 #include <ctype.h>
 #include <signal.h>
@@ -161,10 +162,10 @@ static int cmd_serve(void)
     if (db_pool_start(config.database_url, config.db_pool_size, config.db_queue_max, config.group_commit_max,
                       config.db_idle_check) != RD_OK)
         return 1;
-    api_start_background();
+    upkeep_start();
     int port;
     if (http_start(&port) != RD_OK) {
-        api_stop_background();
+        upkeep_stop();
         db_pool_stop();
         return 1;
     }
@@ -174,7 +175,7 @@ static int cmd_serve(void)
     sigwait(&stop, &sig);
     rd_log(LOG_INFO, "msg=\"stopping: finishing in-flight requests\" signal=%d", sig);
     http_stop(config.request_timeout);
-    api_stop_background();
+    upkeep_stop();
     db_pool_stop();
     report_snapshot_free_all();
     rd_log(LOG_INFO, "msg=stopped");
@@ -238,7 +239,7 @@ static int cmd_tenant(cmdline *cl)
             return 2;
         }
         PGconn *conn = connect_or_die();
-        http_tenant t;
+        rd_tenant t;
         int found = store_tenant_find(conn, cl->words[2], &t);
         int rc = found < 0 ? 1 : found == 0 ? 3 : store_secret_set(conn, t.id, platform, cl->words[4]) == RD_OK ? 0 : 1;
         PQfinish(conn);
@@ -264,7 +265,7 @@ static int cmd_key(cmdline *cl)
         return 2;
     }
     PGconn *conn = connect_or_die();
-    http_tenant t;
+    rd_tenant t;
     int found = store_tenant_find(conn, cl->tenant, &t);
     if (found <= 0) {
         PQfinish(conn);

@@ -8,8 +8,4 @@
 int cli_import(PGconn *conn, const char *tenant, const char *path, const char *kind);
 int cli_fit(PGconn *conn, const char *tenant, const char *as_of);
 
-/* Background tasks of `serve` (the periodic CLV refit and RFM boundary refresh). */
-void api_start_background(void);
-void api_stop_background(void);
-
 #endif

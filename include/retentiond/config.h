@@ -24,20 +24,21 @@ typedef struct {
     int rate_limit;          /* requests per second per client address; 0 = off */
     int rate_burst;          /* burst allowance for the rate limit */
     int clv_refit_interval;  /* seconds between scheduled CLV refits; 0 = off */
-    int rfm_refresh_interval; /* seconds between background upkeep rounds (RFM, sweep); 0 = off */
-    int rollup_sweep_after;   /* seconds before the upkeep flushes a bulk load's pending rollups */
+    int upkeep_interval;     /* seconds between background upkeep rounds (upkeep.c); 0 = off */
+    int rollup_sweep_after;  /* seconds before the upkeep flushes a bulk load's pending rollups */
     int report_snapshot_mb;  /* memory for the in-process report snapshots; 0 = reports in SQL */
     char *log_level;         /* debug, info, warn, error */
 } rd_config;
 
 extern rd_config config;
 
-/* Fills `config` with defaults, then environment variables. Returns RD_OK, or RD_ERR after
- * printing which variable was bad. */
+/* Fills `config` with defaults, then environment variables (a renamed setting's old variable
+ * where its new one is unset). Returns RD_OK, or RD_ERR after printing which variable was bad. */
 int config_load_env(void);
 
-/* Applies one --name=value or --name value flag (name as in the table, e.g. "port").
- * Returns RD_OK, or RD_ERR after printing the error. */
+/* Applies one --name=value or --name value flag (name as in the table, e.g. "port", or the old
+ * name of a renamed setting, which the new name overrides). Returns RD_OK, or RD_ERR after
+ * printing the error. */
 int config_set(const char *name, const char *value);
 
 /* Prints the option/environment table for --help. */

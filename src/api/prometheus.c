@@ -3,6 +3,7 @@
  * and errors, and the last CLV fit time. */
 #include "retentiond/api/api.h"
 
+#include "retentiond/http/stats.h"
 #include "retentiond/stats.h"
 #include "retentiond/store/pool.h"
 

@@ -57,7 +57,7 @@ typedef struct {
     char *signature, *topic, *delivery_id;
     /* filled by the job */
     wh_result result;
-    http_tenant tenant;
+    rd_tenant tenant;
     ingest_set set;
     shopify_result shopify;
     woocommerce_result woo;

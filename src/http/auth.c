@@ -15,7 +15,7 @@
 
 typedef struct {
     unsigned char hash[32];
-    http_tenant tenant;
+    rd_tenant tenant;
     time_t expires;
 } cache_entry;
 
@@ -90,7 +90,7 @@ static size_t slot_of(const unsigned char hash[32])
     return s % CACHE_SLOTS;
 }
 
-auth_result auth_check_cached(const char *key, http_tenant *t)
+auth_result auth_check_cached(const char *key, rd_tenant *t)
 {
     char key_id[AUTH_KEY_ID_LEN + 1];
     if (auth_key_parse(key, key_id) != RD_OK)
@@ -116,7 +116,7 @@ int auth_lookup_run(PGconn *conn, void *arg)
     if (auth_key_parse(rq->api_key, key_id) != RD_OK)
         return RD_OK;
     unsigned char stored[32], presented[32];
-    http_tenant t;
+    rd_tenant t;
     int found = store_key_lookup(conn, key_id, &t, stored);
     if (found < 0)
         return RD_ERR;

@@ -1,4 +1,7 @@
-/* server.c - the libmicrohttpd daemon and the life of one request (see server.h).
+/* server.c - the libmicrohttpd daemon and the life of one request (see server.h): routing,
+ * auth, the body, the database hand-off, replies, start and shutdown. What a client may send
+ * is limits.c's, slow clients are sweeper.c's and the request counters stats.c's
+ * (http/internal.h).
  *
  * Threading: an epoll thread pool runs the access handler; nothing here blocks. Database work
  * goes to the pool (store/pool.c) and the connection is suspended until a worker resumes it.
@@ -8,6 +11,7 @@
 
 #include "retentiond/config.h"
 #include "retentiond/http/auth.h"
+#include "retentiond/http/internal.h"
 #include "retentiond/log.h"
 
 #include <arpa/inet.h>
@@ -44,185 +48,6 @@ static pthread_mutex_t inflight_lock = PTHREAD_MUTEX_INITIALIZER;
  * request begins) a late request gets 503 without ever being suspended. */
 static _Atomic bool stop_draining;
 static bool stop_closed; /* under inflight_lock */
-
-/* ---- statistics for /metrics ---- */
-
-const double http_latency_bounds[12] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                        0.05,   0.1,   0.25,   0.5,   1.0,  5.0};
-#define STATUS_SLOTS 16
-static const int status_codes[STATUS_SLOTS] = {200, 201, 202, 204, 400, 401, 403, 404,
-                                               405, 409, 413, 415, 422, 429, 500, 503};
-static http_route_stats *route_stats; /* [route_count + 1][STATUS_SLOTS]; last row: unrouted */
-static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static void stats_record(int route_index, int status, double seconds)
-{
-    int s = -1;
-    for (int i = 0; i < STATUS_SLOTS; i++)
-        if (status_codes[i] == status)
-            s = i;
-    if (s < 0)
-        s = status >= 500 ? 14 : 4; /* fold rare codes into 500 / 400 */
-    int r = route_index >= 0 ? route_index : http_route_count;
-    pthread_mutex_lock(&stats_lock);
-    http_route_stats *st = &route_stats[r * STATUS_SLOTS + s];
-    st->count++;
-    st->sum_seconds += seconds;
-    for (int b = 0; b < 12; b++)
-        if (seconds <= http_latency_bounds[b])
-            st->buckets[b]++;
-    pthread_mutex_unlock(&stats_lock);
-}
-
-void http_stats_foreach(void (*fn)(void *, const char *, const char *, int, const http_route_stats *),
-                        void *arg)
-{
-    pthread_mutex_lock(&stats_lock);
-    for (int r = 0; r <= http_route_count; r++)
-        for (int s = 0; s < STATUS_SLOTS; s++) {
-            http_route_stats *st = &route_stats[r * STATUS_SLOTS + s];
-            if (!st->count)
-                continue;
-            http_route_stats copy = *st;
-            const char *m = r < http_route_count ? http_routes[r].method : "ANY";
-            const char *p = r < http_route_count ? http_routes[r].pattern : "unrouted";
-            fn(arg, m, p, status_codes[s], &copy);
-        }
-    pthread_mutex_unlock(&stats_lock);
-}
-
-/* ---- per-IP request rate limit (token bucket, hashed slots) ---- */
-
-#define RATE_SLOTS 4096
-typedef struct {
-    char ip[INET6_ADDRSTRLEN];
-    double tokens;
-    int64_t last;
-} rate_slot;
-static rate_slot rate_slots[RATE_SLOTS];
-static pthread_mutex_t rate_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static void client_ip(struct MHD_Connection *c, char *out, size_t n)
-{
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    out[0] = '\0';
-    if (!ci || !ci->client_addr)
-        return;
-    const struct sockaddr *sa = ci->client_addr;
-    if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)n);
-    else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)n);
-}
-
-/* Returns 0 when allowed, else the seconds to wait. */
-static int rate_check(struct MHD_Connection *c)
-{
-    if (config.rate_limit <= 0)
-        return 0;
-    char ip[INET6_ADDRSTRLEN];
-    client_ip(c, ip, sizeof ip);
-    uint64_t h = 1469598103934665603ULL;
-    for (const char *p = ip; *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-    int64_t now = now_usec();
-    int wait = 0;
-    pthread_mutex_lock(&rate_lock);
-    rate_slot *s = &rate_slots[h % RATE_SLOTS];
-    if (strcmp(s->ip, ip) != 0) {
-        rd_strlcpy(s->ip, ip, sizeof s->ip);
-        s->tokens = config.rate_burst;
-        s->last = now;
-    }
-    s->tokens += (double)(now - s->last) / 1e6 * config.rate_limit;
-    if (s->tokens > config.rate_burst)
-        s->tokens = config.rate_burst;
-    s->last = now;
-    if (s->tokens >= 1.0)
-        s->tokens -= 1.0;
-    else
-        wait = (int)((1.0 - s->tokens) / config.rate_limit) + 1;
-    pthread_mutex_unlock(&rate_lock);
-    return wait;
-}
-
-/* ---- slow clients ----
- * FIX (found by tests/integration/test_hostile.py, Limits.test_slow_*): REQUEST_TIMEOUT was only
- * libmicrohttpd's *inactivity* timeout, so a client sending one byte a second (headers or
- * body) held its connection forever (slowloris). Now (1) a sweeper thread shuts down any
- * connection that has not delivered a complete request head within REQUEST_TIMEOUT seconds of
- * its start (accept or the end of the previous request), and (2) once the head is in, a body
- * must arrive at SLOW_BODY_MIN_RATE bytes/s on average after its first REQUEST_TIMEOUT seconds,
- * else 408 and the connection closes. Requests being handled (incl. suspended on the
- * database) are never cut by the sweeper. */
-#define SLOW_BODY_MIN_RATE 256
-
-typedef struct conn_track {
-    int fd;
-    bool in_request;      /* the request head is in: the sweeper leaves it alone */
-    int64_t since;        /* accept, or end of the previous request */
-    int64_t body_since;   /* when the current request's body phase began */
-    struct conn_track *prev, *next;
-} conn_track;
-static conn_track *tracks;
-static pthread_mutex_t track_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_t sweeper_thread;
-static _Atomic bool sweeper_run;
-
-static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
-                          enum MHD_ConnectionNotificationCode code)
-{
-    (void)cls;
-    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-        conn_track *t = xcalloc(1, sizeof *t);
-        t->fd = ci ? ci->connect_fd : -1;
-        t->since = now_usec();
-        pthread_mutex_lock(&track_lock);
-        t->next = tracks;
-        if (tracks)
-            tracks->prev = t;
-        tracks = t;
-        pthread_mutex_unlock(&track_lock);
-        *socket_context = t;
-    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context) {
-        /* called before libmicrohttpd closes the fd, so the sweeper never touches a reused fd */
-        conn_track *t = *socket_context;
-        pthread_mutex_lock(&track_lock);
-        if (t->prev)
-            t->prev->next = t->next;
-        else
-            tracks = t->next;
-        if (t->next)
-            t->next->prev = t->prev;
-        pthread_mutex_unlock(&track_lock);
-        free(t);
-        *socket_context = NULL;
-    }
-}
-
-static conn_track *track_of(struct MHD_Connection *c)
-{
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    return ci ? ci->socket_context : NULL;
-}
-
-static void *sweeper_main(void *arg)
-{
-    (void)arg;
-    while (sweeper_run) {
-        usleep(250000);
-        int64_t now = now_usec(), limit = (int64_t)config.request_timeout * 1000000;
-        pthread_mutex_lock(&track_lock);
-        for (conn_track *t = tracks; t; t = t->next)
-            if (!t->in_request && t->fd >= 0 && now - t->since > limit) {
-                shutdown(t->fd, SHUT_RDWR); /* libmicrohttpd sees EOF and closes it */
-                t->since = now;
-            }
-        pthread_mutex_unlock(&track_lock);
-    }
-    return NULL;
-}
 
 /* ---- replies ---- */
 
@@ -458,7 +283,7 @@ static enum MHD_Result queue_reply(http_req *rq)
     /* counted before the reply leaves, so a client that reads /metrics next sees it */
     if (!rq->counted) {
         rq->counted = true;
-        stats_record(rq->route_index, rq->status, (double)(now_usec() - rq->started) / 1e6);
+        http_stats_record(rq->route_index, rq->status, (double)(now_usec() - rq->started) / 1e6);
     }
     return ret;
 }
@@ -524,26 +349,9 @@ static bool authorize(http_req *rq)
 /* After routing and auth: check declared size and content, then expect the body. */
 static void begin_body(http_req *rq)
 {
-    long limit = rq->route->big_body ? config.max_batch_bytes : config.max_body_bytes;
-    const char *cl = http_header(rq, "Content-Length");
-    if (cl) {
-        char *end;
-        long long n = strtoll(cl, &end, 10);
-        if (*end != '\0' || n < 0) {
-            http_reply_problem(rq, 400, "Bad Request", "Content-Length is not a number", NULL);
-            return;
-        }
-        if (n > limit) {
-            http_reply_problem(rq, 413, "Content Too Large", "the request body exceeds the configured limit", NULL);
-            return;
-        }
-    }
-    conn_track *t = track_of(rq->conn);
-    if (t) {
-        pthread_mutex_lock(&track_lock);
-        t->body_since = now_usec();
-        pthread_mutex_unlock(&track_lock);
-    }
+    if (!http_limits_declared_ok(rq))
+        return;
+    http_sweeper_body_begin(rq->conn);
     rq->state = ST_BODY;
 }
 
@@ -580,10 +388,9 @@ static bool body_follows(http_req *rq)
     const char *cl = http_header(rq, "Content-Length");
     if (!cl || http_header(rq, "Expect"))
         return false;
-    long limit = rq->route && rq->route->big_body ? config.max_batch_bytes : config.max_body_bytes;
     char *end;
     long long n = strtoll(cl, &end, 10);
-    return *end == '\0' && n > 0 && n - limit <= DISCARD_MAX;
+    return *end == '\0' && n > 0 && n - http_limits_body_max(rq) <= DISCARD_MAX;
 }
 
 /* libmicrohttpd calls this once with the headers (upload size 0), then once per body chunk,
@@ -604,19 +411,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         rq->route_index = -1;
         rq->started = now_usec();
         *con_cls = rq;
-        conn_track *t = track_of(conn);
-        if (t) {
-            pthread_mutex_lock(&track_lock);
-            t->in_request = true;
-            t->body_since = rq->started;
-            pthread_mutex_unlock(&track_lock);
-        }
+        http_sweeper_request_begin(conn, rq->started);
         pthread_mutex_lock(&inflight_lock);
         inflight++;
         bool closed = stop_closed;
         pthread_mutex_unlock(&inflight_lock);
 
-        int wait = closed ? 0 : rate_check(conn);
+        int wait = closed ? 0 : http_limits_rate_check(conn);
         if (closed) { /* shutting down: answer without suspending (see stop_draining) */
             rq->retry_after = 1;
             http_reply_problem(rq, 503, "Service Unavailable", "the service is shutting down; retry", NULL);
@@ -640,8 +441,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         rq->body_seen += (long)*upload_data_size;
         *upload_data_size = 0;
-        long limit = rq->route && rq->route->big_body ? config.max_batch_bytes : config.max_body_bytes;
-        return rq->body_seen - limit > DISCARD_MAX ? MHD_NO : MHD_YES;
+        return rq->body_seen - http_limits_body_max(rq) > DISCARD_MAX ? MHD_NO : MHD_YES;
     }
 
     if (rq->state == ST_DB_DONE) {
@@ -670,23 +470,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (*upload_data_size > 0) {
             size_t n = *upload_data_size;
             *upload_data_size = 0;
-            long limit = rq->route->big_body ? config.max_batch_bytes : config.max_body_bytes;
             rq->body_seen += (long)n;
-            conn_track *t = track_of(rq->conn);
-            int64_t body_usec = 0;
-            if (t) {
-                pthread_mutex_lock(&track_lock);
-                body_usec = now_usec() - t->body_since;
-                pthread_mutex_unlock(&track_lock);
-            }
-            if (body_usec > (int64_t)config.request_timeout * 1000000 &&
-                (double)rq->body_seen < (double)body_usec / 1e6 * SLOW_BODY_MIN_RATE) {
-                /* a body trickling in (see SLOW_BODY_MIN_RATE): close the connection now (no
-                 * reply can be queued mid-upload; the 408 is what the request log records) */
+            if (http_sweeper_body_too_slow(rq->conn, rq->body_seen)) {
+                /* a body trickling in (see sweeper.c): close the connection now (no reply can
+                 * be queued mid-upload; the 408 is what the request log records) */
                 buf_free(&rq->body);
                 http_reply_problem(rq, 408, "Request Timeout", "the request body is arriving too slowly", NULL);
                 return MHD_NO;
-            } else if (rq->body_seen > limit) {
+            } else if (rq->body_seen > http_limits_body_max(rq)) {
                 /* answer once the rest is dropped (see finish_call) */
                 buf_free(&rq->body);
                 http_reply_problem(rq, 413, "Content Too Large", "the request body exceeds the configured limit", NULL);
@@ -710,17 +501,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     http_req *rq = *con_cls;
     if (!rq)
         return;
-    conn_track *t = track_of(conn);
-    if (t) {
-        pthread_mutex_lock(&track_lock);
-        t->in_request = false;
-        t->since = now_usec();
-        pthread_mutex_unlock(&track_lock);
-    }
+    http_sweeper_request_end(conn);
     double secs = (double)(now_usec() - rq->started) / 1e6;
     int status = rq->state == ST_REPLIED || rq->state == ST_DISCARD ? rq->status : 499;
     if (!rq->counted)
-        stats_record(rq->route_index, status, secs);
+        http_stats_record(rq->route_index, status, secs);
     rd_log(LOG_INFO, "msg=request method=%s route=\"%s\" path_len=%zu status=%d duration_ms=%.3f tenant=%s bytes_in=%ld%s",
            rq->method, rq->route ? rq->route->pattern : "-", strlen(rq->path), status, secs * 1000.0,
            rq->tenant.name[0] ? rq->tenant.name : "-", rq->body_seen,
@@ -753,7 +538,7 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
 
 int http_start(int *bound_port)
 {
-    route_stats = xcalloc((size_t)(http_route_count + 1) * STATUS_SLOTS, sizeof *route_stats);
+    http_stats_init();
     struct sockaddr_in6 addr6 = {0};
     struct sockaddr_in addr4 = {0};
     const struct sockaddr *sa;
@@ -782,16 +567,14 @@ int http_start(int *bound_port)
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)config.request_timeout,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
+        MHD_OPTION_NOTIFY_CONNECTION, http_sweeper_notify, NULL,
         MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
         MHD_OPTION_END);
     if (!daemon_handle) {
         rd_log(LOG_ERROR, "msg=\"cannot start the HTTP server\" bind=%s port=%d", config.bind_address, config.port);
         return RD_ERR;
     }
-    sweeper_run = true;
-    if (pthread_create(&sweeper_thread, NULL, sweeper_main, NULL) != 0)
-        sweeper_run = false;
+    http_sweeper_start();
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(daemon_handle, MHD_DAEMON_INFO_BIND_PORT);
     *bound_port = di ? di->port : config.port;
     return RD_OK;
@@ -817,10 +600,7 @@ void http_stop(int grace_sec)
             break;
         usleep(10000);
     }
-    if (sweeper_run) {
-        sweeper_run = false;
-        pthread_join(sweeper_thread, NULL);
-    }
+    http_sweeper_stop();
     if (n > 0) {
         /* requests still suspended on the database: MHD_stop_daemon() would abort, so leave
          * the daemon to the process exit */
@@ -829,6 +609,5 @@ void http_stop(int grace_sec)
     }
     MHD_stop_daemon(daemon_handle);
     daemon_handle = NULL;
-    free(route_stats);
-    route_stats = NULL;
+    http_stats_free();
 }

@@ -2,13 +2,14 @@
 #include "retentiond/store/tenants.h"
 
 #include "retentiond/log.h"
+#include "retentiond/store/pool.h"
 #include "retentiond/util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static void fill_tenant(PGresult *res, http_tenant *t)
+static void fill_tenant(PGresult *res, rd_tenant *t)
 {
     memset(t, 0, sizeof *t);
     t->id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
@@ -16,7 +17,7 @@ static void fill_tenant(PGresult *res, http_tenant *t)
     rd_strlcpy(t->currency, PQgetvalue(res, 0, 2), sizeof t->currency);
 }
 
-int store_key_lookup(PGconn *conn, const char *key_id, http_tenant *t, unsigned char hash[32])
+int store_key_lookup(PGconn *conn, const char *key_id, rd_tenant *t, unsigned char hash[32])
 {
     const char *params[1] = {key_id};
     PGresult *res = PQexecParams(conn,
@@ -64,7 +65,7 @@ int64_t store_tenant_create(PGconn *conn, const char *name, const char *currency
     return id;
 }
 
-int store_tenant_find(PGconn *conn, const char *name, http_tenant *t)
+int store_tenant_find(PGconn *conn, const char *name, rd_tenant *t)
 {
     const char *params[1] = {name};
     PGresult *res = PQexecParams(conn, "SELECT tenant_id, name, currency FROM tenants WHERE name = $1",
@@ -125,7 +126,7 @@ int store_secret_set(PGconn *conn, int64_t tenant_id, const char *platform, cons
     return rc;
 }
 
-int store_secret_get(PGconn *conn, const char *tenant_name, const char *platform, http_tenant *t,
+int store_secret_get(PGconn *conn, const char *tenant_name, const char *platform, rd_tenant *t,
                      char *secrets[2])
 {
     const char *params[2] = {tenant_name, platform};

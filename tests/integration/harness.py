@@ -86,11 +86,13 @@ class Response:
 
 
 class Server:
-    """The real binary, serving on a free port against a cluster."""
+    """The real binary, serving on a free port against a cluster. Settings come as environment
+    variables (keyword arguments); `flags` are command-line options for `serve`."""
 
-    def __init__(self, pg, bin=None, **env):
+    def __init__(self, pg, bin=None, flags=(), **env):
         self.pg = pg
         self.bin = bin or BIN  # another build of the service (the upgrade test's older one)
+        self.flags = list(flags)
         self.port = free_port()
         self.env = dict(os.environ)
         self.env.update({"DATABASE_URL": pg.url, "PORT": str(self.port), "BIND_ADDRESS": "127.0.0.1",
@@ -108,7 +110,8 @@ class Server:
     def start(self):
         self.cli("migrate")
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([self.bin, "serve"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([self.bin] + self.flags + ["serve"], env=self.env, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
         deadline = time.time() + 30
         while time.time() < deadline:
             try:

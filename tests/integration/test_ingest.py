@@ -572,7 +572,7 @@ class BulkLoads(Base):
             sock.close()
         finally:
             first.stop()
-        second = Server(pg, RFM_REFRESH_INTERVAL=1, ROLLUP_SWEEP_AFTER=1).start()
+        second = Server(pg, UPKEEP_INTERVAL=1, ROLLUP_SWEEP_AFTER=1).start()
         try:
             deadline = time.time() + 300
             while self.q("SELECT count(*) FROM rollup_pending WHERE tenant_id = $T") != "0":

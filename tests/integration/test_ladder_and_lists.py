@@ -38,7 +38,7 @@ def setUpModule():
     global pg, server
     pg = Postgres().start()
     # the upkeep is off: these tests compact when they mean to (one test starts its own)
-    server = Server(pg, RFM_REFRESH_INTERVAL=0).start()
+    server = Server(pg, UPKEEP_INTERVAL=0).start()
 
 
 def tearDownModule():
@@ -300,7 +300,7 @@ class UpkeepCompacts(unittest.TestCase):
         tid = pg.scalar("SELECT tenant_id FROM tenants WHERE name = :'v1'", tenant)
         post_ndjson(key, [{"kind": "order", "order_id": f"u{i}", "customer_id": f"u{i % 30}", "placed_at": ts(3 * i, 9),
                            "total": "12.00"} for i in range(90)])
-        second = Server(pg, RFM_REFRESH_INTERVAL=1).start()
+        second = Server(pg, UPKEEP_INTERVAL=1).start()
         try:
             deadline = time.time() + 30
             while time.time() < deadline and pg.scalar(

@@ -1,5 +1,6 @@
 """Retention analytics through HTTP on hand-built shops whose every figure is derived here,
 by hand, from the definitions of SPEC §4."""
+import time
 import unittest
 
 from harness import Postgres, Server
@@ -167,7 +168,7 @@ class RfmRefreshInBackground(unittest.TestCase):
                  for i in range(12) for k in range(1 + i % 3)]
         self.assertEqual(server.post("/v1/batch", items, key).json["accepted"], len(items))
         tid = pg.scalar("SELECT tenant_id FROM tenants WHERE name = :'v1'", tenant)
-        second = Server(pg, RFM_REFRESH_INTERVAL=1).start()
+        second = Server(pg, UPKEEP_INTERVAL=1).start()
         try:
             deadline = time.time() + 30
             while time.time() < deadline and pg.scalar(f"SELECT count(*) FROM rfm_cutoffs WHERE tenant_id = {tid}") == "0":
@@ -185,6 +186,42 @@ class RfmRefreshInBackground(unittest.TestCase):
                                                                  net_revenue, customer_id) AS s
                                FROM customers WHERE tenant_id = {tid} AND order_count > 0) x ORDER BY 1""")
         self.assertEqual(got, want)
+
+
+class UpkeepIntervalOldName(unittest.TestCase):
+    """UPKEEP_INTERVAL / --upkeep-interval was called RFM_REFRESH_INTERVAL /
+    --rfm-refresh-interval. The old names are still read, and where both are given the new one
+    wins. A server whose upkeep runs logs each round (msg="upkeep", at debug level when it had
+    nothing to report); with the default interval its first round is a minute away."""
+
+    def upkeep_runs(self, flags=(), **env):
+        other = Server(pg, flags=flags, LOG_LEVEL="debug", **env).start()
+        try:
+            deadline = time.time() + 15
+            while time.time() < deadline and 'msg="upkeep"' not in other.read_log():
+                time.sleep(0.2)
+        finally:
+            self.assertEqual(other.stop(), 0)
+        return 'msg="upkeep"' in other.read_log()
+
+    def test_old_environment_variable(self):
+        self.assertTrue(self.upkeep_runs(RFM_REFRESH_INTERVAL=1))
+
+    def test_old_flag(self):
+        self.assertTrue(self.upkeep_runs(flags=["--rfm-refresh-interval", "1"]))
+
+    def test_new_name_wins(self):
+        self.assertTrue(self.upkeep_runs(UPKEEP_INTERVAL=1, RFM_REFRESH_INTERVAL=0))
+        self.assertTrue(self.upkeep_runs(flags=["--upkeep-interval", "1", "--rfm-refresh-interval", "0"]))
+
+    def test_old_names_are_bounds_checked_as_the_new(self):
+        r = server.cli("--rfm-refresh-interval", "86401", "migrate", check=False)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--rfm-refresh-interval: expected an integer in [0, 86400]", r.stderr)
+        other = Server(pg, RFM_REFRESH_INTERVAL="soon")
+        r = other.cli("migrate", check=False)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("RFM_REFRESH_INTERVAL: expected an integer in [0, 86400]", r.stderr)
 
 
 if __name__ == "__main__":

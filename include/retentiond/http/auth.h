@@ -26,7 +26,7 @@ int auth_scopes_parse(const char *list);
 
 /* Looks the presented key up in the cache: AUTH_OK fills *t, AUTH_MISS needs a database
  * lookup (auth_lookup_job), AUTH_INVALID is malformed. */
-auth_result auth_check_cached(const char *key, http_tenant *t);
+auth_result auth_check_cached(const char *key, rd_tenant *t);
 /* Database job for a cache miss: on success fills rq->tenant (scopes 0 when the key is
  * unknown or revoked) and the cache. */
 int auth_lookup_run(PGconn *conn, void *arg);

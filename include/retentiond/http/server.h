@@ -8,6 +8,7 @@
 #define RETENTIOND_HTTP_SERVER_H
 
 #include "retentiond/store/pool.h"
+#include "retentiond/store/tenants.h"
 #include "retentiond/util.h"
 
 #include <jansson.h>
@@ -42,14 +43,6 @@ typedef struct {
 
 #define HTTP_MAX_PARAMS 2
 
-/* Tenant context of an authenticated request. */
-typedef struct {
-    int64_t id;
-    char name[65];
-    char currency[4];
-    int scopes;
-} http_tenant;
-
 struct http_req {
     struct MHD_Connection *conn;
     const http_route *route;
@@ -57,7 +50,7 @@ struct http_req {
     const char *method;
     char *path;
     char *params[HTTP_MAX_PARAMS];
-    http_tenant tenant;
+    rd_tenant tenant;         /* of an authenticated request (or a webhook's URL) */
     buf body;
     long body_seen;
     /* reply */
@@ -116,14 +109,6 @@ int http_start(int *bound_port);
 /* Stops accepting, waits for in-flight requests to finish (at most `grace_sec`), stops. */
 void http_stop(int grace_sec);
 
-/* Counters by route for /metrics: calls fn for each (route, status) pair seen. */
-typedef struct {
-    uint64_t count;
-    uint64_t buckets[12];   /* latency histogram, bounds in http_latency_bounds */
-    double sum_seconds;
-} http_route_stats;
-extern const double http_latency_bounds[12];
-void http_stats_foreach(void (*fn)(void *arg, const char *method, const char *route, int status,
-                                   const http_route_stats *s), void *arg);
+/* The request counters for /metrics are declared in http/stats.h. */
 
 #endif

@@ -73,7 +73,7 @@ void store_clv_model_from_row(const PGresult *res, int row, int col, clv_model_r
  * as a JSON text the caller frees; NULL on a database error. */
 char *store_clv_distribution(PGconn *conn, int64_t tenant_id);
 
-/* Ids of every tenant, for the background tasks (CLV refit, RFM refresh). Returns how many
+/* Ids of every tenant, for the background tasks (upkeep.c). Returns how many
  * (*ids allocated, caller frees), or -1 on error. */
 int store_clv_tenants(PGconn *conn, int64_t **ids);
 

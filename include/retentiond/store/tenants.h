@@ -4,19 +4,27 @@
 #ifndef RETENTIOND_STORE_TENANTS_H
 #define RETENTIOND_STORE_TENANTS_H
 
-#include "retentiond/http/server.h"
-
 #include <libpq-fe.h>
+#include <stdint.h>
+
+/* A tenant as the layers above use it: the one a request's key or a webhook's URL names, or
+ * the one a sub-command is run for. */
+typedef struct {
+    int64_t id;
+    char name[65];
+    char currency[4];
+    int scopes;       /* the key's scope bits: ingest 1, read 2, admin 4 (store_key_lookup) */
+} rd_tenant;
 
 /* Finds an active key by id. Returns 1 and fills *t and hash, 0 if unknown/revoked, -1 on a
  * database error. */
-int store_key_lookup(PGconn *conn, const char *key_id, http_tenant *t, unsigned char hash[32]);
+int store_key_lookup(PGconn *conn, const char *key_id, rd_tenant *t, unsigned char hash[32]);
 
 /* Creates a tenant. Returns its id, 0 if the name is taken, -1 on error. */
 int64_t store_tenant_create(PGconn *conn, const char *name, const char *currency);
 
 /* Finds a tenant by name. Returns 1 and fills *t (scopes 0), 0 if unknown, -1 on error. */
-int store_tenant_find(PGconn *conn, const char *name, http_tenant *t);
+int store_tenant_find(PGconn *conn, const char *name, rd_tenant *t);
 
 /* Stores a key's id, hash and scopes. Returns RD_OK or RD_ERR. */
 int store_key_create(PGconn *conn, int64_t tenant_id, const char *key_id, const unsigned char hash[32],
@@ -28,7 +36,7 @@ int store_secret_set(PGconn *conn, int64_t tenant_id, const char *platform, cons
 /* Loads the secrets valid now for (tenant name, platform): up to two (current, previous).
  * Returns how many (0 if the tenant or secret is unknown), or -1 on error. Fills *t.
  * Caller frees each returned string. */
-int store_secret_get(PGconn *conn, const char *tenant_name, const char *platform, http_tenant *t,
+int store_secret_get(PGconn *conn, const char *tenant_name, const char *platform, rd_tenant *t,
                      char *secrets[2]);
 
 #endif
