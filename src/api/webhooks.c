@@ -16,7 +16,7 @@
  * cannot value) are acknowledged with 200 {"status":"ignored"} and logged: platforms retry
  * anything else, and WooCommerce disables a webhook after a few failures.
  *
- * Shopify refunds are kept per refund id in webhook_refunds (migrations/003_webhooks.sql); an
+ * Shopify refunds are kept per refund id in webhook_refunds (migrations/001_baseline.sql); an
  * order's refunded amount is always the capped sum of its rows, whichever of orders/updated
  * and refunds/create brought them, and in whatever order they came. The statements for
  * this live in src/store/webhooks_store.c; this file holds only the flow and the replies. */

@@ -1,5 +1,5 @@
 /* webhooks_store.c - SQL for platform webhooks: delivery ids, the per-order lock and Shopify
- * refunds (migrations/003_webhooks.sql), as prepared statements.
+ * refunds (migrations/001_baseline.sql), as prepared statements.
  *
  * An order's refunded amount is always the capped sum of its rows in webhook_refunds,
  * whichever of orders/updated and refunds/create brought them and in whatever order they came;

@@ -1,4 +1,4 @@
-"""The ladder and the customer list (migration 016) through HTTP, on a generated shop with
+"""The ladder and the customer list (sql/ladder.sql, sql/customers.sql) through HTTP, on a generated shop with
 advocates, customers without orders and many ties, against plain SQL written here:
 
 * rungs from the raw orders and events by the ladder's rule (SPEC §4, applied as the endpoint

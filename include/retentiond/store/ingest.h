@@ -1,5 +1,5 @@
 /* ingest.h - writing validated records to PostgreSQL through the set-based rd_ingest_*
- * functions (migrations/002_ingest.sql): one round trip per kind per set, whether the set
+ * functions (sql/ingest.sql): one round trip per kind per set, whether the set
  * holds one record or thousands. */
 #ifndef RETENTIOND_STORE_INGEST_H
 #define RETENTIOND_STORE_INGEST_H
@@ -39,7 +39,7 @@ int store_ingest_events_each(PGconn *conn, int64_t tenant_id, const char *source
 
 /* The same in a transaction of its own: BEGIN, store_ingest, COMMIT (retried on a deadlock).
  * With bulk, the set is a chunk of a bulk load: its orders are written with their customers
- * marked pending (migrations/015_bulk_rollup_deferred.sql) rather than brought current, and
+ * marked pending (sql/rollup.sql) rather than brought current, and
  * the load must end with store_rollup_flush. */
 int store_ingest_commit(PGconn *conn, int64_t tenant_id, const ingest_set *set, bool bulk, ingest_counts *counts);
 

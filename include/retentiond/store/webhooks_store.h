@@ -1,6 +1,6 @@
 /* webhooks_store.h - the PostgreSQL side of platform webhooks (src/api/webhooks.c): delivery
  * ids for redelivery detection, a per-order lock, and Shopify refunds kept per refund id in
- * webhook_refunds (migrations/003_webhooks.sql).
+ * webhook_refunds (migrations/001_baseline.sql).
  *
  * Every function takes a connection the caller owns. Apart from begin/commit/rollback they run
  * inside the caller's transaction and never end it: after an RD_ERR the transaction is aborted
