@@ -74,23 +74,13 @@ static const char *platform_name(wh_platform p)
     return p == PLATFORM_SHOPIFY ? "shopify" : "woocommerce";
 }
 
-static void set_free(ingest_set *s)
-{
-    ingest_set_clear(s);
-    free(s->customers);
-    free(s->orders);
-    free(s->events);
-    free(s->spend);
-    memset(s, 0, sizeof *s);
-}
-
 static void wh_ctx_free(void *p)
 {
     wh_ctx *c = p;
     free(c->signature);
     free(c->topic);
     free(c->delivery_id);
-    set_free(&c->set);
+    ingest_set_free(&c->set);
     shopify_result_free(&c->shopify);
     woocommerce_result_free(&c->woo);
     json_decref(c->errors);
@@ -234,7 +224,7 @@ static wh_action map_payload(wh_ctx *c, const json_t *payload)
 /* Forgets what an earlier run of the job (rolled back with its group) left in the context. */
 static void wh_reset(wh_ctx *c)
 {
-    set_free(&c->set);
+    ingest_set_free(&c->set);
     shopify_result_free(&c->shopify);
     woocommerce_result_free(&c->woo);
     json_array_clear(c->errors);

@@ -28,16 +28,6 @@ static const char *const woo_topics[] = {
 };
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
-static void set_release(ingest_set *s)
-{
-    ingest_set_clear(s);
-    free(s->customers);
-    free(s->orders);
-    free(s->events);
-    free(s->spend);
-    memset(s, 0, sizeof *s);
-}
-
 static void records(const json_t *v, const char *currency)
 {
     json_t *errors = json_array();
@@ -88,7 +78,7 @@ static void webhooks(const json_t *v, uint8_t sel, const char *currency)
     json_t *errors = json_array();
     shopify_map(shopify_topics[sel % COUNT(shopify_topics)], v, currency, &set, &sr, errors);
     shopify_result_free(&sr);
-    set_release(&set);
+    ingest_set_free(&set);
     json_decref(errors);
 
     set.source = "woocommerce";
@@ -97,7 +87,7 @@ static void webhooks(const json_t *v, uint8_t sel, const char *currency)
     errors = json_array();
     woocommerce_map(woo_topics[sel % COUNT(woo_topics)], v, currency, &set, &wr, errors);
     woocommerce_result_free(&wr);
-    set_release(&set);
+    ingest_set_free(&set);
     json_decref(errors);
 }
 

@@ -71,6 +71,21 @@ class Postgres:
         return rows[0][0] if rows else None
 
 
+def module_cluster(module_globals, **env):
+    """setUpModule and tearDownModule for a test module sharing one cluster and one server,
+    which they set as the module's `pg` and `server`."""
+    def set_up():
+        module_globals["pg"] = Postgres().start()
+        module_globals["server"] = Server(module_globals["pg"], **env).start()
+
+    def tear_down():
+        if module_globals.get("server"):
+            module_globals["server"].stop()
+        if module_globals.get("pg"):
+            module_globals["pg"].destroy()
+    return set_up, tear_down
+
+
 class Response:
     def __init__(self, status, headers, body):
         self.status = status

@@ -18,7 +18,7 @@ import os
 import time
 import unittest
 
-from harness import FIXTURES, Postgres, Server
+from harness import FIXTURES, Postgres, Server, module_cluster
 
 pg = server = None
 
@@ -30,17 +30,7 @@ PUB = {"r": 0.242593, "alpha_weeks": 4.413532, "a": 0.792886, "b": 2.425752, "ll
 PUB_GG = {"p": 6.25, "q": 3.74, "v": 15.44}
 
 
-def setUpModule():
-    global pg, server
-    pg = Postgres().start()
-    server = Server(pg).start()
-
-
-def tearDownModule():
-    if server:
-        server.stop()
-    if pg:
-        pg.destroy()
+setUpModule, tearDownModule = module_cluster(globals())  # sets pg and server
 
 
 def strict_json(resp):

@@ -5,22 +5,12 @@ import signal
 import time
 import unittest
 
-from harness import Postgres, Server
+from harness import Postgres, Server, module_cluster
 
 pg = server = None
 
 
-def setUpModule():
-    global pg, server
-    pg = Postgres().start()
-    server = Server(pg).start()
-
-
-def tearDownModule():
-    if server:
-        server.stop()
-    if pg:
-        pg.destroy()
+setUpModule, tearDownModule = module_cluster(globals())  # sets pg and server
 
 
 class HealthAndRouting(unittest.TestCase):
@@ -117,9 +107,16 @@ class DatabaseOutage(unittest.TestCase):
             while time.time() < deadline and own.get("/readyz").status != 200:
                 time.sleep(0.2)
             self.assertEqual(own.get("/readyz").status, 200)
-            r = own.post("/v1/orders", {"order_id": "o", "customer_id": "c", "placed_at": "2026-01-01",
-                                        "total": "5"}, key)
-            self.assertEqual(r.status, 201, r)
+            # A worker whose connection died with the old server may take one more request to
+            # find out (503, nothing stored); then every worker is back. How many such requests
+            # there are depends on timing, so the test asks until the order is stored.
+            statuses = []
+            while time.time() < deadline + 20 and 201 not in statuses:
+                statuses.append(own.post("/v1/orders", {"order_id": "o", "customer_id": "c",
+                                                        "placed_at": "2026-01-01", "total": "5"}, key).status)
+            self.assertEqual(statuses[-1], 201, statuses)
+            self.assertEqual(set(statuses), {503, 201} if len(statuses) > 1 else {201}, statuses)
+            self.assertLessEqual(len(statuses), 9, statuses)  # at most one per worker (eight) before it
         finally:
             own.stop()
             own_pg.destroy()

@@ -4,22 +4,12 @@ import json
 import threading
 import unittest
 
-from harness import Postgres, Server
+from harness import Postgres, Server, module_cluster
 
 pg = server = None
 
 
-def setUpModule():
-    global pg, server
-    pg = Postgres().start()
-    server = Server(pg).start()
-
-
-def tearDownModule():
-    if server:
-        server.stop()
-    if pg:
-        pg.destroy()
+setUpModule, tearDownModule = module_cluster(globals())  # sets pg and server
 
 
 def order(oid, cid, placed="2026-01-05T10:00:00Z", total="10.00", **kw):

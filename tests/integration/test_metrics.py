@@ -3,22 +3,12 @@ by hand, from the definitions of SPEC §4."""
 import time
 import unittest
 
-from harness import Postgres, Server
+from harness import Postgres, Server, module_cluster
 
 pg = server = None
 
 
-def setUpModule():
-    global pg, server
-    pg = Postgres().start()
-    server = Server(pg).start()
-
-
-def tearDownModule():
-    if server:
-        server.stop()
-    if pg:
-        pg.destroy()
+setUpModule, tearDownModule = module_cluster(globals())  # sets pg and server
 
 
 def order(oid, cid, placed, total, **kw):

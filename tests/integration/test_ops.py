@@ -5,22 +5,12 @@ import re
 import subprocess
 import unittest
 
-from harness import ROOT, Postgres, Server
+from harness import Postgres, ROOT, Server, module_cluster
 
 pg = server = None
 
 
-def setUpModule():
-    global pg, server
-    pg = Postgres().start()
-    server = Server(pg).start()
-
-
-def tearDownModule():
-    if server:
-        server.stop()
-    if pg:
-        pg.destroy()
+setUpModule, tearDownModule = module_cluster(globals())  # sets pg and server
 
 
 def sample(text, name, **labels):

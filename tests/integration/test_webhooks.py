@@ -18,23 +18,13 @@ import uuid
 from decimal import Decimal
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import FIXTURES, Postgres, Server  # noqa: E402
+from harness import FIXTURES, Postgres, Server, module_cluster  # noqa: E402
 
 pg = server = None
 SECRET = "whsec-test-0123456789"
 
 
-def setUpModule():
-    global pg, server
-    pg = Postgres().start()
-    server = Server(pg).start()
-
-
-def tearDownModule():
-    if server:
-        server.stop()
-    if pg:
-        pg.destroy()
+setUpModule, tearDownModule = module_cluster(globals())  # sets pg and server
 
 
 def fixture_bytes(name):

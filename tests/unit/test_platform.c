@@ -37,16 +37,6 @@ static json_t *load_fixture(const char *name)
     return v;
 }
 
-static void set_free(ingest_set *s)
-{
-    ingest_set_clear(s);
-    free(s->customers);
-    free(s->orders);
-    free(s->events);
-    free(s->spend);
-    memset(s, 0, sizeof *s);
-}
-
 /* A decimal string as integer hundredths, the test's own independent arithmetic. */
 static long long cents(const char *s)
 {
@@ -165,7 +155,7 @@ START_TEST(shopify_order_fixture)
     free(id);
     free(cid);
     shopify_result_free(&r);
-    set_free(&set);
+    ingest_set_free(&set);
     json_decref(errors);
     json_decref(p);
 }
@@ -180,7 +170,7 @@ START_TEST(shopify_foreign_shop_money_ignored)
     ck_assert_uint_eq(set.n_orders, 0);
     ck_assert_ptr_nonnull(strstr(r.reason, "ARS"));
     shopify_result_free(&r);
-    set_free(&set);
+    ingest_set_free(&set);
     json_decref(errors);
     json_decref(p);
 }
@@ -196,7 +186,7 @@ START_TEST(shopify_guest_by_email)
     ck_assert_int_eq(shopify_one("orders/create", p, "ARS", &set, &r, errors), SHOPIFY_RECORDS);
     ck_assert_str_eq(set.orders[0].customer_id, "email:guest.buyer@example.com");
     shopify_result_free(&r);
-    set_free(&set);
+    ingest_set_free(&set);
 
     /* no e-mail anywhere: a per-order guest */
     json_object_set_new(p, "email", json_null());
@@ -207,7 +197,7 @@ START_TEST(shopify_guest_by_email)
     ck_assert_str_eq(set.orders[0].customer_id, want);
     free(id);
     shopify_result_free(&r);
-    set_free(&set);
+    ingest_set_free(&set);
     json_decref(errors);
     json_decref(p);
 }
@@ -237,7 +227,7 @@ START_TEST(shopify_statuses)
         ck_assert_msg(strcmp(set.orders[0].status, cases[i].want) == 0, "case %zu: %s, want %s", i,
                       set.orders[0].status, cases[i].want);
         shopify_result_free(&r);
-        set_free(&set);
+        ingest_set_free(&set);
     }
     json_decref(errors);
     json_decref(p);
@@ -271,7 +261,7 @@ START_TEST(shopify_multi_currency_and_refunds)
     ck_assert_int_eq(cents(r.refunds[0].amount), 10000);
     ck_assert_int_eq(cents(r.refunds[0].shop_amount), cents(o->shop_refunded));
     shopify_result_free(&r);
-    set_free(&set);
+    ingest_set_free(&set);
     json_decref(errors);
     json_decref(p);
 }
@@ -300,7 +290,7 @@ START_TEST(shopify_refund_fixture)
     free(oid);
     free(rid);
     shopify_result_free(&r);
-    set_free(&set);
+    ingest_set_free(&set);
     json_decref(errors);
     json_decref(p);
 }
@@ -322,7 +312,7 @@ START_TEST(shopify_customer_fixture)
     json_decref(attrs);
     free(id);
     shopify_result_free(&r);
-    set_free(&set);
+    ingest_set_free(&set);
     json_decref(errors);
     json_decref(p);
 }
@@ -353,7 +343,7 @@ START_TEST(shopify_unknown_and_invalid)
     ck_assert_str_eq(r.order_id, "450789469");
     shopify_result_free(&r);
     json_decref(del);
-    set_free(&set);
+    ingest_set_free(&set);
     json_decref(errors);
     json_decref(p);
 }
@@ -385,7 +375,7 @@ START_TEST(woo_order_fixture)
     ck_assert_str_eq(o->source, "woocommerce");
     free(id);
     woocommerce_result_free(&r);
-    set_free(&set);
+    ingest_set_free(&set);
     json_decref(errors);
     json_decref(p);
 }
@@ -405,7 +395,7 @@ START_TEST(woo_statuses_refunds_currency)
         ck_assert_int_eq(woocommerce_map("order.updated", p, "USD", &set, &r, errors), WOOCOMMERCE_RECORDS);
         ck_assert_str_eq(set.orders[0].status, cases[i][1]);
         woocommerce_result_free(&r);
-        set_free(&set);
+        ingest_set_free(&set);
     }
     /* refunds are negative; refunded is minus their sum */
     json_object_set_new(p, "status", json_string("completed"));
@@ -414,13 +404,13 @@ START_TEST(woo_statuses_refunds_currency)
     ck_assert_int_eq(woocommerce_map("order.updated", p, "USD", &set, &r, errors), WOOCOMMERCE_RECORDS);
     ck_assert_int_eq(cents(set.orders[0].refunded), 500 + 235);
     woocommerce_result_free(&r);
-    set_free(&set);
+    ingest_set_free(&set);
     /* a registered customer */
     json_object_set_new(p, "customer_id", json_integer(26));
     ck_assert_int_eq(woocommerce_map("order.updated", p, "USD", &set, &r, errors), WOOCOMMERCE_RECORDS);
     ck_assert_str_eq(set.orders[0].customer_id, "26");
     woocommerce_result_free(&r);
-    set_free(&set);
+    ingest_set_free(&set);
     /* another currency: ignored, not refused */
     ck_assert_int_eq(woocommerce_map("order.updated", p, "EUR", &set, &r, errors), WOOCOMMERCE_IGNORED);
     ck_assert_uint_eq(set.n_orders, 0);
@@ -430,7 +420,7 @@ START_TEST(woo_statuses_refunds_currency)
     ck_assert_int_eq(woocommerce_map("order.deleted", p, "USD", &set, &r, errors), WOOCOMMERCE_RECORDS);
     ck_assert_str_eq(set.orders[0].status, "cancelled");
     woocommerce_result_free(&r);
-    set_free(&set);
+    ingest_set_free(&set);
     json_t *del = json_pack("{s:i}", "id", 727);
     ck_assert_int_eq(woocommerce_map("order.deleted", del, "USD", &set, &r, errors), WOOCOMMERCE_DELETE);
     ck_assert_str_eq(r.order_id, "727");
@@ -439,7 +429,7 @@ START_TEST(woo_statuses_refunds_currency)
     ck_assert_int_eq(woocommerce_map("coupon.created", p, "USD", &set, &r, errors), WOOCOMMERCE_IGNORED);
     woocommerce_result_free(&r);
     ck_assert_uint_eq(json_array_size(errors), 0);
-    set_free(&set);
+    ingest_set_free(&set);
     json_decref(errors);
     json_decref(p);
 }
@@ -457,7 +447,7 @@ START_TEST(woo_customer_and_ping)
     ck_assert_str_eq(set.customers[0].email, "john.doe@example.com");
     ck_assert_str_eq(set.customers[0].created_at, "2017-03-21T19:09:28Z");
     woocommerce_result_free(&r);
-    set_free(&set);
+    ingest_set_free(&set);
     json_decref(errors);
     json_decref(p);
 
