@@ -124,7 +124,7 @@ CREATE INDEX customers_referred_by ON customers (tenant_id, referred_by) WHERE r
 CREATE INDEX customers_first_order ON customers (tenant_id, first_order_at) WHERE first_order_at IS NOT NULL;
 CREATE INDEX customers_last_order ON customers (tenant_id, last_order_at) WHERE last_order_at IS NOT NULL;
 -- Rank indexes: RFM quintiles are positions in these orders among customers with orders; the
--- lists sorted by these columns walk them (sql/lists.sql).
+-- lists sorted by these columns walk them (sql/customers.sql).
 CREATE INDEX customers_rfm_r ON customers (tenant_id, last_order_at, customer_id) WHERE order_count > 0;
 CREATE INDEX customers_rfm_f ON customers (tenant_id, order_count, customer_id) WHERE order_count > 0;
 CREATE INDEX customers_rfm_m ON customers (tenant_id, net_revenue, customer_id) WHERE order_count > 0;
