@@ -381,23 +381,29 @@ static void put_key(buf *b, const char *key)
     buf_puts(b, " : ");
 }
 
+static void member_string(buf *b, const char *key, const char *s)
+{
+    put_key(b, key);
+    put_string(b, s);
+}
+
+static void member_number(buf *b, const char *key, const char *text)
+{
+    put_key(b, key);
+    put_number(b, text);
+}
+
 static void put_item(buf *b, const customer_list_item *it)
 {
     buf_puts(b, "{");
-    put_key(b, "customer_id");
-    put_string(b, it->customer_id);
-    put_key(b, "email");
-    put_string(b, it->email);
-    put_key(b, "stage");
-    put_string(b, it->stage);
-    put_key(b, "status");
-    put_string(b, it->status);
+    member_string(b, "customer_id", it->customer_id);
+    member_string(b, "email", it->email);
+    member_string(b, "stage", it->stage);
+    member_string(b, "status", it->status);
     put_key(b, "order_count");
     buf_printf(b, "%d", it->order_count);
-    put_key(b, "net_revenue");
-    put_number(b, it->net_revenue);
-    put_key(b, "last_order_at");
-    put_string(b, it->last_order_at);
+    member_number(b, "net_revenue", it->net_revenue);
+    member_string(b, "last_order_at", it->last_order_at);
     put_key(b, "rfm");
     if (it->has_rfm) {
         buf_printf(b, "{\"r\" : %d, \"f\" : %d, \"m\" : %d, \"segment\" : ", it->r, it->f, it->m);
@@ -406,12 +412,9 @@ static void put_item(buf *b, const customer_list_item *it)
     } else {
         buf_puts(b, "null");
     }
-    put_key(b, "p_alive");
-    put_number(b, it->p_alive);
-    put_key(b, "expected_orders");
-    put_number(b, it->expected_orders);
-    put_key(b, "predicted_clv");
-    put_number(b, it->predicted_clv);
+    member_number(b, "p_alive", it->p_alive);
+    member_number(b, "expected_orders", it->expected_orders);
+    member_number(b, "predicted_clv", it->predicted_clv);
     buf_puts(b, "}");
 }
 
