@@ -95,6 +95,21 @@ $(B)/unit-asan/%: tests/unit/%.c $(filter-out $(B)/asan/main.o,$(ASAN_OBJS))
 UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/unit/%,$(UNIT_SRCS))
 UNIT_ASAN_BINS := $(patsubst tests/unit/%.c,$(B)/unit-asan/%,$(UNIT_SRCS))
 
+# --- programs the integration tests run (tests/tools), linked with the modules; each sits in
+# tools/ beside the binary under test, where the tests look for it ---
+TOOL_SRCS := $(sort $(wildcard tests/tools/*.c))
+TOOL_BINS := $(patsubst tests/tools/%.c,$(B)/tools/%,$(TOOL_SRCS))
+TOOL_ASAN_BINS := $(patsubst tests/tools/%.c,$(B)/asan/tools/%,$(TOOL_SRCS))
+
+$(B)/tools/%: tests/tools/%.c $(LIB_OBJS)
+	@mkdir -p $(B)/tools
+	$(CC) $(CFLAGS) $(shell pkg-config --cflags $(PKGS)) $< $(LIB_OBJS) -o $@ $(shell pkg-config --libs $(PKGS)) $(LDLIBS)
+
+$(B)/asan/tools/%: tests/tools/%.c $(filter-out $(B)/asan/main.o,$(ASAN_OBJS))
+	@mkdir -p $(B)/asan/tools
+	$(CC) $(filter-out -O2,$(CFLAGS)) $(ASAN_FLAGS) $(shell pkg-config --cflags $(PKGS)) $< \
+	    $(filter-out $(B)/asan/main.o,$(ASAN_OBJS)) -o $@ $(shell pkg-config --libs $(PKGS)) $(LDLIBS)
+
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; RD_FIXTURES=tests/fixtures CK_FORK=no $$t; done
 
@@ -102,10 +117,10 @@ tests/node/node_modules: tests/node/package-lock.json
 	cd tests/node && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-integration: $(B)/retentiond tests/node/node_modules
+integration: $(B)/retentiond $(TOOL_BINS) tests/node/node_modules
 	RETENTIOND_BIN=$(abspath $(B))/retentiond python3 -m unittest discover -s tests/integration -p 'test_*.py' -v
 
-test-asan: $(B)/asan/retentiond $(UNIT_ASAN_BINS) tests/node/node_modules
+test-asan: $(B)/asan/retentiond $(TOOL_ASAN_BINS) $(UNIT_ASAN_BINS) tests/node/node_modules
 	@set -e; for t in $(UNIT_ASAN_BINS); do echo "== $$t (asan)"; RD_FIXTURES=tests/fixtures CK_FORK=no $$t; done
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	RETENTIOND_BIN=$(abspath $(B))/asan/retentiond RETENTIOND_SANITIZED=1 \

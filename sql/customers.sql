@@ -24,6 +24,9 @@
 -- walk starts; sorted by P(alive), the walk for min_p_alive ends at the first customer below
 -- it. A segment filter needs every customer's RFM quintiles (ntile over all customers with
 -- orders), so it scans.
+--
+-- Both reads return rows, not documents: the store fills structs from them
+-- (src/store/customers.c) and the service writes the replies (src/api/customers.c).
 
 -- The key of a sort as the cursor carries it: text as PostgreSQL prints it, so that it reads
 -- back exactly; null when the customer has none (and for sort=customer_id).
@@ -37,41 +40,13 @@ AS $function$
                        WHEN 'p_alive' THEN p_alive::text WHEN 'predicted_clv' THEN p_clv::text END
 $function$;
 
--- A listed customer, with its RFM segment (rd_rfm_segment).
-CREATE OR REPLACE FUNCTION rd_customer_list_item(p_id text, p_email text, p_stage text, p_status text, p_count integer, p_revenue numeric, p_last timestamp with time zone, p_r integer, p_f integer, p_m integer, p_alive double precision, p_expected double precision, p_clv double precision)
- RETURNS json
- LANGUAGE sql
- STABLE
-AS $function$
-    SELECT json_build_object(
-        'customer_id', p_id, 'email', p_email, 'stage', p_stage, 'status', p_status,
-        'order_count', p_count, 'net_revenue', p_revenue, 'last_order_at', p_last,
-        'rfm', CASE WHEN p_r IS NOT NULL THEN json_build_object('r', p_r, 'f', p_f, 'm', p_m,
-                                                                'segment', rd_rfm_segment(p_r, p_f)) END,
-        'p_alive', p_alive, 'expected_orders', p_expected, 'predicted_clv', p_clv)
-$function$;
-
--- The reply to GET /v1/customers, whole: the page's items, its size, and when it is full the
--- cursor after its last row (its key and id as a JSON array, hex-encoded: opaque, URL-safe).
--- Built here so that the service sends it as it is, and amounts never pass through a double.
-CREATE OR REPLACE FUNCTION rd_customer_list_doc(p_items json, p_count bigint, p_limit integer, p_last_key text, p_last_id text)
- RETURNS json
- LANGUAGE sql
- IMMUTABLE
-AS $function$
-    SELECT json_build_object(
-        'customers', coalesce(p_items, '[]'),
-        'next_cursor', CASE WHEN p_count > 0 AND p_count = p_limit
-                            THEN encode(convert_to(json_build_array(p_last_key, p_last_id)::text, 'UTF8'), 'hex') END,
-        'count', p_count)
-$function$;
-
 -- Filtered lists and the prediction sorts: every customer of the tenant, filtered, sorted.
 -- Order: the sort's key descending, customers without one last, ties by customer_id
 -- descending; without a key (sort=customer_id), customer_id ascending. A page continues
--- strictly after (p_after_value, p_after_id) in that order.
+-- strictly after (p_after_value, p_after_id) in that order. The page's rows as rd_customer_list
+-- returns them, with the RFM scores and segment when a segment filter asked for them.
 CREATE OR REPLACE FUNCTION rd_customer_list_scan(p_tenant bigint, p_stage text, p_status text, p_segment text, p_min_p_alive double precision, p_sort text, p_after_value text, p_after_id text, p_limit integer, p_as_of timestamp with time zone)
- RETURNS json
+ RETURNS TABLE(customer_id text, sort_key text, email text, stage text, status text, order_count integer, net_revenue numeric, last_order_at text, r integer, f integer, m integer, segment text, p_alive double precision, expected_orders double precision, predicted_clv double precision)
  LANGUAGE plpgsql
  STABLE
  SET extra_float_digits TO '1'
@@ -84,7 +59,6 @@ DECLARE
                             WHEN 'last_order_at' THEN 'timestamptz' ELSE 'float8' END;
     after text;
     order_by text;
-    result json;
 BEGIN
     IF key IS NULL THEN
         key := 'NULL::int';
@@ -96,7 +70,7 @@ BEGIN
                                    OR (%1$s = $7::%2$s AND c.customer_id < $8) END', key, typ);
         order_by := 'sort_key DESC NULLS LAST, customer_id DESC';
     END IF;
-    EXECUTE format($q$
+    RETURN QUERY EXECUTE format($q$
         WITH base AS (
             SELECT c.*, t.advocacy_window_days, t.activity_window_days, t.at_risk_gap_factor, t.at_risk_p_alive,
                    p.p_alive, p.expected_orders, p.predicted_clv, %1$s AS sort_key
@@ -117,39 +91,34 @@ BEGIN
                    rd_status(b.first_order_at, b.last_order_at, b.order_count, $10, b.activity_window_days,
                              b.at_risk_gap_factor, b.p_alive, b.at_risk_p_alive) AS status_now
             FROM base b LEFT JOIN rfm USING (customer_id))
-        SELECT rd_customer_list_doc(
-                   json_agg(rd_customer_list_item(customer_id, email, stage_now, status_now, order_count,
-                                                  net_revenue, last_order_at, r, f, m,
-                                                  p_alive, expected_orders, predicted_clv) ORDER BY pos),
-                   count(*), $9,
-                   (array_agg(rd_customer_sort_key($5, order_count, net_revenue, last_order_at, p_alive,
-                                                   predicted_clv) ORDER BY pos DESC))[1],
-                   (array_agg(customer_id ORDER BY pos DESC))[1])
-        FROM (SELECT page.*, row_number() OVER (ORDER BY %3$s) AS pos
-              FROM (SELECT * FROM rows
-                    WHERE ($2 IS NULL OR stage_now = $2) AND ($3 IS NULL OR status_now = $3)
-                      AND ($4 IS NULL OR rd_rfm_segment(r, f) = $4)
-                    ORDER BY %3$s LIMIT $9) page) x
+        SELECT customer_id, rd_customer_sort_key($5, order_count, net_revenue, last_order_at, p_alive, predicted_clv),
+               email, stage_now, status_now, order_count, net_revenue, to_json(last_order_at) #>> '{}',
+               r, f, m, CASE WHEN r IS NOT NULL THEN rd_rfm_segment(r, f) END,
+               p_alive, expected_orders, predicted_clv
+        FROM rows
+        WHERE ($2 IS NULL OR stage_now = $2) AND ($3 IS NULL OR status_now = $3)
+          AND ($4 IS NULL OR rd_rfm_segment(r, f) = $4)
+        ORDER BY %3$s LIMIT $9
     $q$, key, after, order_by)
-    INTO result
     USING p_tenant, p_stage, p_status, p_segment, p_sort, p_min_p_alive, p_after_value, p_after_id, p_limit, p_as_of;
-    RETURN result;
 END $function$;
 
 -- The next p_limit customers after the cursor in the list's order, unfiltered: each with its
--- sort key as the cursor carries it, whether it passes the filters, and, for the first p_need
--- that pass, its list item. p_part narrows the candidates for a filter that only customers
--- with orders ('with orders': a status, or the rungs customer, client and advocate) or only
--- customers without ('without orders': suspects or prospects sorted by net revenue, order
--- count or last order, who then come in customer_id order) can pass; otherwise 'all'.
-CREATE OR REPLACE FUNCTION rd_customer_list_next(p_tenant bigint, p_sort text, p_after_value text, p_after_id text, p_limit integer, p_need integer, p_part text, p_stage text, p_status text, p_min_p_alive double precision, p_as_of timestamp with time zone)
- RETURNS TABLE(customer_id text, sort_key text, listed boolean, item json)
+-- sort key as the cursor carries it, whether it passes the filters, and its list columns.
+-- p_part narrows the candidates for a filter that only customers with orders ('with
+-- orders': a status, or the rungs customer, client and advocate) or only customers without
+-- ('without orders': suspects or prospects sorted by net revenue, order count or last order,
+-- who then come in customer_id order) can pass; otherwise 'all'. Every column name below is
+-- qualified; use_column says so should one slip past.
+CREATE OR REPLACE FUNCTION rd_customer_list_next(p_tenant bigint, p_sort text, p_after_value text, p_after_id text, p_limit integer, p_part text, p_stage text, p_status text, p_min_p_alive double precision, p_as_of timestamp with time zone)
+ RETURNS TABLE(customer_id text, sort_key text, listed boolean, email text, stage text, status text, order_count integer, net_revenue numeric, last_order_at timestamp with time zone, p_alive double precision, expected_orders double precision, predicted_clv double precision)
  LANGUAGE plpgsql
  STABLE
  SET jit TO 'off'
  SET plan_cache_mode TO 'force_generic_plan'
  SET extra_float_digits TO '1'
 AS $function$
+#variable_conflict use_column
 DECLARE
     ids text[] := '{}';
     rest text := 'none';   -- customers without orders after the cursor: 'all', 'after' (p_after_id), 'none'
@@ -279,56 +248,65 @@ BEGIN
     END IF;
 
     RETURN QUERY
-    SELECT z.customer_id, z.sort_key, z.listed,
-           CASE WHEN z.listed AND z.nth <= p_need THEN rd_customer_list_item(z.customer_id, z.email, z.stage, z.status, z.order_count,
-                                                         z.net_revenue, z.last_order_at, NULL, NULL, NULL,
-                                                         z.p_alive, z.expected_orders, z.predicted_clv) END
-    FROM (SELECT v.*, count(*) FILTER (WHERE v.listed) OVER (ORDER BY v.pos) AS nth
-          FROM (SELECT y.*, coalesce((p_stage IS NULL OR y.stage = p_stage) AND (p_status IS NULL OR y.status = p_status)
-                                     AND (p_min_p_alive IS NULL OR y.p_alive >= p_min_p_alive), false) AS listed
-          FROM (SELECT x.*,
-                       rd_customer_sort_key(p_sort, x.order_count, x.net_revenue, x.last_order_at, x.p_alive,
-                                            x.predicted_clv) AS sort_key,
-                       rd_stage(x.order_count, x.event_count > 0, x.last_advocacy_at, p_as_of,
-                                t.advocacy_window_days) AS stage,
-                       rd_status(x.first_order_at, x.last_order_at, x.order_count, p_as_of, t.activity_window_days,
-                                 t.at_risk_gap_factor, x.p_alive, t.at_risk_p_alive) AS status
-                FROM (SELECT c.customer_id, c.email, c.order_count, c.net_revenue, c.last_order_at, c.first_order_at,
-                             c.event_count, c.last_advocacy_at, p.p_alive, p.expected_orders, p.predicted_clv,
-                             row_number() OVER w AS pos
-                      FROM unnest(ids) AS i(id)
-                      CROSS JOIN LATERAL (SELECT * FROM customers c
-                                          WHERE c.tenant_id = p_tenant AND c.customer_id = i.id OFFSET 0) c
-                      LEFT JOIN LATERAL (SELECT * FROM customer_predictions p
-                                         WHERE p.tenant_id = p_tenant AND p.customer_id = i.id OFFSET 0) p ON true
-                      WINDOW w AS (ORDER BY CASE WHEN p_sort = 'net_revenue' THEN c.net_revenue END DESC NULLS LAST,
-                                            CASE WHEN p_sort = 'order_count' THEN c.order_count END DESC NULLS LAST,
-                                            CASE WHEN p_sort = 'last_order_at' THEN c.last_order_at END DESC NULLS LAST,
-                                            CASE p_sort WHEN 'p_alive' THEN p.p_alive
-                                                        WHEN 'predicted_clv' THEN p.predicted_clv END DESC NULLS LAST,
-                                            CASE WHEN p_sort IN ('net_revenue', 'order_count', 'last_order_at',
-                                                                 'p_alive', 'predicted_clv')
-                                                 THEN c.customer_id END DESC,
-                                            c.customer_id)
-                      ORDER BY pos LIMIT p_limit) x
-                JOIN tenants t ON t.tenant_id = p_tenant) y) v) z
-    ORDER BY z.pos;
+    SELECT y.customer_id, y.sort_key,
+           coalesce((p_stage IS NULL OR y.stage = p_stage) AND (p_status IS NULL OR y.status = p_status)
+                    AND (p_min_p_alive IS NULL OR y.p_alive >= p_min_p_alive), false),
+           y.email, y.stage, y.status, y.order_count, y.net_revenue, y.last_order_at,
+           y.p_alive, y.expected_orders, y.predicted_clv
+    FROM (SELECT x.*,
+                 rd_customer_sort_key(p_sort, x.order_count, x.net_revenue, x.last_order_at, x.p_alive,
+                                      x.predicted_clv) AS sort_key,
+                 rd_stage(x.order_count, x.event_count > 0, x.last_advocacy_at, p_as_of,
+                          t.advocacy_window_days) AS stage,
+                 rd_status(x.first_order_at, x.last_order_at, x.order_count, p_as_of, t.activity_window_days,
+                           t.at_risk_gap_factor, x.p_alive, t.at_risk_p_alive) AS status
+          FROM (SELECT c.customer_id, c.email, c.order_count, c.net_revenue, c.last_order_at, c.first_order_at,
+                       c.event_count, c.last_advocacy_at, p.p_alive, p.expected_orders, p.predicted_clv,
+                       row_number() OVER w AS pos
+                FROM unnest(ids) AS i(id)
+                CROSS JOIN LATERAL (SELECT * FROM customers c
+                                    WHERE c.tenant_id = p_tenant AND c.customer_id = i.id OFFSET 0) c
+                LEFT JOIN LATERAL (SELECT * FROM customer_predictions p
+                                   WHERE p.tenant_id = p_tenant AND p.customer_id = i.id OFFSET 0) p ON true
+                WINDOW w AS (ORDER BY CASE WHEN p_sort = 'net_revenue' THEN c.net_revenue END DESC NULLS LAST,
+                                      CASE WHEN p_sort = 'order_count' THEN c.order_count END DESC NULLS LAST,
+                                      CASE WHEN p_sort = 'last_order_at' THEN c.last_order_at END DESC NULLS LAST,
+                                      CASE p_sort WHEN 'p_alive' THEN p.p_alive
+                                                  WHEN 'predicted_clv' THEN p.predicted_clv END DESC NULLS LAST,
+                                      CASE WHEN p_sort IN ('net_revenue', 'order_count', 'last_order_at',
+                                                           'p_alive', 'predicted_clv')
+                                           THEN c.customer_id END DESC,
+                                      c.customer_id)
+                ORDER BY pos LIMIT p_limit) x
+          JOIN tenants t ON t.tenant_id = p_tenant) y
+    ORDER BY y.pos;
 END $function$;
 
 -- GET /v1/customers: the page after the cursor, by index walk or scan (see the top of this
--- file), returning the whole reply (rd_customer_list_doc).
+-- file), a row a customer in the list's order: the sort key the cursor after it carries, the
+-- list columns, and the RFM scores and segment when a segment filter computed them. The walk
+-- gathers the customers that pass a column an array at a time.
 CREATE OR REPLACE FUNCTION rd_customer_list(p_tenant bigint, p_stage text, p_status text, p_segment text, p_min_p_alive double precision, p_sort text, p_after_value text, p_after_id text, p_limit integer, p_as_of timestamp with time zone)
- RETURNS json
+ RETURNS TABLE(customer_id text, sort_key text, email text, stage text, status text, order_count integer, net_revenue numeric, last_order_at text, r integer, f integer, m integer, segment text, p_alive double precision, expected_orders double precision, predicted_clv double precision)
  LANGUAGE plpgsql
  STABLE
  SET jit TO 'off'
  SET plan_cache_mode TO 'force_generic_plan'
  SET extra_float_digits TO '1'
 AS $function$
+#variable_conflict use_column
 DECLARE
-    items json[] := '{}';
-    keys text[] := '{}';
     ids text[] := '{}';
+    keys text[] := '{}';
+    emails text[] := '{}';
+    stages text[] := '{}';
+    statuses text[] := '{}';
+    counts int[] := '{}';
+    revenues numeric[] := '{}';
+    lasts timestamptz[] := '{}';
+    alive float8[] := '{}';
+    expected float8[] := '{}';
+    clv float8[] := '{}';
     n int := p_limit;
     got int;
     walked int := 0;
@@ -341,8 +319,9 @@ DECLARE
     lapsed_before timestamptz;
 BEGIN
     IF p_segment IS NOT NULL THEN
-        RETURN rd_customer_list_scan(p_tenant, p_stage, p_status, p_segment, p_min_p_alive, p_sort,
-                                     p_after_value, p_after_id, p_limit, p_as_of);
+        RETURN QUERY SELECT * FROM rd_customer_list_scan(p_tenant, p_stage, p_status, p_segment, p_min_p_alive,
+                                                         p_sort, p_after_value, p_after_id, p_limit, p_as_of);
+        RETURN;
     END IF;
     IF (p_stage IS NOT NULL OR p_status IS NOT NULL OR p_min_p_alive IS NOT NULL) AND part <> 'without orders' THEN
         n := greatest(4 * p_limit, 256);
@@ -359,103 +338,118 @@ BEGIN
         END IF;
     END IF;
     LOOP
-        SELECT items || coalesce(array_agg(x.item ORDER BY x.ordinality) FILTER (WHERE x.listed), '{}'),
+        SELECT ids || coalesce(array_agg(x.customer_id ORDER BY x.ordinality) FILTER (WHERE x.listed), '{}'),
                keys || coalesce(array_agg(x.sort_key ORDER BY x.ordinality) FILTER (WHERE x.listed), '{}'),
-               ids || coalesce(array_agg(x.customer_id ORDER BY x.ordinality) FILTER (WHERE x.listed), '{}'),
+               emails || coalesce(array_agg(x.email ORDER BY x.ordinality) FILTER (WHERE x.listed), '{}'),
+               stages || coalesce(array_agg(x.stage ORDER BY x.ordinality) FILTER (WHERE x.listed), '{}'),
+               statuses || coalesce(array_agg(x.status ORDER BY x.ordinality) FILTER (WHERE x.listed), '{}'),
+               counts || coalesce(array_agg(x.order_count ORDER BY x.ordinality) FILTER (WHERE x.listed), '{}'),
+               revenues || coalesce(array_agg(x.net_revenue ORDER BY x.ordinality) FILTER (WHERE x.listed), '{}'),
+               lasts || coalesce(array_agg(x.last_order_at ORDER BY x.ordinality) FILTER (WHERE x.listed), '{}'),
+               alive || coalesce(array_agg(x.p_alive ORDER BY x.ordinality) FILTER (WHERE x.listed), '{}'),
+               expected || coalesce(array_agg(x.expected_orders ORDER BY x.ordinality) FILTER (WHERE x.listed), '{}'),
+               clv || coalesce(array_agg(x.predicted_clv ORDER BY x.ordinality) FILTER (WHERE x.listed), '{}'),
                count(*), (array_agg(x.sort_key ORDER BY x.ordinality DESC))[1],
                (array_agg(x.customer_id ORDER BY x.ordinality DESC))[1]
-        INTO items, keys, ids, got, after_value, after_id
-        FROM rd_customer_list_next(p_tenant, p_sort, after_value, after_id, n, p_limit - cardinality(items),
-                                   part, p_stage, p_status, p_min_p_alive, p_as_of) WITH ORDINALITY AS x;
+        INTO ids, keys, emails, stages, statuses, counts, revenues, lasts, alive, expected, clv,
+             got, after_value, after_id
+        FROM rd_customer_list_next(p_tenant, p_sort, after_value, after_id, n, part, p_stage, p_status,
+                                   p_min_p_alive, p_as_of) WITH ORDINALITY AS x;
         walked := walked + got;
-        EXIT WHEN cardinality(items) >= p_limit OR got < n;
+        EXIT WHEN cardinality(ids) >= p_limit OR got < n;
         -- by P(alive), nobody after a customer below min_p_alive, or without a prediction, passes it
         EXIT WHEN p_sort = 'p_alive' AND coalesce(after_value::float8 < p_min_p_alive, p_min_p_alive IS NOT NULL);
         n := 4 * n;
         IF walked + n > 4096 THEN   -- few customers pass: sorting those that do costs less
-            RETURN rd_customer_list_scan(p_tenant, p_stage, p_status, p_segment, p_min_p_alive, p_sort,
-                                         p_after_value, p_after_id, p_limit, p_as_of);
+            RETURN QUERY SELECT * FROM rd_customer_list_scan(p_tenant, p_stage, p_status, p_segment, p_min_p_alive,
+                                                             p_sort, p_after_value, p_after_id, p_limit, p_as_of);
+            RETURN;
         END IF;
     END LOOP;
-    n := least(cardinality(items), p_limit);
-    RETURN rd_customer_list_doc(array_to_json(items[1:n]), n, p_limit, keys[n], ids[n]);
+    n := least(cardinality(ids), p_limit);
+    RETURN QUERY
+    SELECT u.id, u.key, u.email, u.stage, u.status, u.n, u.revenue, to_json(u.last) #>> '{}',
+           NULL::int, NULL::int, NULL::int, NULL::text, u.alive, u.expected, u.clv
+    FROM unnest(ids[1:n], keys[1:n], emails[1:n], stages[1:n], statuses[1:n], counts[1:n], revenues[1:n],
+                lasts[1:n], alive[1:n], expected[1:n], clv[1:n])
+         WITH ORDINALITY AS u(id, key, email, stage, status, n, revenue, last, alive, expected, clv, pos)
+    ORDER BY u.pos;
 END $function$;
 
--- A customer's profile at p_as_of (GET /v1/customers/{id}): the record, the rollup, the rung
--- and status, RFM scores and the inputs behind every figure. PL/pgSQL, so that its statements
--- are prepared once per connection; each reads by primary key, so a generic plan suits it.
-CREATE OR REPLACE FUNCTION rd_customer_profile(p_tenant bigint, p_id text, p_as_of timestamp with time zone)
- RETURNS json
- LANGUAGE plpgsql
- STABLE
- SET plan_cache_mode TO 'force_generic_plan'
-AS $function$
-BEGIN
-    RETURN (SELECT json_build_object(
-            'customer_id', c.customer_id, 'email', c.email, 'created_at', c.created_at,
-            'channel', c.channel, 'referred_by', c.referred_by, 'attributes', c.attributes,
-            'known', c.is_known,
-            'stage', rd_stage(c.order_count, c.event_count > 0, c.last_advocacy_at, p_as_of, t.advocacy_window_days),
-            'status', rd_status(c.first_order_at, c.last_order_at, c.order_count, p_as_of, t.activity_window_days,
-                                t.at_risk_gap_factor, p.p_alive, t.at_risk_p_alive),
-            'order_count', c.order_count, 'net_revenue', c.net_revenue, 'historic_clv', c.net_revenue,
-            'first_order_at', c.first_order_at, 'last_order_at', c.last_order_at,
-            'avg_days_between_orders', CASE WHEN c.order_count >= 2 THEN
-                extract(epoch FROM c.last_order_at - c.first_order_at) / 86400 / (c.order_count - 1) END,
-            'days_since_last_order', extract(epoch FROM p_as_of - c.last_order_at) / 86400,
-            'event_count', c.event_count, 'first_engaged_at', c.first_engaged_at, 'last_engaged_at', c.last_engaged_at,
-            'last_advocacy_at', c.last_advocacy_at, 'advocacy_kind', c.advocacy_kind,
-            'settings', json_build_object('activity_window_days', t.activity_window_days,
-                                          'advocacy_window_days', t.advocacy_window_days,
-                                          'at_risk_p_alive', t.at_risk_p_alive,
-                                          'at_risk_gap_factor', t.at_risk_gap_factor),
-            'rfm_scores', CASE WHEN c.order_count > 0 THEN
-                rd_rfm_scores(p_tenant, c.last_order_at, c.order_count, c.net_revenue, c.customer_id) END,
-            'prediction', CASE WHEN p.customer_id IS NOT NULL THEN json_build_object(
-                'fitted_at', p.fitted_at, 'p_alive', p.p_alive, 'expected_orders_90d', p.expected_orders,
-                'predicted_clv_12m', p.predicted_clv) END)
-        FROM customers c JOIN tenants t USING (tenant_id)
-        LEFT JOIN customer_predictions p ON p.tenant_id = c.tenant_id AND p.customer_id = c.customer_id
-        WHERE c.tenant_id = p_tenant AND c.customer_id = p_id);
-END $function$;
-
--- The profile page in one statement: the profile, the instant it is at, the tenant's newest
--- model and the customer's purchase summary (x, t_x, T, mbar) for the service's live
--- prediction. The summary of a customer whose orders all precede as_of is computed here from
--- its row as rd_clv_sample computes it from the rollup. EXECUTE gives the past-as_of case the
--- custom plan rd_clv_sample's optional customer filter needs.
+-- A customer's profile page at p_as_of (GET /v1/customers/{id}) in one statement: the record,
+-- the rollup and rung, the inputs of its status (which the service decides with the live
+-- P(alive): rules_status in src/domain/rules.c, rd_status's twin), its RFM scores against the
+-- tenant's boundaries and their segment, the stored prediction, the instant the page is at,
+-- the tenant's newest model and the customer's purchase summary (x, t_x, T, mbar) for the
+-- service's live prediction. No row when there is no such customer. Instants come as
+-- PostgreSQL's JSON prints them, and the ones the status reads as microseconds too. The
+-- summary of a customer whose orders all precede as_of is computed here from its row as
+-- rd_clv_sample computes it from the rollup. PL/pgSQL, so that its statements are prepared
+-- once per connection; each reads by primary key, so a generic plan suits them. EXECUTE gives
+-- the past-as_of case the custom plan rd_clv_sample's optional customer filter needs.
 CREATE OR REPLACE FUNCTION rd_customer_profile_page(p_tenant bigint, p_customer text, p_as_of timestamp with time zone)
- RETURNS TABLE(profile text, as_of text, fitted_at text, model_as_of text, sample_size integer, repeat_size integer, r double precision, alpha double precision, a double precision, b double precision, bgnbd_loglik double precision, p double precision, q double precision, v double precision, gg_loglik double precision, fit_ms double precision, x integer, t_x integer, "T" integer, mbar double precision, as_of_epoch double precision)
+ RETURNS TABLE(customer_id text, email text, created_at text, channel text, referred_by text, attributes text, known boolean, stage text, order_count integer, net_revenue numeric, first_order_at text, last_order_at text, first_order_us bigint, last_order_us bigint, avg_days_between_orders numeric, days_since_last_order numeric, event_count integer, first_engaged_at text, last_engaged_at text, last_advocacy_at text, advocacy_kind text, activity_window_days integer, advocacy_window_days integer, at_risk_p_alive double precision, at_risk_gap_factor double precision, rfm_n bigint, rfm_computed_at text, rfm_r integer, rfm_f integer, rfm_m integer, rfm_segment text, prediction_fitted_at text, prediction_p_alive double precision, prediction_expected_orders double precision, prediction_clv double precision, as_of text, as_of_us bigint, fitted_at text, model_as_of text, sample_size integer, repeat_size integer, r double precision, alpha double precision, a double precision, b double precision, bgnbd_loglik double precision, p double precision, q double precision, v double precision, gg_loglik double precision, fit_ms double precision, x integer, t_x integer, "T" integer, mbar double precision)
  LANGUAGE plpgsql
  SET plan_cache_mode TO 'force_generic_plan'
 AS $function$
+#variable_conflict use_column
 DECLARE
     at timestamptz := coalesce(p_as_of, now());
-    doc text;
-    cu customers%ROWTYPE;
-    sx int;
-    stx int;
-    st int;
-    sm float8;
+    cu record;
+    sn bigint;
+    sat timestamptz;
+    sr int;
+    sf int;
+    sm int;
+    px int;
+    ptx int;
+    pt int;
+    pm float8;
 BEGIN
     PERFORM rd_rfm_ensure(p_tenant);
-    doc := rd_customer_profile(p_tenant, p_customer, at)::text;
-    IF doc IS NOT NULL THEN
-        SELECT * INTO cu FROM customers c WHERE c.tenant_id = p_tenant AND c.customer_id = p_customer;
-        IF cu.order_count > 0 AND cu.last_order_at < at THEN
-            sx := cu.order_days - 1;
-            stx := rd_utc_day(cu.last_order_at) - rd_utc_day(cu.first_order_at);
-            st := rd_utc_day(at - interval '1 microsecond') - rd_utc_day(cu.first_order_at);
-            sm := coalesce(((cu.net_revenue - cu.first_day_value) / nullif(cu.order_days - 1, 0))::float8, 0);
-        ELSIF cu.last_order_at >= at THEN
-            EXECUTE 'SELECT s.x, s.t_x, s."T", s.mbar FROM rd_clv_sample($1, $2, $3) s'
-                INTO sx, stx, st, sm USING p_tenant, at, p_customer;
-        END IF;
+    SELECT c.*, t.activity_window_days AS t_activity, t.advocacy_window_days AS t_advocacy,
+           t.at_risk_p_alive AS t_p_alive_min, t.at_risk_gap_factor AS t_gap_factor,
+           pr.customer_id IS NOT NULL AS has_prediction, pr.fitted_at AS pr_fitted_at, pr.p_alive AS pr_p_alive,
+           pr.expected_orders AS pr_expected, pr.predicted_clv AS pr_clv
+    INTO cu
+    FROM customers c JOIN tenants t USING (tenant_id)
+    LEFT JOIN customer_predictions pr ON pr.tenant_id = c.tenant_id AND pr.customer_id = c.customer_id
+    WHERE c.tenant_id = p_tenant AND c.customer_id = p_customer;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    IF cu.order_count > 0 THEN
+        SELECT s.n, s.computed_at, s.r, s.f, s.m INTO sn, sat, sr, sf, sm
+        FROM rd_rfm_scores(p_tenant, cu.last_order_at, cu.order_count, cu.net_revenue, cu.customer_id) s;
+    END IF;
+    IF cu.order_count > 0 AND cu.last_order_at < at THEN
+        px := cu.order_days - 1;
+        ptx := rd_utc_day(cu.last_order_at) - rd_utc_day(cu.first_order_at);
+        pt := rd_utc_day(at - interval '1 microsecond') - rd_utc_day(cu.first_order_at);
+        pm := coalesce(((cu.net_revenue - cu.first_day_value) / nullif(cu.order_days - 1, 0))::float8, 0);
+    ELSIF cu.last_order_at >= at THEN
+        EXECUTE 'SELECT s.x, s.t_x, s."T", s.mbar FROM rd_clv_sample($1, $2, $3) s'
+            INTO px, ptx, pt, pm USING p_tenant, at, p_customer;
     END IF;
     RETURN QUERY
-    SELECT doc, at::text, to_json(m.fitted_at)#>>'{}', to_json(m.as_of)#>>'{}', m.sample_size,
-           m.repeat_size, m.r, m.alpha, m.a, m.b, m.bgnbd_loglik, m.p, m.q, m.v, m.gg_loglik,
-           m.fit_ms, sx, stx, st, sm, extract(epoch FROM at)::float8
+    SELECT cu.customer_id, cu.email, to_json(cu.created_at) #>> '{}', cu.channel, cu.referred_by,
+           cu.attributes::text, cu.is_known,
+           rd_stage(cu.order_count, cu.event_count > 0, cu.last_advocacy_at, at, cu.t_advocacy),
+           cu.order_count, cu.net_revenue, to_json(cu.first_order_at) #>> '{}', to_json(cu.last_order_at) #>> '{}',
+           (extract(epoch FROM cu.first_order_at) * 1000000)::bigint,
+           (extract(epoch FROM cu.last_order_at) * 1000000)::bigint,
+           CASE WHEN cu.order_count >= 2 THEN
+               extract(epoch FROM cu.last_order_at - cu.first_order_at) / 86400 / (cu.order_count - 1) END,
+           extract(epoch FROM at - cu.last_order_at) / 86400,
+           cu.event_count, to_json(cu.first_engaged_at) #>> '{}', to_json(cu.last_engaged_at) #>> '{}',
+           to_json(cu.last_advocacy_at) #>> '{}', cu.advocacy_kind,
+           cu.t_activity, cu.t_advocacy, cu.t_p_alive_min, cu.t_gap_factor,
+           sn, to_json(sat) #>> '{}', sr, sf, sm, rd_rfm_segment(sr, sf),
+           CASE WHEN cu.has_prediction THEN to_json(cu.pr_fitted_at) #>> '{}' END,
+           cu.pr_p_alive, cu.pr_expected, cu.pr_clv,
+           at::text, (extract(epoch FROM at) * 1000000)::bigint,
+           to_json(m.fitted_at) #>> '{}', to_json(m.as_of) #>> '{}', m.sample_size, m.repeat_size, m.r, m.alpha,
+           m.a, m.b, m.bgnbd_loglik, m.p, m.q, m.v, m.gg_loglik, m.fit_ms, px, ptx, pt, pm
     FROM (SELECT 1) one
     LEFT JOIN LATERAL (SELECT * FROM clv_models cm WHERE cm.tenant_id = p_tenant
                        ORDER BY cm.fitted_at DESC LIMIT 1) m ON true;

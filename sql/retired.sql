@@ -1,4 +1,17 @@
 -- retired.sql - functions and triggers that no longer exist, dropped by name and signature so
 -- that a database migrated by an older binary keeps none of them. Applied first: a function
 -- whose signature or return type changes is dropped here and created again by its own file.
-SELECT 1; -- nothing is retired yet
+
+-- The customer reads return rows instead of JSON documents (sql/customers.sql): the list's
+-- item and reply documents are built by the service now, the profile's document too.
+DROP FUNCTION IF EXISTS rd_customer_list_item(text, text, text, text, integer, numeric, timestamp with time zone, integer, integer, integer, double precision, double precision, double precision);
+DROP FUNCTION IF EXISTS rd_customer_list_doc(json, bigint, integer, text, text);
+DROP FUNCTION IF EXISTS rd_customer_profile(bigint, text, timestamp with time zone);
+-- return type changed (json to rows)
+DROP FUNCTION IF EXISTS rd_customer_list(bigint, text, text, text, double precision, text, text, text, integer, timestamp with time zone);
+DROP FUNCTION IF EXISTS rd_customer_list_scan(bigint, text, text, text, double precision, text, text, text, integer, timestamp with time zone);
+DROP FUNCTION IF EXISTS rd_customer_profile_page(bigint, text, timestamp with time zone);
+-- p_need dropped, return type changed
+DROP FUNCTION IF EXISTS rd_customer_list_next(bigint, text, text, text, integer, integer, text, text, text, double precision, timestamp with time zone);
+-- return type changed (json to a record of n, computed_at, r, f, m: sql/rules.sql)
+DROP FUNCTION IF EXISTS rd_rfm_scores(bigint, timestamp with time zone, integer, numeric, text);

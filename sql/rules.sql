@@ -44,9 +44,11 @@ AS $function$
 $function$;
 
 -- Status (SPEC §4): lapsed = not active at as_of (no qualifying order in the window);
-
 -- at_risk = active but P(alive) under the tenant's threshold, or no order for more than
 -- gap_factor x the customer's usual gap; active otherwise. NULL for customers without orders.
+-- The lists decide it here with the stored prediction; the profile decides it in the service
+-- with the live P(alive), by its twin rules_status (src/domain/rules.c), which
+-- tests/integration/test_rules.py holds equal to this one over every branch and boundary.
 CREATE OR REPLACE FUNCTION rd_status(p_first timestamp with time zone, p_last timestamp with time zone, p_n integer, p_as_of timestamp with time zone, p_window integer, p_gap_factor double precision, p_alive double precision, p_alive_min double precision)
  RETURNS text
  LANGUAGE sql
@@ -75,7 +77,8 @@ AS $function$
              AND (p_props->>'score')::numeric >= p_min_nps THEN 'nps' END
 $function$;
 
--- The R x F segment grid (SPEC §4), used by the lists and the profile.
+-- The R x F segment grid (SPEC §4), used by the lists and the profile (which read it in their
+-- statements: the service has no copy).
 CREATE OR REPLACE FUNCTION rd_rfm_segment(r integer, f integer)
  RETURNS text
  LANGUAGE sql
@@ -139,20 +142,21 @@ BEGIN
         m_revenue = EXCLUDED.m_revenue, m_id = EXCLUDED.m_id;
 END $function$;
 
--- A customer's R, F and M quintiles from the tenant's boundaries (rfm_cutoffs). PL/pgSQL, so
--- that its statement is prepared once per connection (a SQL function with a FROM clause is
--- planned afresh on every call); a generic plan suits it.
-CREATE OR REPLACE FUNCTION rd_rfm_scores(p_tenant bigint, p_last timestamp with time zone, p_count integer, p_rev numeric, p_id text)
- RETURNS json
+-- A customer's R, F and M quintiles from the tenant's boundaries (rfm_cutoffs), with how many
+-- customers they rank (n) and when they were computed; all NULL when the tenant has none yet.
+-- PL/pgSQL, so that its statement is prepared once per connection (a SQL function with a FROM
+-- clause is planned afresh on every call); a generic plan suits it.
+CREATE OR REPLACE FUNCTION rd_rfm_scores(p_tenant bigint, p_last timestamp with time zone, p_count integer, p_rev numeric, p_id text, OUT n bigint, OUT computed_at timestamp with time zone, OUT r integer, OUT f integer, OUT m integer)
+ RETURNS record
  LANGUAGE plpgsql
  STABLE
  SET plan_cache_mode TO 'force_generic_plan'
 AS $function$
 BEGIN
-    RETURN (SELECT json_build_object(
-            'n', x.n, 'computed_at', x.computed_at,
-            'r', 1 + (SELECT count(*) FROM unnest(x.r_last, x.r_id) b(v, i) WHERE (p_last, p_id) >= (b.v, b.i)),
-            'f', 1 + (SELECT count(*) FROM unnest(x.f_count, x.f_id) b(v, i) WHERE (p_count, p_id) >= (b.v, b.i)),
-            'm', 1 + (SELECT count(*) FROM unnest(x.m_revenue, x.m_id) b(v, i) WHERE (p_rev, p_id) >= (b.v, b.i)))
-        FROM rfm_cutoffs x WHERE x.tenant_id = p_tenant);
+    SELECT x.n, x.computed_at,
+           1 + (SELECT count(*) FROM unnest(x.r_last, x.r_id) b(v, i) WHERE (p_last, p_id) >= (b.v, b.i)),
+           1 + (SELECT count(*) FROM unnest(x.f_count, x.f_id) b(v, i) WHERE (p_count, p_id) >= (b.v, b.i)),
+           1 + (SELECT count(*) FROM unnest(x.m_revenue, x.m_id) b(v, i) WHERE (p_rev, p_id) >= (b.v, b.i))
+    INTO n, computed_at, r, f, m
+    FROM rfm_cutoffs x WHERE x.tenant_id = p_tenant;
 END $function$;

@@ -310,28 +310,53 @@ int api_clv_fit(http_req *rq)
 typedef struct {
     int found;
     clv_model_row model;
-    char *distribution;
+    clv_distribution dist;
 } report_ctx;
-
-static void report_ctx_free(void *p)
-{
-    report_ctx *c = p;
-    free(c->distribution);
-    free(c);
-}
 
 static int report_run(PGconn *conn, void *arg)
 {
     http_req *rq = arg;
     report_ctx *c = rq->ctx;
-    free(c->distribution);
-    c->distribution = NULL;
     c->found = store_clv_latest(conn, rq->tenant.id, &c->model);
     if (c->found < 0)
         return RD_ERR;
-    if (c->found && !(c->distribution = store_clv_distribution(conn, rq->tenant.id)))
+    if (c->found && store_clv_distribution(conn, rq->tenant.id, &c->dist) != RD_OK)
         return RD_ERR;
     return RD_OK;
+}
+
+/* The stored predictions' distribution: figures null while there are none. */
+static json_t *distribution_json(const clv_distribution *d)
+{
+    bool any = d->customers > 0;
+#define FIGURE(v) (any ? api_json_float8(v) : json_null())
+    json_t *clv = json_object();
+    json_object_set_new(clv, "count", json_integer(d->customers));
+    json_object_set_new(clv, "sum", FIGURE(d->clv_sum));
+    json_object_set_new(clv, "mean", FIGURE(d->clv_mean));
+    json_object_set_new(clv, "min", FIGURE(d->clv_min));
+    static const char *const percentiles[6] = {"p10", "p25", "p50", "p75", "p90", "p99"};
+    for (int i = 0; i < 6; i++)
+        json_object_set_new(clv, percentiles[i], FIGURE(d->clv_percentiles[i]));
+    json_object_set_new(clv, "max", FIGURE(d->clv_max));
+    json_t *alive = json_object();
+    json_object_set_new(alive, "mean", FIGURE(d->p_alive_mean));
+    json_object_set_new(alive, "p50", FIGURE(d->p_alive_p50));
+    json_object_set_new(alive, "below_0_5", json_integer(d->p_alive_below_half));
+    json_t *orders = json_object();
+    json_object_set_new(orders, "sum", FIGURE(d->expected_orders_sum));
+    json_object_set_new(orders, "mean", FIGURE(d->expected_orders_mean));
+#undef FIGURE
+    json_t *o = json_object();
+    json_object_set_new(o, "customers", json_integer(d->customers));
+    json_object_set_new(o, "fitted_at", any ? json_string(d->fitted_at) : json_null());
+    json_object_set_new(o, "predicted_clv", clv);
+    json_object_set_new(o, "p_alive", alive);
+    json_object_set_new(o, "expected_orders_90d", orders);
+    json_object_set_new(o, "expected_orders_days", json_integer(CLV_STORED_DAYS));
+    json_object_set_new(o, "predicted_clv_months", json_integer(CLV_STORED_MONTHS));
+    json_object_set_new(o, "monthly_discount", json_real(CLV_MONTHLY_DISCOUNT));
+    return o;
 }
 
 static int report_after(http_req *rq, db_done_status st)
@@ -351,13 +376,7 @@ static int report_after(http_req *rq, db_done_status st)
         return HTTP_REPLIED;
     }
     json_object_set_new(body, "model", api_clv_model_json(&c->model));
-    json_t *dist = json_loads(c->distribution, 0, NULL);
-    if (json_is_object(dist)) {
-        json_object_set_new(dist, "expected_orders_days", json_integer(CLV_STORED_DAYS));
-        json_object_set_new(dist, "predicted_clv_months", json_integer(CLV_STORED_MONTHS));
-        json_object_set_new(dist, "monthly_discount", json_real(CLV_MONTHLY_DISCOUNT));
-    }
-    json_object_set_new(body, "predictions", dist ? dist : json_null());
+    json_object_set_new(body, "predictions", distribution_json(&c->dist));
     http_reply_json(rq, 200, body);
     return HTTP_REPLIED;
 }
@@ -366,7 +385,7 @@ int api_metrics_clv(http_req *rq)
 {
     report_ctx *c = xcalloc(1, sizeof *c);
     rq->ctx = c;
-    rq->ctx_free = report_ctx_free;
+    rq->ctx_free = free;
     return http_defer(rq, DB_JOB_SOLO, 0, report_run, report_after);
 }
 
@@ -402,30 +421,6 @@ static json_t *timestamp_json(double epoch)
     return json_string(out);
 }
 
-/* Status with the live P(alive) (SPEC §4): the SQL computed it from the stored prediction of
- * the last fit; here "at risk because of P(alive)" is re-decided with the live value, the
- * other rules (lapsed, the order-gap rule) are kept. */
-static void live_status(json_t *profile, double p_alive)
-{
-    const char *status = json_string_value(json_object_get(profile, "status"));
-    if (!status)
-        return;
-    json_t *settings = json_object_get(profile, "settings");
-    json_t *thr_v = json_object_get(settings, "at_risk_p_alive");
-    double thr = json_is_number(thr_v) ? json_number_value(thr_v) : 0.5;
-    if (strcmp(status, "active") == 0 && p_alive < thr) {
-        json_object_set_new(profile, "status", json_string("at_risk"));
-    } else if (strcmp(status, "at_risk") == 0 && p_alive >= thr) {
-        json_t *avg = json_object_get(profile, "avg_days_between_orders");
-        json_t *since = json_object_get(profile, "days_since_last_order");
-        json_t *factor = json_object_get(settings, "at_risk_gap_factor");
-        bool gap = json_is_number(avg) && json_is_number(since) && json_is_number(factor) &&
-                   json_number_value(since) > json_number_value(factor) * json_number_value(avg);
-        if (!gap)
-            json_object_set_new(profile, "status", json_string("active"));
-    }
-}
-
 static void null_predictions(json_t *profile)
 {
     static const char *const fields[] = {"p_alive", "churn_probability", "expected_orders", "predicted_clv",
@@ -434,30 +429,30 @@ static void null_predictions(json_t *profile)
         json_object_set_new(profile, fields[i], json_null());
 }
 
-void api_clv_enrich_profile(json_t *profile, const profile_row *row, int days, int horizon_months)
+double api_clv_enrich_profile(json_t *profile, const customer_profile *p, int days, int horizon_months)
 {
     null_predictions(profile);
-    if (!row->has_model) {
+    if (!p->has_model) {
         json_object_set_new(profile, "model", json_string("not fitted"));
         json_object_set_new(profile, "prediction_detail",
                             json_string("no CLV model is fitted for this shop yet (POST /v1/models/clv/fit); "
                                         "predictive fields are null"));
-        return;
+        return NAN;
     }
     json_object_set_new(profile, "model", json_string("fitted"));
-    const clv_model_row m = row->model;
-    const clv_rft c = row->rft;
-    const double mbar = row->mbar, as_of_epoch = row->as_of_epoch;
+    const clv_model_row m = p->model;
+    const clv_rft c = p->rft;
+    const double mbar = p->mbar, as_of_epoch = (double)p->as_of_us / 1e6;
     json_t *model = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "fitted_at", m.fitted_at,
                               "as_of", m.as_of, "time_unit", "days", "r", jnum(m.bg.r), "alpha", jnum(m.bg.alpha),
                               "a", jnum(m.bg.a), "b", jnum(m.bg.b), "p", jnum(m.gg.p), "q", jnum(m.gg.q), "v",
                               jnum(m.gg.v));
-    if (!row->has_summary) {
+    if (!p->has_summary) {
         json_object_set_new(profile, "prediction_detail",
                             json_string("the customer has no qualifying order before as_of; the model predicts "
                                         "from a customer's own purchase history"));
         json_object_set_new(profile, "prediction_inputs", json_pack("{s:o}", "model", model));
-        return;
+        return NAN;
     }
     double p_alive = clv_bgnbd_p_alive(&m.bg, c.x, c.t_x, c.T);
     double expected = clv_bgnbd_expected(&m.bg, days, c.x, c.t_x, c.T);
@@ -487,6 +482,5 @@ void api_clv_enrich_profile(json_t *profile, const profile_row *row, int days, i
     json_object_set_new(inputs, "next_order_horizon_days", json_integer(CLV_NEXT_ORDER_MAX_DAYS));
     json_object_set_new(inputs, "model", model);
     json_object_set_new(profile, "prediction_inputs", inputs);
-    if (isfinite(p_alive))
-        live_status(profile, p_alive);
+    return p_alive;
 }

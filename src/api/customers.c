@@ -1,19 +1,26 @@
 /* customers.c - GET /v1/customers/{id} (one profile) and GET /v1/customers (lists).
  *
- * The profile comes from the rollup row plus RFM scores against the tenant's cached quintile
- * boundaries (migrations/005_customers.sql, 006_rfm_cutoffs.sql), read in one statement with
- * the tenant's fitted CLV model and the customer's purchase summary (010); the segment and
- * predictions are added here (api_clv_enrich_profile).
+ * Both are one statement (store/customers.c over sql/customers.sql) whose rows come back as
+ * structs; the replies are written here.
  *
- * A list is one call of rd_customer_list (005, 016), which returns the reply whole: sorted by
- * the key descending, ties by customer id descending, customers without the key last (or by
- * customer id ascending). Its cursor is the last row's key, as PostgreSQL prints it, and id;
- * the key is checked here against the type of the sort, so a forged cursor is a 400. */
+ * The profile: the customer's record and rollup, its rung and RFM segment as SQL decides
+ * them, and the live predictions of the tenant's model (api_clv_enrich_profile). Its status
+ * is decided here, by rules_status (src/domain/rules.c, rd_status's twin), with the live
+ * P(alive) where there is one and the stored prediction's otherwise, as the lists decide it
+ * in SQL with the stored one.
+ *
+ * A list page is sorted by the key descending, ties by customer id descending, customers
+ * without the key last (or by customer id ascending). Its cursor is the last row's key, as
+ * PostgreSQL prints it, and id; the key is checked here against the type of the sort, so a
+ * forged cursor is a 400. The page is written by hand rather than by jansson, whose numbers
+ * are doubles: amounts and predictions go out as the exact text PostgreSQL printed, in the
+ * layout of PostgreSQL's json_build_object that the reply has always had. */
 #include "retentiond/api/api.h"
 
-#include "retentiond/domain/metrics.h"
 #include "retentiond/domain/model.h"
-#include "retentiond/store/reports.h"
+#include "retentiond/domain/rules.h"
+#include "retentiond/log.h"
+#include "retentiond/store/customers.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -23,20 +30,25 @@
 #include <string.h>
 
 typedef struct {
-    char *params[10];
+    char *customer_id, *as_of;   /* a profile's */
     int days, horizon_months;
-    json_t *result;   /* a profile */
-    char *page;       /* a list: the reply as rd_customer_list wrote it */
+    customer_profile profile;
     bool found;
+    customer_page_query query;   /* a list's; its strings are below or static */
+    char *min_p_alive, *after_key, *after_id;
+    customer_page page;
 } cust_ctx;
 
 static void cust_ctx_free(void *p)
 {
     cust_ctx *c = p;
-    for (int i = 0; i < 10; i++)
-        free(c->params[i]);
-    json_decref(c->result);
-    free(c->page);
+    free(c->customer_id);
+    free(c->as_of);
+    customer_profile_free(&c->profile);
+    free(c->min_p_alive);
+    free(c->after_key);
+    free(c->after_id);
+    customer_page_free(&c->page);
     free(c);
 }
 
@@ -45,56 +57,101 @@ static cust_ctx *ctx_new(http_req *rq)
     cust_ctx *c = xcalloc(1, sizeof *c);
     rq->ctx = c;
     rq->ctx_free = cust_ctx_free;
-    char tid[24];
-    snprintf(tid, sizeof tid, "%lld", (long long)rq->tenant.id);
-    c->params[0] = xstrdup(tid);
     return c;
 }
 
-/* Adds the named segment to the r/f/m scores the SQL computed from the tenant's quintile
- * boundaries (migrations/006_rfm_cutoffs.sql). */
-static void add_rfm(json_t *profile)
-{
-    json_t *scores = json_object_get(profile, "rfm_scores");
-    if (!json_is_object(scores)) {
-        json_object_set_new(profile, "rfm", json_pack("{s:n, s:n, s:n, s:s}", "r", "f", "m", "segment", "prospect"));
-        json_object_del(profile, "rfm_scores");
-        return;
-    }
-    int r = (int)json_integer_value(json_object_get(scores, "r"));
-    int f = (int)json_integer_value(json_object_get(scores, "f"));
-    int m = (int)json_integer_value(json_object_get(scores, "m"));
-    json_object_set_new(profile, "rfm", json_pack("{s:i, s:i, s:i, s:s, s:{s:O, s:O, s:s}}", "r", r, "f", f, "m", m,
-                                                  "segment", metrics_rfm_segment(r, f), "inputs", "customers_with_orders",
-                                                  json_object_get(scores, "n"), "quintiles_computed_at",
-                                                  json_object_get(scores, "computed_at"), "rule",
-                                                  "ntile(5) of last order time, order count and net revenue"));
-    json_object_del(profile, "rfm_scores");
-}
+/* ---- the profile ---- */
 
 static int profile_run(PGconn *conn, void *arg)
 {
     http_req *rq = arg;
     cust_ctx *c = rq->ctx;
-    json_decref(c->result);
-    c->result = NULL;
-    profile_row row;
-    if (store_customer_profile(conn, c->params[0], c->params[1], c->params[2], &row) != RD_OK)
-        return RD_ERR;
-    c->found = row.json != NULL;
-    int rc = RD_OK;
-    if (c->found) {
-        c->result = json_loads(row.json, 0, NULL);
-        if (!c->result) {
-            rc = RD_ERR;
-        } else {
-            add_rfm(c->result);
-            json_object_set_new(c->result, "as_of", json_string(row.as_of));
-            api_clv_enrich_profile(c->result, &row, c->days, c->horizon_months);
-        }
+    customer_profile_free(&c->profile);
+    return store_customer_profile(conn, rq->tenant.id, c->customer_id, c->as_of, &c->profile, &c->found);
+}
+
+static json_t *text_or_null(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}
+
+/* The status at as_of (SPEC §4), with the live P(alive) when the model gave one. */
+static json_t *profile_status(const customer_profile *p, double live_p_alive)
+{
+    rules_status_in in = {
+        .has_first = p->first_order_at != NULL,
+        .has_last = p->last_order_at != NULL,
+        .first_order = p->first_order_us,
+        .last_order = p->last_order_us,
+        .order_count = p->order_count,
+        .as_of = p->as_of_us,
+        .window_days = p->settings.activity_window_days,
+        .gap_factor = p->settings.at_risk_gap_factor,
+        .has_p_alive = isfinite(live_p_alive) || p->has_prediction,
+        .p_alive = isfinite(live_p_alive) ? live_p_alive : p->prediction_p_alive,
+        .p_alive_min = p->settings.at_risk_p_alive,
+    };
+    return text_or_null(rules_status_name(rules_status(&in)));
+}
+
+static json_t *profile_rfm(const customer_profile *p)
+{
+    if (!p->has_rfm)
+        return json_pack("{s:n, s:n, s:n, s:s}", "r", "f", "m", "segment", p->segment);
+    return json_pack("{s:i, s:i, s:i, s:s, s:{s:I, s:s, s:s}}", "r", p->r, "f", p->f, "m", p->m, "segment",
+                     p->segment, "inputs", "customers_with_orders", (json_int_t)p->rfm_n,
+                     "quintiles_computed_at", p->rfm_computed_at, "rule",
+                     "ntile(5) of last order time, order count and net revenue");
+}
+
+/* The profile reply, or NULL when the stored attributes do not read as JSON. */
+static json_t *profile_json(const customer_profile *p, int days, int horizon_months)
+{
+    json_error_t err;
+    json_t *attributes = json_loads(p->attributes ? p->attributes : "{}", 0, &err);
+    if (!attributes) {
+        rd_log(LOG_ERROR, "msg=\"customer attributes unreadable\" error=\"%s\"", err.text);
+        return NULL;
     }
-    profile_row_free(&row);
-    return rc;
+    json_t *o = json_object();
+    json_object_set_new(o, "customer_id", json_string(p->customer_id));
+    json_object_set_new(o, "email", text_or_null(p->email));
+    json_object_set_new(o, "created_at", text_or_null(p->created_at));
+    json_object_set_new(o, "channel", text_or_null(p->channel));
+    json_object_set_new(o, "referred_by", text_or_null(p->referred_by));
+    json_object_set_new(o, "attributes", attributes);
+    json_object_set_new(o, "known", json_boolean(p->known));
+    json_object_set_new(o, "stage", text_or_null(p->stage));
+    json_object_set_new(o, "status", json_null());   /* decided below, in its place */
+    json_object_set_new(o, "order_count", json_integer(p->order_count));
+    json_object_set_new(o, "net_revenue", api_json_numeric(p->net_revenue));
+    json_object_set_new(o, "historic_clv", api_json_numeric(p->net_revenue));
+    json_object_set_new(o, "first_order_at", text_or_null(p->first_order_at));
+    json_object_set_new(o, "last_order_at", text_or_null(p->last_order_at));
+    json_object_set_new(o, "avg_days_between_orders", api_json_numeric(p->avg_days_between_orders));
+    json_object_set_new(o, "days_since_last_order", api_json_numeric(p->days_since_last_order));
+    json_object_set_new(o, "event_count", json_integer(p->event_count));
+    json_object_set_new(o, "first_engaged_at", text_or_null(p->first_engaged_at));
+    json_object_set_new(o, "last_engaged_at", text_or_null(p->last_engaged_at));
+    json_object_set_new(o, "last_advocacy_at", text_or_null(p->last_advocacy_at));
+    json_object_set_new(o, "advocacy_kind", text_or_null(p->advocacy_kind));
+    json_object_set_new(o, "settings",
+                        json_pack("{s:i, s:i, s:o, s:o}", "activity_window_days", p->settings.activity_window_days,
+                                  "advocacy_window_days", p->settings.advocacy_window_days, "at_risk_p_alive",
+                                  api_json_float8(p->settings.at_risk_p_alive), "at_risk_gap_factor",
+                                  api_json_float8(p->settings.at_risk_gap_factor)));
+    json_object_set_new(o, "prediction",
+                        p->has_prediction
+                            ? json_pack("{s:s, s:o, s:o, s:o}", "fitted_at", p->prediction_fitted_at, "p_alive",
+                                        api_json_float8(p->prediction_p_alive), "expected_orders_90d",
+                                        api_json_float8(p->prediction_expected_orders), "predicted_clv_12m",
+                                        api_json_float8(p->prediction_clv))
+                            : json_null());
+    json_object_set_new(o, "rfm", profile_rfm(p));
+    json_object_set_new(o, "as_of", json_string(p->as_of));
+    double live_p_alive = api_clv_enrich_profile(o, p, days, horizon_months);
+    json_object_set_new(o, "status", profile_status(p, live_p_alive));
+    return o;
 }
 
 static int profile_after(http_req *rq, db_done_status st)
@@ -108,7 +165,11 @@ static int profile_after(http_req *rq, db_done_status st)
         http_reply_problem(rq, 404, "Not Found", "no customer with this id", NULL);
         return HTTP_REPLIED;
     }
-    http_reply_json(rq, 200, json_incref(c->result));
+    json_t *body = profile_json(&c->profile, c->days, c->horizon_months);
+    if (!body)
+        http_reply_db_failure(rq, DB_DONE_FAILED);
+    else
+        http_reply_json(rq, 200, body);
     return HTTP_REPLIED;
 }
 
@@ -149,8 +210,8 @@ int api_customer_get(http_req *rq)
         return HTTP_REPLIED;
     }
     json_decref(errors);
-    c->params[1] = xstrdup(rq->params[0]);
-    c->params[2] = as_of ? xstrdup(as_of) : NULL;
+    c->customer_id = xstrdup(rq->params[0]);
+    c->as_of = as_of ? xstrdup(as_of) : NULL;
     return http_defer(rq, DB_JOB_SOLO, 0, profile_run, profile_after);
 }
 
@@ -178,30 +239,6 @@ static const char *one_of(http_req *rq, const char *name, const char *const *all
     rd_error_add(errors, name, "must be one of %s", b.data);
     buf_free(&b);
     return NULL;
-}
-
-static int list_run(PGconn *conn, void *arg)
-{
-    http_req *rq = arg;
-    cust_ctx *c = rq->ctx;
-    free(c->page);
-    c->page = NULL;
-    if (store_customer_list(conn, (const char *const *)c->params, &c->page) != RD_OK)
-        return RD_ERR;
-    return c->page ? RD_OK : RD_ERR;
-}
-
-/* The page goes out as the SQL wrote it: {"customers", "next_cursor", "count"}, the rows with
- * their RFM segment, the cursor hex-encoded (migration 016). */
-static int list_after(http_req *rq, db_done_status st)
-{
-    cust_ctx *c = rq->ctx;
-    if (st != DB_DONE_OK) {
-        http_reply_db_failure(rq, st);
-        return HTTP_REPLIED;
-    }
-    http_reply_text(rq, 200, "application/json", c->page, strlen(c->page));
-    return HTTP_REPLIED;
 }
 
 /* True when s is a decimal number: [-]digits[.digits][e[+-]digits], the digits of the
@@ -290,6 +327,146 @@ static int cursor_decode(const char *hex, const char *sort, char **value, char *
     return RD_OK;
 }
 
+static int list_run(PGconn *conn, void *arg)
+{
+    http_req *rq = arg;
+    cust_ctx *c = rq->ctx;
+    customer_page_free(&c->page);
+    return store_customer_page(conn, &c->query, &c->page);
+}
+
+/* A string as PostgreSQL's escape_json writes it; NULL is null. */
+static void put_string(buf *b, const char *s)
+{
+    if (!s) {
+        buf_puts(b, "null");
+        return;
+    }
+    buf_puts(b, "\"");
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        switch (*p) {
+        case '\b': buf_puts(b, "\\b"); break;
+        case '\f': buf_puts(b, "\\f"); break;
+        case '\n': buf_puts(b, "\\n"); break;
+        case '\r': buf_puts(b, "\\r"); break;
+        case '\t': buf_puts(b, "\\t"); break;
+        case '"': buf_puts(b, "\\\""); break;
+        case '\\': buf_puts(b, "\\\\"); break;
+        default:
+            if (*p < ' ')
+                buf_printf(b, "\\u%04x", *p);
+            else
+                buf_append(b, p, 1);
+        }
+    }
+    buf_puts(b, "\"");
+}
+
+/* A number PostgreSQL printed, as it printed it; NaN and the infinities, which JSON lacks, as
+ * strings (as PostgreSQL's JSON has them); NULL is null. */
+static void put_number(buf *b, const char *text)
+{
+    if (text && decimal_text(text))
+        buf_puts(b, text);
+    else
+        put_string(b, text);
+}
+
+/* The key of the next member of an object: `"key" : `, after `, ` unless it is the first. */
+static void put_key(buf *b, const char *key)
+{
+    if (b->len > 0 && b->data[b->len - 1] != '{')
+        buf_puts(b, ", ");
+    put_string(b, key);
+    buf_puts(b, " : ");
+}
+
+static void member_string(buf *b, const char *key, const char *s)
+{
+    put_key(b, key);
+    put_string(b, s);
+}
+
+static void member_number(buf *b, const char *key, const char *text)
+{
+    put_key(b, key);
+    put_number(b, text);
+}
+
+static void put_item(buf *b, const customer_list_item *it)
+{
+    buf_puts(b, "{");
+    member_string(b, "customer_id", it->customer_id);
+    member_string(b, "email", it->email);
+    member_string(b, "stage", it->stage);
+    member_string(b, "status", it->status);
+    put_key(b, "order_count");
+    buf_printf(b, "%d", it->order_count);
+    member_number(b, "net_revenue", it->net_revenue);
+    member_string(b, "last_order_at", it->last_order_at);
+    put_key(b, "rfm");
+    if (it->has_rfm) {
+        buf_printf(b, "{\"r\" : %d, \"f\" : %d, \"m\" : %d, \"segment\" : ", it->r, it->f, it->m);
+        put_string(b, it->segment);
+        buf_puts(b, "}");
+    } else {
+        buf_puts(b, "null");
+    }
+    member_number(b, "p_alive", it->p_alive);
+    member_number(b, "expected_orders", it->expected_orders);
+    member_number(b, "predicted_clv", it->predicted_clv);
+    buf_puts(b, "}");
+}
+
+/* The cursor after a row: its key and id as the JSON array ["key", "id"] (null for no key),
+ * hex-encoded, so that it is opaque and URL-safe; cursor_decode reads it back. */
+static void put_cursor(buf *b, const customer_list_item *last)
+{
+    buf arr = {0};
+    buf_puts(&arr, "[");
+    put_string(&arr, last->sort_key);
+    buf_puts(&arr, ", ");
+    put_string(&arr, last->customer_id);
+    buf_puts(&arr, "]");
+    buf_puts(b, "\"");
+    for (size_t i = 0; i < arr.len; i++)
+        buf_printf(b, "%02x", (unsigned char)arr.data[i]);
+    buf_puts(b, "\"");
+    buf_free(&arr);
+}
+
+/* {"customers" : [...], "next_cursor" : ..., "count" : n}: a cursor when the page is full. */
+static int list_after(http_req *rq, db_done_status st)
+{
+    cust_ctx *c = rq->ctx;
+    if (st != DB_DONE_OK) {
+        http_reply_db_failure(rq, st);
+        return HTTP_REPLIED;
+    }
+    const customer_page *page = &c->page;
+    buf b = {0};
+    buf_puts(&b, "{");
+    put_key(&b, "customers");
+    buf_puts(&b, "[");
+    for (int i = 0; i < page->count; i++) {
+        if (i)
+            buf_puts(&b, ",");
+        put_item(&b, &page->items[i]);
+    }
+    buf_puts(&b, "]");
+    put_key(&b, "next_cursor");
+    if (page->count > 0 && page->count == c->query.limit)
+        put_cursor(&b, &page->items[page->count - 1]);
+    else
+        buf_puts(&b, "null");
+    put_key(&b, "count");
+    buf_printf(&b, "%d", page->count);
+    buf_puts(&b, "}");
+    http_reply_text(rq, 200, "application/json", b.data, b.len);
+    buf_free(&b);
+    return HTTP_REPLIED;
+}
+
 int api_customer_list(http_req *rq)
 {
     json_t *errors = json_array();
@@ -308,21 +485,18 @@ int api_customer_list(http_req *rq)
             rd_error_add(errors, "min_p_alive", "must be a number from 0 to 1");
     }
     const char *cursor = http_arg(rq, "cursor");
-    if (cursor && cursor_decode(cursor, sort ? sort : "net_revenue", &c->params[6], &c->params[7]) != RD_OK)
+    if (cursor && cursor_decode(cursor, sort ? sort : "net_revenue", &c->after_key, &c->after_id) != RD_OK)
         rd_error_add(errors, "cursor", "is not a cursor this service returned");
     if (json_array_size(errors)) {
         http_reply_problem(rq, 400, "Bad Request", "invalid query parameters", errors);
         return HTTP_REPLIED;
     }
     json_decref(errors);
-    char lim[16];
-    snprintf(lim, sizeof lim, "%d", limit);
-    c->params[1] = stage ? xstrdup(stage) : NULL;
-    c->params[2] = status ? xstrdup(status) : NULL;
-    c->params[3] = segment ? xstrdup(segment) : NULL;
-    c->params[4] = min_p ? xstrdup(min_p) : NULL;
-    c->params[5] = xstrdup(sort ? sort : "net_revenue");
-    c->params[8] = xstrdup(lim);
-    c->params[9] = as_of ? xstrdup(as_of) : NULL;
+    c->min_p_alive = min_p ? xstrdup(min_p) : NULL;
+    c->as_of = as_of ? xstrdup(as_of) : NULL;
+    c->query = (customer_page_query){.tenant_id = rq->tenant.id, .stage = stage, .status = status,
+                                     .segment = segment, .min_p_alive = c->min_p_alive,
+                                     .sort = sort ? sort : "net_revenue", .after_key = c->after_key,
+                                     .after_id = c->after_id, .limit = limit, .as_of = c->as_of};
     return http_defer(rq, DB_JOB_SOLO, 0, list_run, list_after);
 }

@@ -36,6 +36,7 @@ void api_register_statements(void)
     store_ingest_register();
     api_webhooks_register_statements();
     store_reports_register();
+    store_customers_register();
     report_snapshot_register();
     store_clv_register();
 }

@@ -72,26 +72,3 @@ json_t *metrics_summary(const metrics_counts *c)
     }
     return m;
 }
-
-const char *metrics_rfm_segment(int r, int f)
-{
-    if (r == 5 && f >= 4)
-        return "champions";
-    if ((r == 3 || r == 4) && f >= 4)
-        return "loyal";
-    if (r >= 4 && (f == 2 || f == 3))
-        return "potential_loyalist";
-    if (r == 5 && f == 1)
-        return "new";
-    if (r == 4 && f == 1)
-        return "promising";
-    if (r == 3 && f == 3)
-        return "need_attention";
-    if (r == 3 && f <= 2)
-        return "about_to_sleep";
-    if (r <= 2 && (f == 3 || f == 4))
-        return "at_risk";
-    if (r <= 2 && f == 5)
-        return "cannot_lose_them";
-    return "hibernating";
-}

@@ -42,22 +42,17 @@ void store_clv_register(void)
         "FROM clv_models WHERE tenant_id = $1 ORDER BY fitted_at DESC LIMIT 1",
         1);
     db_register_statement("clv_distribution",
-        "SELECT json_build_object("
-        "  'customers', count(*), 'fitted_at', max(fitted_at), "
-        "  'predicted_clv', json_build_object('count', count(*), 'sum', sum(predicted_clv), "
-        "      'mean', avg(predicted_clv), 'min', min(predicted_clv), "
-        "      'p10', percentile_cont(0.10) WITHIN GROUP (ORDER BY predicted_clv), "
-        "      'p25', percentile_cont(0.25) WITHIN GROUP (ORDER BY predicted_clv), "
-        "      'p50', percentile_cont(0.50) WITHIN GROUP (ORDER BY predicted_clv), "
-        "      'p75', percentile_cont(0.75) WITHIN GROUP (ORDER BY predicted_clv), "
-        "      'p90', percentile_cont(0.90) WITHIN GROUP (ORDER BY predicted_clv), "
-        "      'p99', percentile_cont(0.99) WITHIN GROUP (ORDER BY predicted_clv), "
-        "      'max', max(predicted_clv)), "
-        "  'p_alive', json_build_object('mean', avg(p_alive), "
-        "      'p50', percentile_cont(0.50) WITHIN GROUP (ORDER BY p_alive), "
-        "      'below_0_5', count(*) FILTER (WHERE p_alive < 0.5)), "
-        "  'expected_orders_90d', json_build_object('sum', sum(expected_orders), 'mean', avg(expected_orders))"
-        ")::text FROM customer_predictions WHERE tenant_id = $1",
+        "SELECT count(*), to_json(max(fitted_at))#>>'{}', sum(predicted_clv), avg(predicted_clv), "
+        "       min(predicted_clv), "
+        "       percentile_cont(0.10) WITHIN GROUP (ORDER BY predicted_clv), "
+        "       percentile_cont(0.25) WITHIN GROUP (ORDER BY predicted_clv), "
+        "       percentile_cont(0.50) WITHIN GROUP (ORDER BY predicted_clv), "
+        "       percentile_cont(0.75) WITHIN GROUP (ORDER BY predicted_clv), "
+        "       percentile_cont(0.90) WITHIN GROUP (ORDER BY predicted_clv), "
+        "       percentile_cont(0.99) WITHIN GROUP (ORDER BY predicted_clv), "
+        "       max(predicted_clv), avg(p_alive), percentile_cont(0.50) WITHIN GROUP (ORDER BY p_alive), "
+        "       count(*) FILTER (WHERE p_alive < 0.5), sum(expected_orders), avg(expected_orders) "
+        "FROM customer_predictions WHERE tenant_id = $1",
         1);
     db_register_statement("clv_tenants", "SELECT tenant_id FROM tenants ORDER BY tenant_id", 0);
 }
@@ -264,16 +259,40 @@ void store_clv_model_from_row(const PGresult *res, int row, int col, clv_model_r
     out->fit_ms = field_double(res, row, col + 13);
 }
 
-char *store_clv_distribution(PGconn *conn, int64_t tenant_id)
+/* Columns of clv_distribution. */
+enum { D_COUNT, D_FITTED_AT, D_SUM, D_MEAN, D_MIN, D_PERCENTILES, D_MAX = D_PERCENTILES + 6, D_P_ALIVE_MEAN,
+       D_P_ALIVE_P50, D_BELOW, D_EXPECTED_SUM, D_EXPECTED_MEAN, D_COLUMNS };
+
+int store_clv_distribution(PGconn *conn, int64_t tenant_id, clv_distribution *out)
 {
+    memset(out, 0, sizeof *out);
     char tid[24];
     tenant_text(tid, tenant_id);
     PGresult *res = query(conn, "clv_distribution", 1, (const char *const[]){tid});
     if (!res)
-        return NULL;
-    char *doc = PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) ? xstrdup(PQgetvalue(res, 0, 0)) : NULL;
+        return RD_ERR;
+    if (PQntuples(res) != 1 || PQnfields(res) != D_COLUMNS) {
+        db_log_error(res, conn, "clv_distribution");
+        PQclear(res);
+        return RD_ERR;
+    }
+    out->customers = strtoll(PQgetvalue(res, 0, D_COUNT), NULL, 10);
+    if (out->customers > 0) {
+        rd_strlcpy(out->fitted_at, PQgetvalue(res, 0, D_FITTED_AT), sizeof out->fitted_at);
+        out->clv_sum = field_double(res, 0, D_SUM);
+        out->clv_mean = field_double(res, 0, D_MEAN);
+        out->clv_min = field_double(res, 0, D_MIN);
+        out->clv_max = field_double(res, 0, D_MAX);
+        for (int i = 0; i < 6; i++)
+            out->clv_percentiles[i] = field_double(res, 0, D_PERCENTILES + i);
+        out->p_alive_mean = field_double(res, 0, D_P_ALIVE_MEAN);
+        out->p_alive_p50 = field_double(res, 0, D_P_ALIVE_P50);
+        out->expected_orders_sum = field_double(res, 0, D_EXPECTED_SUM);
+        out->expected_orders_mean = field_double(res, 0, D_EXPECTED_MEAN);
+    }
+    out->p_alive_below_half = strtoll(PQgetvalue(res, 0, D_BELOW), NULL, 10);
     PQclear(res);
-    return doc;
+    return RD_OK;
 }
 
 int store_clv_tenants(PGconn *conn, int64_t **ids)

@@ -171,7 +171,7 @@ class RfmRefreshInBackground(unittest.TestCase):
                                  ntile(5) OVER (ORDER BY order_count, customer_id),
                                  ntile(5) OVER (ORDER BY net_revenue, customer_id)
                           FROM customers WHERE tenant_id = {tid} AND order_count > 0 ORDER BY 1""")
-        got = pg.sql(f"""SELECT customer_id, (s->>'r')::int, (s->>'f')::int, (s->>'m')::int
+        got = pg.sql(f"""SELECT customer_id, (s).r, (s).f, (s).m
                          FROM (SELECT customer_id, rd_rfm_scores({tid}, last_order_at, order_count,
                                                                  net_revenue, customer_id) AS s
                                FROM customers WHERE tenant_id = {tid} AND order_count > 0) x ORDER BY 1""")

@@ -1,9 +1,10 @@
 /* test_domain.c - unit tests of the pure domain code: field validation, money, the ingest
- * model, batch line splitting and CSV, metric ratios and RFM segments. No database. */
+ * model, batch line splitting and CSV, metric ratios and the status rule. No database. */
 #include "retentiond/domain/batch.h"
 #include "retentiond/domain/metrics.h"
 #include "retentiond/domain/model.h"
 #include "retentiond/domain/reports.h"
+#include "retentiond/domain/rules.h"
 
 #include <check.h>
 #include <math.h>
@@ -184,13 +185,29 @@ START_TEST(ratios_null_on_zero)
 }
 END_TEST
 
-START_TEST(rfm_segments)
+/* SPEC §4 status by hand; tests/integration/test_rules.py holds it equal to SQL's rd_status. */
+START_TEST(status_by_hand)
 {
-    ck_assert_str_eq(metrics_rfm_segment(5, 5), "champions");
-    ck_assert_str_eq(metrics_rfm_segment(2, 5), "cannot_lose_them");
-    ck_assert_str_eq(metrics_rfm_segment(4, 1), "promising");
-    ck_assert_str_eq(metrics_rfm_segment(1, 1), "hibernating");
-    ck_assert_str_eq(metrics_rfm_segment(3, 3), "need_attention");
+    const int64_t day = 86400000000LL, as_of = 20000 * day;
+    rules_status_in in = {.has_first = true, .has_last = true, .first_order = as_of - 40 * day,
+                          .last_order = as_of - 20 * day, .order_count = 3, .as_of = as_of, .window_days = 365,
+                          .gap_factor = 1.5, .p_alive_min = 0.5};
+    /* gap 10 days, 20 since the last order: more than 1.5 x */
+    ck_assert_int_eq(rules_status(&in), CUSTOMER_STATUS_AT_RISK);
+    in.gap_factor = 2.0; /* exactly 2 x: not more */
+    ck_assert_int_eq(rules_status(&in), CUSTOMER_STATUS_ACTIVE);
+    in.has_p_alive = true, in.p_alive = 0.49;
+    ck_assert_int_eq(rules_status(&in), CUSTOMER_STATUS_AT_RISK);
+    in.p_alive = 0.5;
+    ck_assert_int_eq(rules_status(&in), CUSTOMER_STATUS_ACTIVE);
+    in.window_days = 20; /* the last order exactly at the window's start is inside it */
+    ck_assert_int_eq(rules_status(&in), CUSTOMER_STATUS_ACTIVE);
+    in.window_days = 19;
+    ck_assert_int_eq(rules_status(&in), CUSTOMER_STATUS_LAPSED);
+    ck_assert_str_eq(rules_status_name(CUSTOMER_STATUS_LAPSED), "lapsed");
+    in.order_count = 0, in.has_first = in.has_last = false;
+    ck_assert_int_eq(rules_status(&in), CUSTOMER_STATUS_NONE);
+    ck_assert_ptr_null(rules_status_name(CUSTOMER_STATUS_NONE));
 }
 END_TEST
 
@@ -260,7 +277,7 @@ int main(void)
     tcase_add_test(tc, batch_lines_across_chunks);
     tcase_add_test(tc, batch_csv);
     tcase_add_test(tc, ratios_null_on_zero);
-    tcase_add_test(tc, rfm_segments);
+    tcase_add_test(tc, status_by_hand);
     tcase_add_test(tc, summary_by_hand);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

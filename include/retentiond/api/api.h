@@ -5,6 +5,7 @@
 
 #include "retentiond/http/server.h"
 #include "retentiond/store/clv_store.h"
+#include "retentiond/store/customers.h"
 #include "retentiond/store/reports.h"
 
 /* Registers every prepared statement the handlers use (call before db_pool_start). */
@@ -38,11 +39,17 @@ int api_metrics_ladder(http_req *rq);
 int api_customer_get(http_req *rq);
 int api_customer_list(http_req *rq);
 
+/* numbers.c: the JSON value of a float8, or of a numeric's text (NULL: null), that PostgreSQL
+ * computed, as the replies built with jansson print it (see numbers.c). New references. */
+json_t *api_json_float8(double v);
+json_t *api_json_numeric(const char *text);
+
 /* clv.c: adds p_alive, churn_probability, expected_orders, predicted_clv, total_clv,
- * expected_next_order_at (and their inputs) to a profile from the tenant's fitted model and
- * the customer's purchase summary read with it (days: horizon for expected orders;
- * horizon_months: for predicted CLV). Says plainly when no model is fitted. */
-void api_clv_enrich_profile(json_t *profile, const profile_row *row, int days, int horizon_months);
+ * expected_next_order_at (and their inputs) to a profile's JSON from the tenant's fitted model
+ * and the customer's purchase summary read with it (days: horizon for expected orders;
+ * horizon_months: for predicted CLV). Says plainly when no model is fitted. Returns the live
+ * P(alive) it computed, or NAN when there is none (no model, no order before as_of). */
+double api_clv_enrich_profile(json_t *profile, const customer_profile *p, int days, int horizon_months);
 /* POST /v1/models/clv/fit (scope admin) and GET /v1/metrics/clv (scope read). */
 int api_clv_fit(http_req *rq);
 int api_metrics_clv(http_req *rq);

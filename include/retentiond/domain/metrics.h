@@ -1,5 +1,6 @@
-/* metrics.h - the metric formulas of SPEC §4 as pure functions of counts, and the RFM R x F
- * segment grid. Every ratio with a zero denominator is JSON null, never NaN. */
+/* metrics.h - the metric formulas of SPEC §4 as pure functions of counts. Every ratio with a
+ * zero denominator is JSON null, never NaN. (The RFM R x F grid is SQL's: rd_rfm_segment in
+ * sql/rules.sql.) */
 #ifndef RETENTIOND_DOMAIN_METRICS_H
 #define RETENTIOND_DOMAIN_METRICS_H
 
@@ -23,8 +24,5 @@ json_t *metrics_ratio(double a, double b);
 
 /* Builds the "metrics" object of the summary from the counts (new reference). */
 json_t *metrics_summary(const metrics_counts *c);
-
-/* The named segment of the R x F grid (SPEC §4 RFM). */
-const char *metrics_rfm_segment(int r, int f);
 
 #endif

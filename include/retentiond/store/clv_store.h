@@ -69,9 +69,19 @@ int store_clv_latest(PGconn *conn, int64_t tenant_id, clv_model_row *out);
  * q, v, gg_loglik, fit_ms. */
 void store_clv_model_from_row(const PGresult *res, int row, int col, clv_model_row *out);
 
-/* Distribution of the stored predicted CLV (count, sum, mean, p10..p99) and related figures
- * as a JSON text the caller frees; NULL on a database error. */
-char *store_clv_distribution(PGconn *conn, int64_t tenant_id);
+/* The tenant's stored predictions summed up. The figures are set when customers > 0. */
+typedef struct {
+    int64_t customers;             /* predictions stored */
+    char fitted_at[64];            /* the newest prediction's, as PostgreSQL's JSON prints it */
+    double clv_sum, clv_mean, clv_min, clv_max;
+    double clv_percentiles[6];     /* predicted CLV at p10, p25, p50, p75, p90, p99 (continuous) */
+    double p_alive_mean, p_alive_p50;
+    int64_t p_alive_below_half;    /* predictions with P(alive) < 0.5 */
+    double expected_orders_sum, expected_orders_mean;
+} clv_distribution;
+
+/* Fills *out from customer_predictions. RD_OK, or RD_ERR after logging. */
+int store_clv_distribution(PGconn *conn, int64_t tenant_id, clv_distribution *out);
 
 /* Ids of every tenant, for the background tasks (upkeep.c). Returns how many
  * (*ids allocated, caller frees), or -1 on error. */

@@ -1,12 +1,10 @@
 /* reports.h - the read side: each report is one prepared statement over the SQL functions of
- * migrations/004_metrics.sql, 005_customers.sql, 006_rfm_cutoffs.sql and 016, returning one JSON
+ * migrations/004_metrics.sql, 006_rfm_cutoffs.sql and 016, returning one JSON
  * document as text. Parameters are text (NULL = default); the caller frees *json. Each
- * function returns RD_OK (with *json NULL when there is nothing, e.g. no such customer) or
+ * function returns RD_OK (with *json NULL when there is nothing) or
  * RD_ERR after logging the failed statement. */
 #ifndef RETENTIOND_STORE_REPORTS_H
 #define RETENTIOND_STORE_REPORTS_H
-
-#include "retentiond/store/clv_store.h"
 
 #include <libpq-fe.h>
 #include <stdbool.h>
@@ -19,32 +17,9 @@ void store_reports_register(void);
  * period: {"from","to","window_days","period_days","data"}. */
 int store_metrics_report(PGconn *conn, const char *report, const char *const params[5], char **json);
 
-/* Everything a profile needs, read in one statement (rd_customer_profile_page, migration 010). */
-typedef struct {
-    char *json;           /* the profile document; NULL when there is no such customer */
-    char *as_of;          /* the instant used, as PostgreSQL prints a timestamptz */
-    double as_of_epoch;   /* the same instant, seconds since 1970 */
-    bool has_model;       /* the tenant has a fitted CLV model, in model */
-    clv_model_row model;
-    bool has_summary;     /* the customer has a qualifying order before as_of: rft, mbar */
-    clv_rft rft;
-    double mbar;
-} profile_row;
-
-/* One customer's profile at as_of (NULL = now), with the tenant's newest CLV model and the
- * customer's purchase summary at the same instant, after making sure the tenant's RFM quintile
- * boundaries are fresh. The caller frees out->json and out->as_of (profile_row_free). */
-int store_customer_profile(PGconn *conn, const char *tenant_id, const char *customer_id, const char *as_of,
-                           profile_row *out);
-void profile_row_free(profile_row *row);
-
 /* Recomputes a tenant's RFM quintile boundaries when older than 4 minutes (the background
  * refresh, so that a profile, which refreshes them at 5, does not pay for it). */
 int store_rfm_refresh(PGconn *conn, int64_t tenant_id);
-
-/* A page of customers, as the whole reply document: tenant id, stage, status, segment,
- * min_p_alive, sort, after value, after id, limit, as_of (see rd_customer_list). */
-int store_customer_list(PGconn *conn, const char *const params[10], char **json);
 
 /* Adds a tenant's rung changes of the UTC days ended since the last call to the daily
  * aggregate the ladder reads, and folds in late changes to days already added

@@ -1,0 +1,188 @@
+/* customers.c - the per-customer reads (see customers.h): one statement each, whose columns
+ * become struct fields; the strings stay in the PGresult the struct keeps. */
+#include "retentiond/store/customers.h"
+
+#include "retentiond/store/pool.h"
+#include "retentiond/util.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void store_customers_register(void)
+{
+    db_register_statement("customer_profile", "SELECT * FROM rd_customer_profile_page($1, $2, $3)", 3);
+    db_register_statement("customer_list",
+        "SELECT * FROM rd_customer_list($1, $2, $3, $4, $5, $6, $7, $8, $9, coalesce($10::timestamptz, now()))", 10);
+}
+
+static const char *text_at(const PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
+}
+
+static int int_at(const PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? 0 : atoi(PQgetvalue(res, row, col));
+}
+
+static int64_t int64_at(const PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? 0 : strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
+
+static double double_at(const PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? NAN : strtod(PQgetvalue(res, row, col), NULL);
+}
+
+/* Runs a prepared statement expecting ncols columns; logs and returns NULL on failure. */
+static PGresult *query(PGconn *conn, const char *stmt, int nparams, const char *const *params, int ncols)
+{
+    PGresult *res = PQexecPrepared(conn, stmt, nparams, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQnfields(res) != ncols) {
+        db_log_error(res, conn, stmt);
+        PQclear(res);
+        return NULL;
+    }
+    return res;
+}
+
+/* ---- the profile ---- */
+
+/* Columns of rd_customer_profile_page; the model's 14 from P_MODEL in the order
+ * store_clv_model_from_row reads. */
+enum {
+    P_ID, P_EMAIL, P_CREATED, P_CHANNEL, P_REFERRED_BY, P_ATTRIBUTES, P_KNOWN, P_STAGE, P_COUNT, P_REVENUE,
+    P_FIRST, P_LAST, P_FIRST_US, P_LAST_US, P_AVG_DAYS, P_DAYS_SINCE, P_EVENTS, P_FIRST_ENGAGED, P_LAST_ENGAGED,
+    P_LAST_ADVOCACY, P_ADVOCACY_KIND, P_ACTIVITY_DAYS, P_ADVOCACY_DAYS, P_P_ALIVE_MIN, P_GAP_FACTOR,
+    P_RFM_N, P_RFM_AT, P_RFM_R, P_RFM_F, P_RFM_M, P_SEGMENT, P_PRED_AT, P_PRED_P_ALIVE, P_PRED_EXPECTED,
+    P_PRED_CLV, P_AS_OF, P_AS_OF_US, P_MODEL, P_X = P_MODEL + 14, P_TX, P_T, P_MBAR, P_COLUMNS
+};
+
+int store_customer_profile(PGconn *conn, int64_t tenant_id, const char *customer_id, const char *as_of,
+                           customer_profile *out, bool *found)
+{
+    memset(out, 0, sizeof *out);
+    *found = false;
+    char tid[24];
+    snprintf(tid, sizeof tid, "%lld", (long long)tenant_id);
+    const char *params[3] = {tid, customer_id, as_of};
+    PGresult *res = query(conn, "customer_profile", 3, params, P_COLUMNS);
+    if (!res)
+        return RD_ERR;
+    out->res = res;
+    if (PQntuples(res) != 1)
+        return RD_OK;
+    *found = true;
+    out->customer_id = text_at(res, 0, P_ID);
+    out->email = text_at(res, 0, P_EMAIL);
+    out->created_at = text_at(res, 0, P_CREATED);
+    out->channel = text_at(res, 0, P_CHANNEL);
+    out->referred_by = text_at(res, 0, P_REFERRED_BY);
+    out->attributes = text_at(res, 0, P_ATTRIBUTES);
+    out->known = strcmp(PQgetvalue(res, 0, P_KNOWN), "t") == 0;
+    out->stage = text_at(res, 0, P_STAGE);
+    out->order_count = int_at(res, 0, P_COUNT);
+    out->net_revenue = text_at(res, 0, P_REVENUE);
+    out->first_order_at = text_at(res, 0, P_FIRST);
+    out->last_order_at = text_at(res, 0, P_LAST);
+    out->first_order_us = int64_at(res, 0, P_FIRST_US);
+    out->last_order_us = int64_at(res, 0, P_LAST_US);
+    out->avg_days_between_orders = text_at(res, 0, P_AVG_DAYS);
+    out->days_since_last_order = text_at(res, 0, P_DAYS_SINCE);
+    out->event_count = int_at(res, 0, P_EVENTS);
+    out->first_engaged_at = text_at(res, 0, P_FIRST_ENGAGED);
+    out->last_engaged_at = text_at(res, 0, P_LAST_ENGAGED);
+    out->last_advocacy_at = text_at(res, 0, P_LAST_ADVOCACY);
+    out->advocacy_kind = text_at(res, 0, P_ADVOCACY_KIND);
+    out->settings.activity_window_days = int_at(res, 0, P_ACTIVITY_DAYS);
+    out->settings.advocacy_window_days = int_at(res, 0, P_ADVOCACY_DAYS);
+    out->settings.at_risk_p_alive = double_at(res, 0, P_P_ALIVE_MIN);
+    out->settings.at_risk_gap_factor = double_at(res, 0, P_GAP_FACTOR);
+    out->has_rfm = !PQgetisnull(res, 0, P_RFM_R);
+    if (out->has_rfm) {
+        out->rfm_n = int64_at(res, 0, P_RFM_N);
+        out->rfm_computed_at = text_at(res, 0, P_RFM_AT);
+        out->r = int_at(res, 0, P_RFM_R);
+        out->f = int_at(res, 0, P_RFM_F);
+        out->m = int_at(res, 0, P_RFM_M);
+    }
+    out->segment = text_at(res, 0, P_SEGMENT);
+    out->has_prediction = !PQgetisnull(res, 0, P_PRED_AT);
+    if (out->has_prediction) {
+        out->prediction_fitted_at = text_at(res, 0, P_PRED_AT);
+        out->prediction_p_alive = double_at(res, 0, P_PRED_P_ALIVE);
+        out->prediction_expected_orders = double_at(res, 0, P_PRED_EXPECTED);
+        out->prediction_clv = double_at(res, 0, P_PRED_CLV);
+    }
+    out->as_of = text_at(res, 0, P_AS_OF);
+    out->as_of_us = int64_at(res, 0, P_AS_OF_US);
+    out->has_model = !PQgetisnull(res, 0, P_MODEL);
+    if (out->has_model)
+        store_clv_model_from_row(res, 0, P_MODEL, &out->model);
+    out->has_summary = !PQgetisnull(res, 0, P_X);
+    if (out->has_summary) {
+        out->rft = (clv_rft){double_at(res, 0, P_X), double_at(res, 0, P_TX), double_at(res, 0, P_T)};
+        out->mbar = double_at(res, 0, P_MBAR);
+    }
+    return RD_OK;
+}
+
+void customer_profile_free(customer_profile *p)
+{
+    PQclear(p->res);
+    memset(p, 0, sizeof *p);
+}
+
+/* ---- a page of a list ---- */
+
+/* Columns of rd_customer_list. */
+enum {
+    L_ID, L_KEY, L_EMAIL, L_STAGE, L_STATUS, L_COUNT, L_REVENUE, L_LAST, L_R, L_F, L_M, L_SEGMENT, L_P_ALIVE,
+    L_EXPECTED, L_CLV, L_COLUMNS
+};
+
+int store_customer_page(PGconn *conn, const customer_page_query *q, customer_page *out)
+{
+    memset(out, 0, sizeof *out);
+    char tid[24], lim[16];
+    snprintf(tid, sizeof tid, "%lld", (long long)q->tenant_id);
+    snprintf(lim, sizeof lim, "%d", q->limit);
+    const char *params[10] = {tid, q->stage, q->status, q->segment, q->min_p_alive, q->sort,
+                              q->after_key, q->after_id, lim, q->as_of};
+    PGresult *res = query(conn, "customer_list", 10, params, L_COLUMNS);
+    if (!res)
+        return RD_ERR;
+    out->res = res;
+    out->count = PQntuples(res);
+    out->items = xcalloc(out->count ? (size_t)out->count : 1, sizeof *out->items);
+    for (int i = 0; i < out->count; i++) {
+        customer_list_item *it = &out->items[i];
+        it->customer_id = text_at(res, i, L_ID);
+        it->sort_key = text_at(res, i, L_KEY);
+        it->email = text_at(res, i, L_EMAIL);
+        it->stage = text_at(res, i, L_STAGE);
+        it->status = text_at(res, i, L_STATUS);
+        it->order_count = int_at(res, i, L_COUNT);
+        it->net_revenue = text_at(res, i, L_REVENUE);
+        it->last_order_at = text_at(res, i, L_LAST);
+        it->has_rfm = !PQgetisnull(res, i, L_R);
+        it->r = int_at(res, i, L_R);
+        it->f = int_at(res, i, L_F);
+        it->m = int_at(res, i, L_M);
+        it->segment = text_at(res, i, L_SEGMENT);
+        it->p_alive = text_at(res, i, L_P_ALIVE);
+        it->expected_orders = text_at(res, i, L_EXPECTED);
+        it->predicted_clv = text_at(res, i, L_CLV);
+    }
+    return RD_OK;
+}
+
+void customer_page_free(customer_page *p)
+{
+    PQclear(p->res);
+    free(p->items);
+    memset(p, 0, sizeof *p);
+}
