@@ -294,7 +294,7 @@ static bool cursor_value_ok(const char *sort, const char *v)
 }
 
 /* Decodes a cursor of the given sort into (value, id): *value NULL when the key is null.
- * RD_ERR when it is not one of ours (cursors of versions before migration 016 carried the key
+ * RD_ERR when it is not one of ours (cursors of versions before November 2026 carried the key
  * as a JSON number: they are refused, and the client starts over). */
 static int cursor_decode(const char *hex, const char *sort, char **value, char **id)
 {

@@ -1,7 +1,7 @@
 /* metrics.c - GET /v1/metrics/summary, /retention, /cohorts, /ladder.
  *
  * Each report is one statement of the store returning one JSON document (store/reports.c,
- * migrations/004_metrics.sql), except that the summary, retention and cohorts are computed from
+ * sql/reports.sql, sql/ladder.sql), except that the summary, retention and cohorts are computed from
  * the tenant's report snapshot when it has one (store/report_snapshot.c); the handler validates the query parameters, and for the summary adds
  * the ratios with the null-on-zero rule (src/domain/metrics.c). */
 #include "retentiond/api/api.h"

@@ -1,6 +1,6 @@
 /* clv_store.c - predictive CLV in PostgreSQL: purchase summaries, fitted models, predictions.
  *
- * The per-customer summary (x, t_x, T, mbar) comes from rd_clv_sample (migration 009): the
+ * The per-customer summary (x, t_x, T, mbar) comes from rd_clv_sample (sql/clv.sql): the
  * rollup for customers whose orders all precede as_of, their orders otherwise; one row per
  * customer crosses the wire, never every order. The
  * predictions of a fit replace the tenant's previous ones in the same transaction as the

@@ -1,5 +1,5 @@
 /* report_snapshot.h - the summary, retention and cohort reports computed in the service from a
- * per-tenant copy of the qualifying orders, kept current through report_changes (migration 017).
+ * per-tenant copy of the qualifying orders, kept current through report_changes (sql/reports.sql).
  *
  * A request locks its tenant's copy, opens a repeatable-read transaction, resolves its period
  * (rd_report_frame) and, in that same snapshot, reads the tenant whole (first use, after a bulk

@@ -1,5 +1,5 @@
 /* reports.h - the read side: each report is one prepared statement over the SQL functions of
- * migrations/004_metrics.sql, 006_rfm_cutoffs.sql and 016, returning one JSON
+ * sql/reports.sql, sql/rules.sql and sql/ladder.sql, returning one JSON
  * document as text. Parameters are text (NULL = default); the caller frees *json. Each
  * function returns RD_OK (with *json NULL when there is nothing) or
  * RD_ERR after logging the failed statement. */
@@ -23,12 +23,12 @@ int store_rfm_refresh(PGconn *conn, int64_t tenant_id);
 
 /* Adds a tenant's rung changes of the UTC days ended since the last call to the daily
  * aggregate the ladder reads, and folds in late changes to days already added
- * (rd_stage_history_compact, migration 016). *days: the days added, or -1 when the tenant's
+ * (rd_stage_history_compact, sql/ladder.sql). *days: the days added, or -1 when the tenant's
  * writers held it off for a second (the next call tries again). */
 int store_stage_history_compact(PGconn *conn, int64_t tenant_id, int *days);
 
 /* Deletes the report_changes rows behind the horizon once it moves (at most every ten
- * minutes; migration 017). *rows: how many. */
+ * minutes; rd_report_changes_prune, sql/reports.sql). *rows: how many. */
 int store_report_changes_prune(PGconn *conn, int64_t *rows);
 
 #endif
