@@ -6,6 +6,7 @@
 #include "retentiond/util.h"
 
 #include <openssl/sha.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,32 @@ static void sha256_hex(const char *text, checksum out)
     SHA256((const unsigned char *)text, strlen(text), d);
     for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
         snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+/* The embedded texts' checksums, computed once: /readyz compares them on every call. */
+static checksum *migration_sums, *sql_file_sums;
+static pthread_once_t sums_once = PTHREAD_ONCE_INIT;
+
+static void sums_compute(void)
+{
+    migration_sums = xmalloc(sizeof *migration_sums * (size_t)rd_migration_count);
+    sql_file_sums = xmalloc(sizeof *sql_file_sums * (size_t)(rd_sql_file_count ? rd_sql_file_count : 1));
+    for (int i = 0; i < rd_migration_count; i++)
+        sha256_hex(rd_migrations[i].sql, migration_sums[i]);
+    for (int i = 0; i < rd_sql_file_count; i++)
+        sha256_hex(rd_sql_files[i].sql, sql_file_sums[i]);
+}
+
+static const char *migration_sum(const rd_migration *m)
+{
+    pthread_once(&sums_once, sums_compute);
+    return migration_sums[m - rd_migrations];
+}
+
+static const char *sql_file_sum(int i)
+{
+    pthread_once(&sums_once, sums_compute);
+    return sql_file_sums[i];
 }
 
 /* What the database has recorded. */
@@ -135,8 +162,7 @@ static int check_migrations(PGresult *res, migration_state *st, bool log)
             st->newer = true;
             continue;
         }
-        checksum sum;
-        sha256_hex(m->sql, sum);
+        const char *sum = migration_sum(m);
         if (PQgetisnull(res, r, 2) || strcmp(PQgetvalue(res, r, 2), sum) != 0 ||
             strcmp(PQgetvalue(res, r, 1), m->name) != 0) {
             if (log)
@@ -170,8 +196,7 @@ static bool functions_current(PGresult *res)
     if (!res || PQntuples(res) != rd_sql_file_count)
         return false;
     for (int i = 0; i < rd_sql_file_count; i++) {
-        checksum sum;
-        sha256_hex(rd_sql_files[i].sql, sum);
+        const char *sum = sql_file_sum(i);
         bool same = false;
         for (int r = 0; r < PQntuples(res) && !same; r++)
             same = strcmp(PQgetvalue(res, r, 0), rd_sql_files[i].name) == 0 && strcmp(PQgetvalue(res, r, 1), sum) == 0;
@@ -194,8 +219,7 @@ static int exec_params(PGconn *conn, const char *sql, int n, const char *const *
 /* Replaces the squashed history's rows by the baseline's. */
 static int record_squash(PGconn *conn)
 {
-    checksum sum;
-    sha256_hex(rd_migrations[0].sql, sum);
+    const char *sum = migration_sum(&rd_migrations[0]);
     char through[16];
     snprintf(through, sizeof through, "%d", SQUASHED_THROUGH);
     const char *params[3] = {rd_migrations[0].name, sum, through};
@@ -216,10 +240,8 @@ static int apply_migration(PGconn *conn, const rd_migration *m)
     if (db_exec(conn, m->sql, m->name) != RD_OK)
         return -1;
     char version[16];
-    checksum sum;
     snprintf(version, sizeof version, "%d", m->version);
-    sha256_hex(m->sql, sum);
-    const char *params[3] = {version, m->name, sum};
+    const char *params[3] = {version, m->name, migration_sum(m)};
     if (exec_params(conn, "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)", 3, params,
                     "record the migration") != 0)
         return -1;
@@ -234,9 +256,7 @@ static int apply_functions(PGconn *conn)
     for (int i = 0; i < rd_sql_file_count; i++) {
         if (db_exec(conn, rd_sql_files[i].sql, rd_sql_files[i].name) != RD_OK)
             return -1;
-        checksum sum;
-        sha256_hex(rd_sql_files[i].sql, sum);
-        const char *params[2] = {rd_sql_files[i].name, sum};
+        const char *params[2] = {rd_sql_files[i].name, sql_file_sum(i)};
         if (exec_params(conn, "INSERT INTO schema_functions (file, checksum) VALUES ($1, $2)", 2, params,
                         "record the sql file") != 0)
             return -1;
