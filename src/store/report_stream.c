@@ -1,0 +1,163 @@
+/* report_stream.c - a tenant's customers streamed from PostgreSQL into a period report (see
+ * report_stream.h). */
+#include "retentiond/store/report_stream.h"
+
+#include "retentiond/log.h"
+#include "retentiond/store/pool.h"
+#include "retentiond/store/report_rows.h"
+#include "retentiond/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define STREAM_FETCH 10000
+#define INT8_OID 20
+#define TIMESTAMPTZ_OID 1184
+
+/* Rows of (customer_id, since, first_order_at, placed_at, value, wide value): a customer's
+ * columns on each of its orders, its orders by time; placed_at NULL for a customer without
+ * orders in the range. $1 the tenant, [$2, $3) the range. */
+#define STREAM_ORDERS                                                                              \
+    "SELECT o.customer_id, o.placed_at, o.v, o.w FROM (SELECT " REPORT_ORDER_COLUMNS " FROM orders " \
+    "WHERE tenant_id = $1 AND qualifying AND placed_at >= $2 AND placed_at < $3) o(customer_id, placed_at, v, w)"
+static const char *const stream_customers =
+    "DECLARE rs_stream NO SCROLL CURSOR FOR "
+    "SELECT c.customer_id, c.since, c.first_order_at, o.placed_at, o.v, o.w "
+    "FROM (SELECT " REPORT_CUSTOMER_COLUMNS " FROM customers WHERE tenant_id = $1) c(customer_id, since, first_order_at) "
+    "LEFT JOIN (" STREAM_ORDERS ") o ON o.customer_id = c.customer_id "
+    "ORDER BY c.customer_id, o.placed_at";
+/* the same rows for orders whose customer has no customers row (ingest always writes one; a row
+ * deleted or written around the service would leave them) */
+static const char *const stream_orphans =
+    "DECLARE rs_orphans NO SCROLL CURSOR FOR "
+    "SELECT o.customer_id, NULL::timestamptz, NULL::timestamptz, o.placed_at, o.v, o.w FROM (" STREAM_ORDERS ") o "
+    "WHERE NOT EXISTS (SELECT 1 FROM customers c WHERE c.tenant_id = $1 AND c.customer_id = o.customer_id) "
+    "ORDER BY o.customer_id, o.placed_at";
+
+enum { S_ID, S_SINCE, S_FIRST, S_PLACED, S_VALUE, S_WIDE, S_COLUMNS };
+
+typedef struct {
+    rs_acc *acc;
+    bool known;       /* the cursor's customers have customers rows */
+    bool open;        /* c holds a customer not yet handed over */
+    rs_customer c;
+    buf id;           /* c.id's storage */
+    uint32_t wide_cap;
+    rs_money *wide;   /* c.wide's storage */
+} stream;
+
+static void hand_over(stream *st)
+{
+    if (st->open)
+        reports_add_customer(st->acc, &st->c);
+    st->open = false;
+}
+
+/* Appends row r's order to the customer. Returns false on a value that is not exact. */
+static bool add_order(stream *st, const PGresult *res, int r)
+{
+    rs_customer *c = &st->c;
+    if (c->n == c->cap) {
+        c->cap = c->cap ? 2 * c->cap : 64;
+        c->orders = xrealloc(c->orders, c->cap * sizeof *c->orders);
+    }
+    int64_t v = 0;
+    rs_money w = 0;
+    bool narrow = !PQgetisnull(res, r, S_VALUE);
+    if (narrow)
+        v = report_be64(PQgetvalue(res, r, S_VALUE));
+    else if (PQgetisnull(res, r, S_WIDE) || !report_parse_money(PQgetvalue(res, r, S_WIDE), &w))
+        return false;
+    if (!narrow || c->wide) { /* from the customer's first value beyond int8 on, all its values in wide */
+        if (st->wide_cap < c->cap) {
+            st->wide_cap = c->cap;
+            st->wide = xrealloc(st->wide, st->wide_cap * sizeof *st->wide);
+        }
+        if (!c->wide)
+            for (uint32_t k = 0; k < c->n; k++)
+                st->wide[k] = c->orders[k].v;
+        c->wide = st->wide;
+        st->wide[c->n] = narrow ? v : w;
+    }
+    c->orders[c->n++] = (rs_order){report_instant(res, r, S_PLACED), v};
+    return true;
+}
+
+/* Hands the rows of one fetch over, customer by customer (a customer may go on in the next). */
+static bool apply(stream *st, const PGresult *res)
+{
+    for (int r = 0; r < PQntuples(res); r++) {
+        const char *id = PQgetvalue(res, r, S_ID);
+        size_t len = (size_t)PQgetlength(res, r, S_ID);
+        if (!st->open || st->id.len != len || memcmp(st->id.data, id, len) != 0) {
+            hand_over(st);
+            buf_reset(&st->id);
+            buf_append(&st->id, id, len);
+            st->open = true;
+            st->c.id = st->id.data;
+            st->c.known = st->known;
+            st->c.since = report_instant(res, r, S_SINCE);
+            st->c.first = report_instant(res, r, S_FIRST);
+            st->c.n = 0;
+            st->c.wide = NULL;
+        }
+        if (!PQgetisnull(res, r, S_PLACED) && !add_order(st, res, r)) {
+            rd_log(LOG_ERROR, "msg=\"report: an order's net value has more than %d decimals\" customer=\"%.*s\"",
+                   RS_MONEY_DECIMALS, (int)len, id);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Declares a cursor of sql ($1 the tenant, [$2, $3) the range) and hands its rows over. */
+static int read_cursor(PGconn *conn, stream *st, const char *name, const char *sql, const char *tenant_id,
+                       int64_t lo, int64_t hi)
+{
+    uint64_t blo = htobe64((uint64_t)(lo - REPORT_PG_EPOCH_USEC)), bhi = htobe64((uint64_t)(hi - REPORT_PG_EPOCH_USEC));
+    const char *values[3] = {tenant_id, (const char *)&blo, (const char *)&bhi};
+    const Oid types[3] = {INT8_OID, TIMESTAMPTZ_OID, TIMESTAMPTZ_OID};
+    const int lengths[3] = {0, 8, 8}, formats[3] = {0, 1, 1};
+    PGresult *res = PQexecParams(conn, sql, 3, types, values, lengths, formats, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        db_log_error(res, conn, name);
+        PQclear(res);
+        return RD_ERR;
+    }
+    PQclear(res);
+    char fetch[64];
+    snprintf(fetch, sizeof fetch, "FETCH FORWARD %d FROM %s", STREAM_FETCH, name);
+    for (;;) {
+        res = PQexecParams(conn, fetch, 0, NULL, NULL, NULL, NULL, 1);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK || PQnfields(res) != S_COLUMNS) {
+            db_log_error(res, conn, name);
+            PQclear(res);
+            return RD_ERR;
+        }
+        int n = PQntuples(res);
+        bool ok = apply(st, res);
+        PQclear(res);
+        if (!ok)
+            return RD_ERR;
+        if (n < STREAM_FETCH)
+            break;
+    }
+    hand_over(st);
+    return RD_OK;
+}
+
+int report_stream_feed(PGconn *conn, const char *tenant_id, const rs_frame *f, rs_acc *acc)
+{
+    int64_t lo, hi;
+    if (!reports_range(f, &lo, &hi))
+        return RD_OK;
+    stream st = {.acc = acc, .known = true};
+    int r = read_cursor(conn, &st, "rs_stream", stream_customers, tenant_id, lo, hi);
+    st.known = false;
+    if (r == RD_OK)
+        r = read_cursor(conn, &st, "rs_orphans", stream_orphans, tenant_id, lo, hi);
+    free(st.c.orders);
+    free(st.wide);
+    buf_free(&st.id);
+    return r;
+}
