@@ -62,7 +62,7 @@ static int query_after(http_req *rq, db_done_status st)
     } else if (q->status == STORE_REPORT_TOO_LONG) {
         json_t *errors = json_array();
         int max = q->report == RS_COHORTS ? RS_MAX_COHORT_PERIODS : RS_MAX_SERIES_PERIODS;
-        rd_error_add(errors, "from", "the range from..to spans %d periods of a %s; a %s report covers at most %d: "
+        rd_error_add(errors, "from", "from..to spans %d %ss; a %s report covers at most %d periods: "
                      "choose a later from or a longer period", q->rep.periods, q->params[4],
                      q->report == RS_COHORTS ? "cohort" : "retention", max);
         http_reply_problem(rq, 400, "Bad Request", "invalid query parameters", errors);
