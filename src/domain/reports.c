@@ -30,6 +30,10 @@ struct rs_acc {
     size_t nrevs, caprevs;
     /* retention */
     series_cell *series;
+    /* the bounds' slots (see upto) */
+    int64_t slot_len, nslots;
+    double slot_inverse;
+    int *slot_first;
     /* cohorts: the triangle of (cohort, periods since) cells, cohort i's row at row[i] */
     int np;
     size_t *row;
@@ -37,18 +41,43 @@ struct rs_acc {
     rs_money *rev;
 };
 
-/* The number of bounds b[0..n) at or before x, given that the first `at` are. */
-static int upto(const int64_t *b, int at, int n, int64_t x)
+/* The number of bounds at or before x. The bounds' span is cut into slots no longer than the
+ * shortest period, so a slot holds at most one bound: x's slot (a multiplication) says how many
+ * bounds precede it, and one comparison or two settle the rest. */
+static int upto(const rs_acc *a, int64_t x)
 {
-    int lo = at, hi = n;
-    while (lo < hi) {
-        int m = lo + (hi - lo) / 2;
-        if (b[m] <= x)
-            lo = m + 1;
-        else
-            hi = m;
+    const int64_t *b = a->f.bounds;
+    int n = a->f.nbounds;
+    if (x < b[0])
+        return 0;
+    double d = (double)(x - b[0]) * a->slot_inverse;
+    int64_t s = d < (double)a->nslots ? (int64_t)d : a->nslots - 1;
+    if (s > 0 && b[0] + s * a->slot_len > x) /* rounded up across a slot's start */
+        s--;
+    int i = a->slot_first[s];
+    while (i < n && b[i] <= x)
+        i++;
+    return i;
+}
+
+/* slot_first[s]: the bounds at or before the start of slot s. */
+static void slots_make(rs_acc *a)
+{
+    const int64_t *b = a->f.bounds;
+    int n = a->f.nbounds;
+    int64_t len = INT64_MAX;
+    for (int i = 1; i < n; i++)
+        if (b[i] - b[i - 1] < len)
+            len = b[i] - b[i - 1];
+    a->slot_len = len > 0 ? len : 1;
+    a->slot_inverse = 1.0 / (double)a->slot_len;
+    a->nslots = (b[n - 1] - b[0]) / a->slot_len + 1;
+    a->slot_first = xmalloc((size_t)a->nslots * sizeof *a->slot_first);
+    for (int64_t s = 0, i = 0; s < a->nslots; s++) {
+        while (i < n && b[i] <= b[0] + s * a->slot_len)
+            i++;
+        a->slot_first[s] = (int)i;
     }
-    return lo;
 }
 
 static rs_money order_value(const rs_customer *c, uint32_t k)
@@ -89,6 +118,8 @@ rs_acc *reports_begin(const rs_frame *f)
         a->lo = a->hi = 0;
     int np = f->nbounds >= 3 ? f->nbounds - 2 : 0;
     a->np = np;
+    if (np && f->report != RS_SUMMARY)
+        slots_make(a);
     if (f->report == RS_RETENTION && np)
         a->series = xcalloc((size_t)f->nbounds + 1, sizeof *a->series);
     if (f->report == RS_COHORTS && np) {
@@ -229,19 +260,17 @@ static void ordering_run(rs_acc *a, int from, int to)
 static void retention_add(rs_acc *a, const rs_customer *c)
 {
     const int64_t *b = a->f.bounds;
-    int nb = a->f.nbounds;
     if (c->known && c->first != RS_NONE && c->first >= b[1] && c->first < a->hi)
-        a->series[upto(b, 0, nb, c->first) - 1].first++;
+        a->series[upto(a, c->first) - 1].first++;
     bool act = false, ord = false;
-    int act_from = 0, act_to = 0, ord_from = 0, ord_to = 0, pn = 0, h = 0;
+    int act_from = 0, act_to = 0, ord_from = 0, ord_to = 0;
     for (uint32_t k = 0; k < c->n; k++) {
         int64_t t = c->orders[k].t;
         if (t < a->lo)
             continue;
         if (t >= a->hi)
             break;
-        pn = upto(b, pn, nb, t);
-        h = upto(b, h > pn ? h : pn, nb, t + a->f.window);
+        int pn = upto(a, t), h = upto(a, t + a->f.window);
         if (h > pn) {
             if (act && pn <= act_to) {
                 act_to = h;
@@ -279,22 +308,20 @@ static void cohorts_add(rs_acc *a, const rs_customer *c)
     const rs_frame *f = &a->f;
     if (!c->known || c->first == RS_NONE || c->first < f->from || c->first >= f->to)
         return;
-    int np = a->np;
-    const int64_t *starts = f->bounds + 1; /* np period starts; the last period ends at bounds[np + 1] */
-    int ci = upto(starts, 0, np, c->first) - 1;
-    if (ci < 0) /* not possible: first >= from >= starts[0] */
+    /* period i starts at bounds[i + 1]: the period of an instant t >= bounds[1] is upto(t) - 2 */
+    int ci = upto(a, c->first) - 2;
+    if (ci < 0) /* not possible: first >= from >= bounds[1] */
         return;
     a->size[ci]++;
     size_t row = a->row[ci];
-    int prev = -1, at = 0;
+    int prev = -1;
     for (uint32_t k = 0; k < c->n; k++) {
         int64_t t = c->orders[k].t;
         if (t < f->from)
             continue;
         if (t >= f->to)
             break;
-        at = upto(starts, at, np, t);
-        int j = at - 1 - ci;
+        int j = upto(a, t) - 2 - ci;
         if (j < 0) /* before its first (a rollup behind its orders) */
             continue;
         if (j != prev)
@@ -404,6 +431,7 @@ void reports_finish(rs_acc *a, rs_result *out)
     free(a->revs);
     free(a->series);
     free(a->row);
+    free(a->slot_first);
     free(a->size);
     free(a->active);
     free(a->last);

@@ -6,8 +6,9 @@
  * when there is no copy (store/report_stream.c). So an answer does not depend on where its
  * customers came from; the integration tests hold both to plain SQL over the raw orders.
  *
- * Cost: each order of a customer is looked up in the sorted period boundaries by binary
- * search, so a series or matrix of many periods costs about what one of twelve does. Memory:
+ * Cost: each order of a customer is looked up in the sorted period boundaries from where the
+ * customer's previous order was found (steps doubling, then a binary search), so a series or
+ * matrix of many periods costs about what one of twelve does. Memory:
  * the result, O(periods) for the series and a triangle of periods^2 / 2 cells for the matrix,
  * and for the summary one money sum per customer ordering in the period: its top-20 % revenue
  * is the sum of the largest fifth of those, which cannot be selected exactly in one pass
