@@ -14,31 +14,24 @@
 #define INT8_OID 20
 #define TIMESTAMPTZ_OID 1184
 
-/* Rows of (customer_id, since, first_order_at, placed_at, value, wide value): a customer's
- * columns on each of its orders, its orders by time; placed_at NULL for a customer without
- * orders in the range. $1 the tenant, [$2, $3) the range. */
-#define STREAM_ORDERS                                                                              \
-    "SELECT o.customer_id, o.placed_at, o.v, o.w FROM (SELECT " REPORT_ORDER_COLUMNS " FROM orders " \
-    "WHERE tenant_id = $1 AND qualifying AND placed_at >= $2 AND placed_at < $3) o(customer_id, placed_at, v, w)"
-static const char *const stream_customers =
+/* One cursor, $1 the tenant, [$2, $3) the range: each customers row (id, since, first order) and
+ * each qualifying order in the range (id, placed_at, value, wide value), by customer and time,
+ * a customer's row before its orders. Sorted as one, so a customer without a customers row
+ * (ingest always writes one; a row deleted or written around the service would leave its
+ * orders) needs no join of its own. */
+static const char *const stream_sql =
     "DECLARE rs_stream NO SCROLL CURSOR FOR "
-    "SELECT c.customer_id, c.since, c.first_order_at, o.placed_at, o.v, o.w "
-    "FROM (SELECT " REPORT_CUSTOMER_COLUMNS " FROM customers WHERE tenant_id = $1) c(customer_id, since, first_order_at) "
-    "LEFT JOIN (" STREAM_ORDERS ") o ON o.customer_id = c.customer_id "
-    "ORDER BY c.customer_id, o.placed_at";
-/* the same rows for orders whose customer has no customers row (ingest always writes one; a row
- * deleted or written around the service would leave them) */
-static const char *const stream_orphans =
-    "DECLARE rs_orphans NO SCROLL CURSOR FOR "
-    "SELECT o.customer_id, NULL::timestamptz, NULL::timestamptz, o.placed_at, o.v, o.w FROM (" STREAM_ORDERS ") o "
-    "WHERE NOT EXISTS (SELECT 1 FROM customers c WHERE c.tenant_id = $1 AND c.customer_id = o.customer_id) "
-    "ORDER BY o.customer_id, o.placed_at";
+    "SELECT " REPORT_CUSTOMER_COLUMNS ", NULL::timestamptz AS placed_at, NULL::int8, NULL::text "
+    "FROM customers WHERE tenant_id = $1 "
+    "UNION ALL "
+    "SELECT o.customer_id, NULL, NULL, o.placed_at, o.v, o.w FROM (SELECT " REPORT_ORDER_COLUMNS " FROM orders "
+    "WHERE tenant_id = $1 AND qualifying AND placed_at >= $2 AND placed_at < $3) o(customer_id, placed_at, v, w) "
+    "ORDER BY customer_id, placed_at NULLS FIRST";
 
 enum { S_ID, S_SINCE, S_FIRST, S_PLACED, S_VALUE, S_WIDE, S_COLUMNS };
 
 typedef struct {
     rs_acc *acc;
-    bool known;       /* the cursor's customers have customers rows */
     bool open;        /* c holds a customer not yet handed over */
     rs_customer c;
     buf id;           /* c.id's storage */
@@ -95,13 +88,16 @@ static bool apply(stream *st, const PGresult *res)
             buf_append(&st->id, id, len);
             st->open = true;
             st->c.id = st->id.data;
-            st->c.known = st->known;
-            st->c.since = report_instant(res, r, S_SINCE);
-            st->c.first = report_instant(res, r, S_FIRST);
+            st->c.known = false;
+            st->c.since = st->c.first = RS_NONE;
             st->c.n = 0;
             st->c.wide = NULL;
         }
-        if (!PQgetisnull(res, r, S_PLACED) && !add_order(st, res, r)) {
+        if (PQgetisnull(res, r, S_PLACED)) { /* its customers row, first */
+            st->c.known = true;
+            st->c.since = report_instant(res, r, S_SINCE);
+            st->c.first = report_instant(res, r, S_FIRST);
+        } else if (!add_order(st, res, r)) {
             rd_log(LOG_ERROR, "msg=\"report: an order's net value has more than %d decimals\" customer=\"%.*s\"",
                    RS_MONEY_DECIMALS, (int)len, id);
             return false;
@@ -110,15 +106,14 @@ static bool apply(stream *st, const PGresult *res)
     return true;
 }
 
-/* Declares a cursor of sql ($1 the tenant, [$2, $3) the range) and hands its rows over. */
-static int read_cursor(PGconn *conn, stream *st, const char *name, const char *sql, const char *tenant_id,
-                       int64_t lo, int64_t hi)
+/* Declares the cursor and hands its rows over. */
+static int read_cursor(PGconn *conn, stream *st, const char *name, const char *tenant_id, int64_t lo, int64_t hi)
 {
     uint64_t blo = htobe64((uint64_t)(lo - REPORT_PG_EPOCH_USEC)), bhi = htobe64((uint64_t)(hi - REPORT_PG_EPOCH_USEC));
     const char *values[3] = {tenant_id, (const char *)&blo, (const char *)&bhi};
     const Oid types[3] = {INT8_OID, TIMESTAMPTZ_OID, TIMESTAMPTZ_OID};
     const int lengths[3] = {0, 8, 8}, formats[3] = {0, 1, 1};
-    PGresult *res = PQexecParams(conn, sql, 3, types, values, lengths, formats, 0);
+    PGresult *res = PQexecParams(conn, stream_sql, 3, types, values, lengths, formats, 0);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         db_log_error(res, conn, name);
         PQclear(res);
@@ -151,11 +146,8 @@ int report_stream_feed(PGconn *conn, const char *tenant_id, const rs_frame *f, r
     int64_t lo, hi;
     if (!reports_range(f, &lo, &hi))
         return RD_OK;
-    stream st = {.acc = acc, .known = true};
-    int r = read_cursor(conn, &st, "rs_stream", stream_customers, tenant_id, lo, hi);
-    st.known = false;
-    if (r == RD_OK)
-        r = read_cursor(conn, &st, "rs_orphans", stream_orphans, tenant_id, lo, hi);
+    stream st = {.acc = acc};
+    int r = read_cursor(conn, &st, "rs_stream", tenant_id, lo, hi);
     free(st.c.orders);
     free(st.wide);
     buf_free(&st.id);

@@ -206,6 +206,37 @@ class ExactMoney(unittest.TestCase):
         self.assertEqual(mar["cells"][0]["revenue"], 1.5)
 
 
+class OrdersWithoutCustomersRow(unittest.TestCase):
+    """Ingest always writes the customers row; one deleted around the service leaves orders that
+    count by themselves (activity, orders, revenue) but not where the row is read (customers,
+    N, returning, new revenue, cohorts), in the snapshot and in the stream alike."""
+
+    def test_orphan_orders_count_by_themselves(self):
+        tenant, key = server.tenant()
+        items = [order("a1", "A", "2026-01-10", "10"), order("b1", "B", "2025-06-01", "5"),
+                 order("b2", "B", "2026-02-10", "20")]
+        self.assertEqual(server.post("/v1/batch", items, key).json["accepted"], 3)
+        path = "/v1/metrics/summary?from=2026-01-01&to=2026-04-01&window=365"
+        self.assertEqual(server.get(path, key).status, 200)   # the snapshot is read, then B's row goes
+        tid = pg.scalar("SELECT tenant_id FROM tenants WHERE name = :'v1'", tenant)
+        pg.sql(f"DELETE FROM customers WHERE tenant_id = {tid} AND customer_id = 'B'")
+        streamed = Server(pg, REPORT_SNAPSHOT_MB=0).start()
+        try:
+            for p in (path, "/v1/metrics/retention?period=month&from=2026-01-01&to=2026-04-01",
+                      "/v1/metrics/cohorts?period=month&from=2025-01-01&to=2026-04-01"):
+                a, b = server.get(p, key), streamed.get(p, key)
+                self.assertEqual((a.status, b.status), (200, 200), p)
+                self.assertEqual(a.body, b.body, p)
+        finally:
+            self.assertEqual(streamed.stop(), 0)
+        c = server.get(path, key).json["counts"]
+        self.assertEqual({k: c[k] for k in ("customers", "S", "E", "N", "lost", "retained", "reactivated", "ordering",
+                                             "orders", "returning")},
+                         {"customers": 1, "S": 1, "E": 2, "N": 1, "lost": 0, "retained": 1, "reactivated": 0,
+                          "ordering": 2, "orders": 2, "returning": 0})
+        self.assertEqual((c["revenue"], c["new_revenue"], c["returning_revenue"]), (30.0, 10.0, 0.0))
+
+
 class RfmRefreshInBackground(unittest.TestCase):
     """RFM quintile boundaries are kept fresh by a background task, so no profile request pays
     for the sort of a tenant's customers: they appear for a tenant nobody has asked a profile

@@ -1,11 +1,12 @@
 /* report_stream.h - the period reports over a tenant's rows streamed from PostgreSQL, for a
  * tenant without a report snapshot (snapshots off, or the tenant does not fit their budget).
  *
- * Two cursors in the caller's transaction read, in customer order, each customer with its
- * qualifying orders in the report's range (one merge join of the customers' primary key with
- * orders_customer), then the orders of customers without a customers row. One rs_customer is
- * built at a time and handed to the report's accumulator (domain/reports.c), the code the
- * snapshot feeds too. Memory: one fetch of rows and the largest customer's orders. */
+ * One cursor in the caller's transaction reads the tenant's customers rows and its qualifying
+ * orders in the report's range as one sorted stream, by customer and time (PostgreSQL sorts
+ * about a million rows in a second on the 1 M-order shop, faster than joining them and then
+ * sorting); one rs_customer is built at a time and handed to the report's accumulator
+ * (domain/reports.c), the code the snapshot feeds too. Memory here: one fetch of rows and the
+ * largest customer's orders. */
 #ifndef RETENTIOND_STORE_REPORT_STREAM_H
 #define RETENTIOND_STORE_REPORT_STREAM_H
 
