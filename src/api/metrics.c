@@ -212,19 +212,14 @@ static void retention_reply(http_req *rq, const query_ctx *q)
     json_t *rows = json_array();
     for (int k = 0; k < q->rep.result.nperiods; k++) {
         const rs_period *x = &q->rep.result.periods[k];
-        json_t *r = json_object();
-        json_object_set_new(r, "period_start", bound(q, k + 1));
-        json_object_set_new(r, "period_end", bound(q, k + 2));
-        json_object_set_new(r, "S", json_integer(x->S));
-        json_object_set_new(r, "E", json_integer(x->E));
-        json_object_set_new(r, "N", json_integer(x->N));
-        json_object_set_new(r, "lost", json_integer(x->lost));
-        json_object_set_new(r, "new", json_integer(x->N));
-        json_object_set_new(r, "returning", json_integer(x->returning));
-        json_object_set_new(r, "resurrecting", json_integer(x->resurrecting));
-        json_object_set_new(r, "dormant", json_integer(x->dormant));
-        json_object_set_new(r, "retention_rate", metrics_ratio((double)(x->E - x->N), (double)x->S));
-        json_object_set_new(r, "churn_rate", metrics_ratio((double)x->lost, (double)x->S));
+        json_t *r = json_pack("{s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}",
+                              "period_start", bound(q, k + 1), "period_end", bound(q, k + 2),
+                              "S", (json_int_t)x->S, "E", (json_int_t)x->E, "N", (json_int_t)x->N,
+                              "lost", (json_int_t)x->lost, "new", (json_int_t)x->N,
+                              "returning", (json_int_t)x->returning, "resurrecting", (json_int_t)x->resurrecting,
+                              "dormant", (json_int_t)x->dormant,
+                              "retention_rate", metrics_ratio((double)(x->E - x->N), (double)x->S),
+                              "churn_rate", metrics_ratio((double)x->lost, (double)x->S));
         json_array_append_new(rows, r);
     }
     json_t *out = json_pack("{s:s, s:s, s:i, s:s, s:o}", "from", p->from, "to", p->to, "window_days", p->window_days,
@@ -248,14 +243,11 @@ static void cohorts_reply(http_req *rq, const query_ctx *q)
         json_t *cells = json_array();
         for (int k = 0; k < co->ncells; k++) {
             const rs_cell *x = &co->cells[k];
-            json_t *c = json_object();
-            json_object_set_new(c, "period", json_integer(k));
-            json_object_set_new(c, "active", json_integer(x->active));
-            json_object_set_new(c, "share", json_real(x->share));
-            json_object_set_new(c, "revenue", money(x->revenue));
-            json_object_set_new(c, "active_on_or_after", json_integer(x->active_on_or_after));
-            json_object_set_new(c, "share_on_or_after", json_real(x->share_on_or_after));
-            json_object_set_new(c, "cumulative_revenue_per_customer", json_real(x->cumulative_revenue_per_customer));
+            json_t *c = json_pack("{s:i, s:I, s:f, s:o, s:I, s:f, s:f}", "period", k, "active", (json_int_t)x->active,
+                                  "share", x->share, "revenue", money(x->revenue),
+                                  "active_on_or_after", (json_int_t)x->active_on_or_after,
+                                  "share_on_or_after", x->share_on_or_after,
+                                  "cumulative_revenue_per_customer", x->cumulative_revenue_per_customer);
             json_array_append_new(cells, c);
         }
         json_array_append_new(cohorts, json_pack("{s:o, s:I, s:o}", "cohort", bound(q, co->start + 1), "size",

@@ -24,6 +24,8 @@ typedef struct {
 struct rs_acc {
     rs_frame f;
     int64_t lo, hi;
+    void (*add)(rs_acc *a, const rs_customer *c);   /* NULL: a report without periods */
+    void (*finish)(rs_acc *a, rs_result *out);
     /* summary */
     rs_summary sum;
     rs_money *revs; /* each ordering customer's revenue in the period */
@@ -110,6 +112,13 @@ bool reports_range(const rs_frame *f, int64_t *lo, int64_t *hi)
     return false;
 }
 
+static void summary_add(rs_acc *a, const rs_customer *c);
+static void summary_finish(rs_acc *a, rs_result *out);
+static void retention_add(rs_acc *a, const rs_customer *c);
+static void series_finish(rs_acc *a, rs_result *out);
+static void cohorts_add(rs_acc *a, const rs_customer *c);
+static void cohorts_finish(rs_acc *a, rs_result *out);
+
 rs_acc *reports_begin(const rs_frame *f)
 {
     rs_acc *a = xcalloc(1, sizeof *a);
@@ -118,11 +127,21 @@ rs_acc *reports_begin(const rs_frame *f)
         a->lo = a->hi = 0;
     int np = f->nbounds >= 3 ? f->nbounds - 2 : 0;
     a->np = np;
-    if (np && f->report != RS_SUMMARY)
-        slots_make(a);
-    if (f->report == RS_RETENTION && np)
+    if (f->report == RS_SUMMARY) {
+        a->add = summary_add;
+        a->finish = summary_finish;
+        return a;
+    }
+    if (!np)
+        return a;
+    slots_make(a);
+    if (f->report == RS_RETENTION) {
+        a->add = retention_add;
+        a->finish = series_finish;
         a->series = xcalloc((size_t)f->nbounds + 1, sizeof *a->series);
-    if (f->report == RS_COHORTS && np) {
+    } else {
+        a->add = cohorts_add;
+        a->finish = cohorts_finish;
         size_t cells = (size_t)np * ((size_t)np + 1) / 2;
         a->row = xmalloc((size_t)np * sizeof *a->row);
         for (int i = 0, off = 0; i < np; off += np - i, i++)
@@ -337,19 +356,15 @@ static void cohorts_add(rs_acc *a, const rs_customer *c)
 
 void reports_add_customer(rs_acc *a, const rs_customer *c)
 {
-    switch (a->f.report) {
-    case RS_SUMMARY:
-        summary_add(a, c);
-        break;
-    case RS_RETENTION:
-        if (a->series)
-            retention_add(a, c);
-        break;
-    case RS_COHORTS:
-        if (a->size)
-            cohorts_add(a, c);
-        break;
-    }
+    if (a->add)
+        a->add(a, c);
+}
+
+static void summary_finish(rs_acc *a, rs_result *out)
+{
+    out->summary = a->sum;
+    /* the top ceil(20 %) revenues (ties do not change the sum) */
+    out->summary.top20_revenue = top_sum(a->revs, a->nrevs, (a->nrevs + 4) / 5);
 }
 
 static void series_finish(rs_acc *a, rs_result *out)
@@ -413,21 +428,8 @@ void reports_finish(rs_acc *a, rs_result *out)
 {
     memset(out, 0, sizeof *out);
     out->report = a->f.report;
-    switch (a->f.report) {
-    case RS_SUMMARY:
-        out->summary = a->sum;
-        /* the top ceil(20 %) revenues (ties do not change the sum) */
-        out->summary.top20_revenue = top_sum(a->revs, a->nrevs, (a->nrevs + 4) / 5);
-        break;
-    case RS_RETENTION:
-        if (a->series)
-            series_finish(a, out);
-        break;
-    case RS_COHORTS:
-        if (a->size)
-            cohorts_finish(a, out);
-        break;
-    }
+    if (a->finish)
+        a->finish(a, out);
     free(a->revs);
     free(a->series);
     free(a->row);

@@ -14,7 +14,7 @@
 #include <string.h>
 
 #define REFRESH_MAX 2000                 /* more changed customers than this: read the tenant whole */
-#define FETCH "FETCH FORWARD 20000 FROM "
+#define FETCH_ROWS 20000
 #define UNUSABLE_USEC (600 * INT64_C(1000000)) /* a tenant that did not fit is retried after this */
 
 /* The customers of a copy, laid out one after the other. */
@@ -243,41 +243,33 @@ static bool over_budget(snap *s)
     return over;
 }
 
-/* Reads a cursor declared with `declare` ($1 = the tenant) to its end through apply. */
+/* Reads a cursor declared with `declare` ($1 = the tenant) to its end into the copy. */
 enum { ROWS_CUSTOMERS, ROWS_ORDERS };
+
+typedef struct {
+    snap *s;
+    int rows;
+} cursor_into;
+
+/* One fetch into the copy: 0 to go on, 1 when the copy cannot serve. */
+static int apply_fetch(const PGresult *res, void *arg)
+{
+    cursor_into *c = arg;
+    bool ok = true;
+    if (c->rows == ROWS_ORDERS)
+        ok = apply_orders(c->s, res);
+    else
+        apply_customers(c->s, res);
+    return !ok || over_budget(c->s);
+}
 
 static read_status read_cursor(PGconn *conn, snap *s, const char *tid, const char *name, const char *declare,
                                int rows)
 {
     const char *params[1] = {tid};
-    PGresult *res = PQexecParams(conn, declare, 1, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        db_log_error(res, conn, name);
-        PQclear(res);
-        return READ_FAILED;
-    }
-    PQclear(res);
-    char fetch[64];
-    snprintf(fetch, sizeof fetch, FETCH "%s", name);
-    for (;;) {
-        res = PQexecParams(conn, fetch, 0, NULL, NULL, NULL, NULL, 1);
-        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-            db_log_error(res, conn, name);
-            PQclear(res);
-            return READ_FAILED;
-        }
-        int n = PQntuples(res);
-        bool ok = true;
-        if (rows == ROWS_ORDERS)
-            ok = apply_orders(s, res);
-        else
-            apply_customers(s, res);
-        PQclear(res);
-        if (!ok || over_budget(s))
-            return READ_UNUSABLE;
-        if (n == 0)
-            return READ_OK;
-    }
+    cursor_into c = {s, rows};
+    int r = db_cursor_read(conn, name, declare, 1, NULL, params, NULL, NULL, FETCH_ROWS, apply_fetch, &c);
+    return r == RD_OK ? READ_OK : r == RD_ERR ? READ_FAILED : READ_UNUSABLE;
 }
 
 static read_status load(PGconn *conn, snap *s, const char *tid)

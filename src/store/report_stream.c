@@ -28,7 +28,7 @@ static const char *const stream_sql =
     "WHERE tenant_id = $1 AND qualifying AND placed_at >= $2 AND placed_at < $3) o(customer_id, placed_at, v, w) "
     "ORDER BY customer_id, placed_at NULLS FIRST";
 
-enum { S_ID, S_SINCE, S_FIRST, S_PLACED, S_VALUE, S_WIDE, S_COLUMNS };
+enum { S_ID, S_SINCE, S_FIRST, S_PLACED, S_VALUE, S_WIDE };
 
 typedef struct {
     rs_acc *acc;
@@ -77,8 +77,9 @@ static bool add_order(stream *st, const PGresult *res, int r)
 }
 
 /* Hands the rows of one fetch over, customer by customer (a customer may go on in the next). */
-static bool apply(stream *st, const PGresult *res)
+static int apply(const PGresult *res, void *arg)
 {
+    stream *st = arg;
     for (int r = 0; r < PQntuples(res); r++) {
         const char *id = PQgetvalue(res, r, S_ID);
         size_t len = (size_t)PQgetlength(res, r, S_ID);
@@ -100,45 +101,10 @@ static bool apply(stream *st, const PGresult *res)
         } else if (!add_order(st, res, r)) {
             rd_log(LOG_ERROR, "msg=\"report: an order's net value has more than %d decimals\" customer=\"%.*s\"",
                    RS_MONEY_DECIMALS, (int)len, id);
-            return false;
+            return 1;
         }
     }
-    return true;
-}
-
-/* Declares the cursor and hands its rows over. */
-static int read_cursor(PGconn *conn, stream *st, const char *name, const char *tenant_id, int64_t lo, int64_t hi)
-{
-    uint64_t blo = htobe64((uint64_t)(lo - REPORT_PG_EPOCH_USEC)), bhi = htobe64((uint64_t)(hi - REPORT_PG_EPOCH_USEC));
-    const char *values[3] = {tenant_id, (const char *)&blo, (const char *)&bhi};
-    const Oid types[3] = {INT8_OID, TIMESTAMPTZ_OID, TIMESTAMPTZ_OID};
-    const int lengths[3] = {0, 8, 8}, formats[3] = {0, 1, 1};
-    PGresult *res = PQexecParams(conn, stream_sql, 3, types, values, lengths, formats, 0);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        db_log_error(res, conn, name);
-        PQclear(res);
-        return RD_ERR;
-    }
-    PQclear(res);
-    char fetch[64];
-    snprintf(fetch, sizeof fetch, "FETCH FORWARD %d FROM %s", STREAM_FETCH, name);
-    for (;;) {
-        res = PQexecParams(conn, fetch, 0, NULL, NULL, NULL, NULL, 1);
-        if (PQresultStatus(res) != PGRES_TUPLES_OK || PQnfields(res) != S_COLUMNS) {
-            db_log_error(res, conn, name);
-            PQclear(res);
-            return RD_ERR;
-        }
-        int n = PQntuples(res);
-        bool ok = apply(st, res);
-        PQclear(res);
-        if (!ok)
-            return RD_ERR;
-        if (n < STREAM_FETCH)
-            break;
-    }
-    hand_over(st);
-    return RD_OK;
+    return 0;
 }
 
 int report_stream_feed(PGconn *conn, const char *tenant_id, const rs_frame *f, rs_acc *acc)
@@ -147,7 +113,15 @@ int report_stream_feed(PGconn *conn, const char *tenant_id, const rs_frame *f, r
     if (!reports_range(f, &lo, &hi))
         return RD_OK;
     stream st = {.acc = acc};
-    int r = read_cursor(conn, &st, "rs_stream", tenant_id, lo, hi);
+    uint64_t blo = htobe64((uint64_t)(lo - REPORT_PG_EPOCH_USEC)), bhi = htobe64((uint64_t)(hi - REPORT_PG_EPOCH_USEC));
+    const char *values[3] = {tenant_id, (const char *)&blo, (const char *)&bhi};
+    const Oid types[3] = {INT8_OID, TIMESTAMPTZ_OID, TIMESTAMPTZ_OID};
+    const int lengths[3] = {0, 8, 8}, formats[3] = {0, 1, 1};
+    int r = db_cursor_read(conn, "rs_stream", stream_sql, 3, types, values, lengths, formats, STREAM_FETCH, apply, &st);
+    if (r == RD_OK)
+        hand_over(&st);
+    else
+        r = RD_ERR;
     free(st.c.orders);
     free(st.wide);
     buf_free(&st.id);
