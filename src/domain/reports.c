@@ -10,11 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Retention per boundary or period index j (0 .. nbounds): difference arrays (a run of
- * boundaries or periods adds 1 where it starts and takes it back where it ends) and counts. */
+/* Retention per boundary or period index j (0 .. nbounds): a difference array of activity (a
+ * run of boundaries adds 1 where it starts and takes it back where it ends) and counts. */
 typedef struct {
     int64_t active_diff;    /* customers active at boundary j */
-    int64_t returning_diff; /* ordering in periods j - 1 and j */
+    int64_t returning;      /* ordering in periods j - 1 and j */
     int64_t lost;           /* active at boundary j, not at j + 1 */
     int64_t starts;         /* ordering in period j, not in j - 1 */
     int64_t dormant;        /* ordering in period j - 1, not in j */
@@ -257,32 +257,22 @@ static void active_run(rs_acc *a, int from, int to)
         a->series[to - 1].lost++;
 }
 
-/* A customer ordering in each of the periods [from, to), and in neither from - 1 nor to
- * (period 0 is the one before the first). */
-static void ordering_run(rs_acc *a, int from, int to)
-{
-    if (from >= 1)
-        a->series[from].starts++;
-    if (to <= a->np)
-        a->series[to].dormant++;
-    int lo = from + 1 > 1 ? from + 1 : 1, hi = to - 1 < a->np ? to - 1 : a->np;
-    if (lo <= hi) {
-        a->series[lo].returning_diff++;
-        a->series[hi + 1].returning_diff--;
-    }
-}
-
 /* An order at t makes its customer active at every boundary b with t < b <= t + W, the
  * boundaries [upto(t), upto(t + W)), and falls in period upto(t) - 1. Along a customer's orders
- * both only grow, so the customer's activity is a few runs of consecutive boundaries and
- * periods, each added to the difference arrays once. */
+ * both only grow, so its activity is a few runs of consecutive boundaries, each added to the
+ * difference array once. Each period with orders counts as returning (right after another) or
+ * as a start, and the period after one with orders, when it has none, as dormant; that part is
+ * written without branches (a condition adds 0 or 1), as with weeks whether an order falls in
+ * the last period, the next or a later one changes from order to order (the series of 130 weeks
+ * took 1.4 times the accumulator's time of 12 months with branches, 1.2 without). Period 0, the
+ * one before the first, and period np + 1 are written and not read. */
 static void retention_add(rs_acc *a, const rs_customer *c)
 {
     const int64_t *b = a->f.bounds;
     if (c->known && c->first != RS_NONE && c->first >= b[1] && c->first < a->hi)
         a->series[upto(a, c->first) - 1].first++;
-    bool act = false, ord = false;
-    int act_from = 0, act_to = 0, ord_from = 0, ord_to = 0;
+    bool act = false;
+    int act_from = 0, act_to = 0, last = -1;
     for (uint32_t k = 0; k < c->n; k++) {
         int64_t t = c->orders[k].t;
         if (t < a->lo)
@@ -301,23 +291,19 @@ static void retention_add(rs_acc *a, const rs_customer *c)
                 act_to = h;
             }
         }
-        int p = pn - 1; /* a period already in the run needs nothing */
-        if (p < 0 || (ord && p < ord_to))
+        int p = pn - 1;
+        if (p < 0)
             continue;
-        if (ord && p == ord_to) {
-            ord_to++;
-        } else {
-            if (ord)
-                ordering_run(a, ord_from, ord_to);
-            ord = true;
-            ord_from = p;
-            ord_to = p + 1;
-        }
+        int other = p != last, after = p == last + 1; /* a period not counted yet; right after the last */
+        a->series[p].returning += other & after;
+        a->series[p].starts += other & !after;
+        a->series[last + 1].dormant += other & !after & (last >= 0);
+        last = p;
     }
     if (act)
         active_run(a, act_from, act_to);
-    if (ord)
-        ordering_run(a, ord_from, ord_to);
+    if (last >= 0)
+        a->series[last + 1].dormant++;
 }
 
 /* ---- cohorts ---- */
@@ -343,8 +329,7 @@ static void cohorts_add(rs_acc *a, const rs_customer *c)
         int j = upto(a, t) - 2 - ci;
         if (j < 0) /* before its first (a rollup behind its orders) */
             continue;
-        if (j != prev)
-            a->active[row + (size_t)j]++;
+        a->active[row + (size_t)j] += j != prev; /* without a branch: periods change often */
         a->rev[row + (size_t)j] += order_value(c, k);
         prev = j;
     }
@@ -372,17 +357,16 @@ static void series_finish(rs_acc *a, rs_result *out)
     int np = a->np;
     out->nperiods = np;
     out->periods = xcalloc(np ? (size_t)np : 1, sizeof *out->periods);
-    int64_t active = 0, returning = 0;
+    int64_t active = 0;
     for (int k = 0; k <= np; k++) {
         active += a->series[k].active_diff;
-        returning += a->series[k].returning_diff;
         if (k == 0)
             continue;
         const series_cell *s = &a->series[k];
         /* E is the activity at the next boundary: add its difference without moving on */
         out->periods[k - 1] = (rs_period){
             .S = active, .E = active + a->series[k + 1].active_diff, .N = s->first, .lost = s->lost,
-            .returning = returning, .resurrecting = s->starts - s->first, .dormant = s->dormant};
+            .returning = s->returning, .resurrecting = s->starts - s->first, .dormant = s->dormant};
     }
 }
 

@@ -6,14 +6,14 @@
  * when there is no copy (store/report_stream.c). So an answer does not depend on where its
  * customers came from; the integration tests hold both to plain SQL over the raw orders.
  *
- * Cost: each order of a customer is looked up in the sorted period boundaries from where the
- * customer's previous order was found (steps doubling, then a binary search), so a series or
- * matrix of many periods costs about what one of twelve does. Memory:
- * the result, O(periods) for the series and a triangle of periods^2 / 2 cells for the matrix,
- * and for the summary one money sum per customer ordering in the period: its top-20 % revenue
- * is the sum of the largest fifth of those, which cannot be selected exactly in one pass
- * without them (16 bytes each, 1.6 MB for 100 000 customers). Nothing is kept per order, and
- * of a customer nothing beyond reports_add_customer().
+ * Cost: each order's period is found from the slot of its instant (slots no longer than the
+ * shortest period: a multiplication and a comparison or two) and a customer's activity is added
+ * as runs of periods, so a series or matrix of many periods costs about what one of twelve
+ * does. Memory: the result, O(periods) for the series and a triangle of periods^2 / 2 cells for
+ * the matrix, and for the summary one money sum per customer ordering in the period: its
+ * top-20 % revenue is the sum of the largest fifth of those, which cannot be selected exactly
+ * in one pass without them (16 bytes each, 1.6 MB for 100 000 customers). Nothing is kept per
+ * order, and of a customer nothing beyond reports_add_customer().
  *
  * Instants are microseconds since 1970 (UTC); money is exact, in units of 1 / RS_MONEY_SCALE. */
 #ifndef RETENTIOND_DOMAIN_REPORTS_H
