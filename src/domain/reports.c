@@ -36,6 +36,7 @@ struct rs_acc {
     int64_t slot_len, nslots;
     double slot_inverse;
     int *slot_first;
+    int64_t *slot_bounds;
     /* cohorts: the triangle of (cohort, periods since) cells, cohort i's row at row[i] */
     int np;
     size_t *row;
@@ -43,26 +44,26 @@ struct rs_acc {
     rs_money *rev;
 };
 
-/* The number of bounds at or before x. The bounds' span is cut into slots no longer than the
- * shortest period, so a slot holds at most one bound: x's slot (a multiplication) says how many
- * bounds precede it, and one comparison or two settle the rest. */
-static int upto(const rs_acc *a, int64_t x)
+/* The number of bounds at or before x. The bounds' span is cut into slots of an eighth of the
+ * shortest period: x's slot (a multiplication) says how many bounds precede it, and x is past
+ * one more only in the rare slot that holds a bound (with slots as long as the shortest period,
+ * months made that a coin's toss, and its mispredicted branch made a 12-month series cost half
+ * as much again as a 130-week one). */
+static inline int upto(const rs_acc *a, int64_t x)
 {
-    const int64_t *b = a->f.bounds;
-    int n = a->f.nbounds;
+    const int64_t *b = a->slot_bounds; /* the bounds, then INT64_MAX */
     if (x < b[0])
         return 0;
     double d = (double)(x - b[0]) * a->slot_inverse;
     int64_t s = d < (double)a->nslots ? (int64_t)d : a->nslots - 1;
-    if (s > 0 && b[0] + s * a->slot_len > x) /* rounded up across a slot's start */
-        s--;
+    s -= s > 0 && b[0] + s * a->slot_len > x; /* rounded up across a slot's start */
     int i = a->slot_first[s];
-    while (i < n && b[i] <= x)
+    while (b[i] <= x)
         i++;
     return i;
 }
 
-/* slot_first[s]: the bounds at or before the start of slot s. */
+/* slot_first[s]: the bounds at or before the start of slot s (about 9 slots a period). */
 static void slots_make(rs_acc *a)
 {
     const int64_t *b = a->f.bounds;
@@ -71,10 +72,13 @@ static void slots_make(rs_acc *a)
     for (int i = 1; i < n; i++)
         if (b[i] - b[i - 1] < len)
             len = b[i] - b[i - 1];
-    a->slot_len = len > 0 ? len : 1;
+    a->slot_len = len / 8 > 0 ? len / 8 : 1;
     a->slot_inverse = 1.0 / (double)a->slot_len;
     a->nslots = (b[n - 1] - b[0]) / a->slot_len + 1;
     a->slot_first = xmalloc((size_t)a->nslots * sizeof *a->slot_first);
+    a->slot_bounds = xmalloc(((size_t)n + 1) * sizeof *a->slot_bounds);
+    memcpy(a->slot_bounds, b, (size_t)n * sizeof *b);
+    a->slot_bounds[n] = INT64_MAX;
     for (int64_t s = 0, i = 0; s < a->nslots; s++) {
         while (i < n && b[i] <= b[0] + s * a->slot_len)
             i++;
@@ -418,6 +422,7 @@ void reports_finish(rs_acc *a, rs_result *out)
     free(a->series);
     free(a->row);
     free(a->slot_first);
+    free(a->slot_bounds);
     free(a->size);
     free(a->active);
     free(a->last);
