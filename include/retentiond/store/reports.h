@@ -66,7 +66,7 @@ typedef struct {
 int store_metrics_ladder(PGconn *conn, const char *const params[3], store_ladder *out);
 void store_ladder_free(store_ladder *l);
 
-/* Everything a profile needs, read in one statement (rd_customer_profile_page, migration 010). */
+/* Everything a profile needs, read in one statement (rd_customer_profile_page). */
 typedef struct {
     char *json;           /* the profile document; NULL when there is no such customer */
     char *as_of;          /* the instant used, as PostgreSQL prints a timestamptz */
@@ -95,12 +95,12 @@ int store_customer_list(PGconn *conn, const char *const params[10], char **json)
 
 /* Adds a tenant's rung changes of the UTC days ended since the last call to the daily
  * aggregate the ladder reads, and folds in late changes to days already added
- * (rd_stage_history_compact, migration 016). *days: the days added, or -1 when the tenant's
+ * (rd_stage_history_compact). *days: the days added, or -1 when the tenant's
  * writers held it off for a second (the next call tries again). */
 int store_stage_history_compact(PGconn *conn, int64_t tenant_id, int *days);
 
 /* Deletes the report_changes rows behind the horizon once it moves (at most every ten
- * minutes; migration 017). *rows: how many. */
+ * minutes; rd_report_changes_prune). *rows: how many. */
 int store_report_changes_prune(PGconn *conn, int64_t *rows);
 
 #endif
