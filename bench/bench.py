@@ -29,6 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import harness  # noqa: E402  (the integration tests' PostgreSQL + server harness)
+import report_sql  # noqa: E402  (bench/report_sql.py: the reports as PostgreSQL statements)
 
 END = "2026-11-01"                   # end of the generated history (gen.py --end)
 PERIOD_FROM = "2025-11-01T00:00:00Z"  # reports cover the last 12 months of the history
@@ -414,17 +415,47 @@ def bench_backfill(pg, srv, data, work, results, rss_samples):
     return t_batch, key_batch
 
 
+def native_shop(pg, srv, data, work):
+    """The read figures' shop without the timed backfills (--native-shop): the orders, their
+    customers and rollups as the \\copy baseline loads them, then the customers and engagement
+    history as the backfill's set-up does, the newest events through POST /v1/batch (untimed).
+    Returns the tenant's name and key.
+
+    First a small tenant gets a few orders through the API, as the ingest tenant of a full run
+    is there before the shop: with the shop alone in the orders table, the generic plans of
+    rd_refresh_customers go superlinear (200 k orders: 47 s instead of 3.9 s)."""
+    _, other = new_tenant(srv, "other")
+    for i in range(50):
+        r = srv.post("/v1/orders", {"order_id": f"o{i}", "customer_id": f"c{i % 7}", "placed_at": END,
+                                    "total": "5.00"}, other)
+        if r.status not in (200, 201):
+            raise RuntimeError(f"bench: an order of the small tenant was refused: {r}")
+    shop, key = new_tenant(srv, "shop")
+    tid = tenant_id(pg, shop)
+    cpath, spath = os.path.join(work, "copy-orders.csv"), os.path.join(work, "copy.sql")
+    copy_file(os.path.join(data, "orders.csv"), cpath, tid)
+    with open(spath, "w") as f:
+        f.write(COPY_SQL.format(path=cpath, tid=tid))
+    run(["psql", pg.url, "-X", "-q", "-f", spath])
+    _, sample_path, _ = split_extras(os.path.join(data, "extras.ndjson"), work, tid)
+    run(["psql", pg.url, "-X", "-q", "-f", os.path.join(work, "extras.sql")])
+    status, doc, _ = post_file(srv, key, sample_path, "application/x-ndjson")
+    if status != 200:
+        raise RuntimeError(f"bench: the newest events were refused: {status} {str(doc)[:300]}")
+    return shop, key
+
+
 # ---------------------------------------------------------------- 3. reads
 
 def read_specs(tid, n_customers):
     q = f"from={PERIOD_FROM}&to={PERIOD_TO}"
     args = f"{tid}::bigint, '{PERIOD_FROM}'::timestamptz, '{PERIOD_TO}'::timestamptz"
     return [
-        ("summary", f"/v1/metrics/summary?{q}", f"SELECT rd_metrics_summary({args}, 365)::text;\n", 30),
+        ("summary", f"/v1/metrics/summary?{q}", report_sql.summary(tid, PERIOD_FROM, PERIOD_TO, 365), 30),
         ("retention month", f"/v1/metrics/retention?period=month&{q}",
-         f"SELECT rd_metrics_retention({args}, 365, 'month')::text;\n", 30),
+         report_sql.retention(tid, PERIOD_FROM, PERIOD_TO, 365, "month"), 30),
         ("cohorts month", f"/v1/metrics/cohorts?period=month&{q}",
-         f"SELECT rd_metrics_cohorts({args}, 'month')::text;\n", 30),
+         report_sql.cohorts(tid, PERIOD_FROM, PERIOD_TO, "month"), 30),
         ("ladder", f"/v1/metrics/ladder?{q}", f"SELECT rd_metrics_ladder({args})::text;\n", 30),
         ("customers top 50", "/v1/customers?sort=net_revenue&limit=50",
          f"SELECT * FROM rd_customer_list({tid}::bigint, NULL, NULL, NULL, NULL, 'net_revenue', NULL, NULL, 50, now());\n",
@@ -454,43 +485,80 @@ def wrk_read(srv, key, path, n_customers, secs, work):
         return json.load(f)
 
 
+def service_read(srv, key, path, n_customers, secs, work):
+    """Three warm-up requests on one connection (the first timed apart: for summary, retention
+    and cohorts it may read the tenant's report snapshot), then wrk on one keep-alive connection
+    for secs. Returns the figures and wrk's request count."""
+    hdr = {"Authorization": "Bearer " + key}
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=600)
+    first = None
+    for i in range(3):
+        t0 = time.perf_counter()
+        conn.request("GET", path or "/v1/customers/c1", headers=hdr)
+        r = conn.getresponse()
+        r.read()
+        if i == 0:
+            first = (time.perf_counter() - t0) * 1000
+    conn.close()
+    w = wrk_read(srv, key, path, n_customers, secs, work)
+    return {"runs": w["requests"], "non200": w["non200"] + sum(w["errors"].values()), "socket_errors": w["errors"],
+            "p50_ms": w["p50_us"] / 1000, "p99_ms": w["p99_us"] / 1000, "mean_ms": w["mean_us"] / 1000,
+            "first_ms": first, "client": "wrk -t1 -c1"}
+
+
 def bench_reads(pg, srv, key, tid, n_customers, work, results, budget, deadline):
-    """Each endpoint: three warm-up requests (the first is kept apart: for summary, retention
-    and cohorts it reads the tenant's report snapshot), then wrk on one keep-alive connection
-    for the endpoint's share of the time left, then pgbench running the same SQL on one
-    connection as many times (at most `runs`). Both sides are C clients sending one request at
-    a time, so the ratio compares the service with the statement, not two client libraries."""
+    """Each endpoint: the service (service_read) for the endpoint's share of the time left, then
+    pgbench running the same SQL on one connection as many times (at most `runs`). Both sides
+    are C clients sending one request at a time, so the ratio compares the service with the
+    statement, not two client libraries."""
     results["reads"] = []
     specs = read_specs(tid, n_customers)
-    hdr = {"Authorization": "Bearer " + key}
     for left, (name, path, sql, runs) in zip(range(len(specs), 0, -1), specs):
         share = max(2.0, (deadline - time.time()) / (2 * left))
         secs = min(budget, share, 5.0)
-        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=600)
-        first = None
-        for i in range(3):
-            t0 = time.perf_counter()
-            conn.request("GET", path or "/v1/customers/c1", headers=hdr)
-            r = conn.getresponse()
-            r.read()
-            if i == 0:
-                first = (time.perf_counter() - t0) * 1000
-        conn.close()
-        w = wrk_read(srv, key, path, n_customers, secs, work)
-        n = min(runs, w["requests"])
-        log(f"  reads: {name}: {w['requests']} requests in {secs:.0f} s, p50 {w['p50_us'] / 1000:.2f} ms; "
+        s = service_read(srv, key, path, n_customers, secs, work)
+        n = min(runs, s["runs"])
+        log(f"  reads: {name}: {s['runs']} requests in {secs:.0f} s, p50 {s['p50_ms']:.2f} ms; "
             f"pgbench the same SQL {n} times")
         # one pgbench session: its first three transactions warm it as the service's three
         # warm-up requests warm a worker's connection, and are left out
         _, plat, failed, _ = pgbench(pg, sql, work, "pgb-read", txns=n + 3, skip=3)
-        errors = sum(w["errors"].values())
-        s = {"runs": w["requests"], "non200": w["non200"] + errors, "socket_errors": w["errors"],
-             "p50_ms": w["p50_us"] / 1000, "p99_ms": w["p99_us"] / 1000, "mean_ms": w["mean_us"] / 1000,
-             "first_ms": first, "client": "wrk -t1 -c1"}
         b = {"runs": len(plat), "failed": failed, "p50_ms": pct(plat, 50), "p99_ms": pct(plat, 99),
              "mean_ms": statistics.mean(plat), "client": "pgbench -c1 -M prepared"}
         results["reads"].append({"name": name, "path": path or "/v1/customers/{random id}", "sql": sql.strip(),
                                  "service": s, "psql": b, "ratio_p50": ratio(s["p50_ms"], b["p50_ms"])})
+
+
+# ---------------------------------------------------------------- 3b. reports of many periods
+
+# Each long report beside a 12-period one that reads the same orders, the whole two-year
+# history: the 12 months' series reaches a 365-day window back, the 12 quarters' matrix starts
+# before the history does.
+LONG_REPORTS = [
+    ("retention week, 130 periods", f"/v1/metrics/retention?period=week&from=2024-05-06T00:00:00Z&to={PERIOD_TO}",
+     "retention month, 12 periods", f"/v1/metrics/retention?period=month&from={PERIOD_FROM}&to={PERIOD_TO}"),
+    ("cohorts month, 120 periods", f"/v1/metrics/cohorts?period=month&from=2016-11-01T00:00:00Z&to={PERIOD_TO}",
+     "cohorts quarter, 12 periods", f"/v1/metrics/cohorts?period=quarter&from=2024-01-01T00:00:00Z&to={PERIOD_TO}"),
+]
+
+
+def bench_long_reports(pg, srv, key, work, results, secs):
+    """A 130-week retention series and a 120-month cohort matrix against the same server's
+    12-period report over the same orders (ratio = long p50 / 12-period p50), from the report
+    snapshot (the server of the other figures) and streamed from PostgreSQL (a second server
+    with REPORT_SNAPSHOT_MB=0)."""
+    out = results["long_reports"] = []
+    streamed = harness.Server(pg, CLV_REFIT_INTERVAL=0, REPORT_SNAPSHOT_MB=0).start()
+    try:
+        for mode, server in (("snapshot", srv), ("streamed", streamed)):
+            for name, path, base_name, base_path in LONG_REPORTS:
+                s = service_read(server, key, path, 0, secs, work)
+                b = service_read(server, key, base_path, 0, secs, work)
+                log(f"  long reports, {mode}: {name} p50 {s['p50_ms']:.2f} ms, {base_name} {b['p50_ms']:.2f} ms")
+                out.append({"name": name, "mode": mode, "path": path, "service": s, "baseline_name": base_name,
+                            "baseline_path": base_path, "baseline": b, "ratio_p50": ratio(s["p50_ms"], b["p50_ms"])})
+    finally:
+        streamed.stop()
 
 
 # ---------------------------------------------------------------- 4. CLV fit
@@ -525,7 +593,8 @@ def table(res):
     d = res["data"]
     lines.append(f"data: {d['customers']} customers, {d['orders']} orders, {d['events']} events "
                  f"(gen.py --customers {d['customers']} --seed {d['seed']}, {d['gen_seconds']:.0f} s)")
-    lines.append("ratio = service / PostgreSQL doing the same work (for rates higher is better, for latencies lower)")
+    lines.append("ratio = service / PostgreSQL doing the same work (for rates higher is better, for latencies lower); "
+                 "for the long reports, / the same service's 12-period report over the same orders")
     rows = [("figure", "service", "PostgreSQL", "ratio")]
     sep = len(rows)
     for r in res.get("ingest", []):
@@ -563,6 +632,13 @@ def table(res):
                      fmt(r["ratio_p50"], "{:.2f}")))
         if r["name"] in ("summary", "retention month", "cohorts month") and s.get("first_ms") is not None:
             rows.append(("  first request ms (the first report of a tenant reads its snapshot)", f"{s['first_ms']:.0f}", "-", ""))
+    for r in res.get("long_reports", []):
+        s, b = r["service"], r["baseline"]
+        rows.append((f"GET {r['name']}, {r['mode']} p50 / p99 ms (n={s['runs']} / {b['runs']})",
+                     f"{s['p50_ms']:.2f} / {s['p99_ms']:.2f}" + (f" ({s['non200']} non-200)" if s["non200"] else ""),
+                     f"{b['p50_ms']:.2f} / {b['p99_ms']:.2f} (service, {r['baseline_name']})"
+                     + (f" ({b['non200']} non-200)" if b["non200"] else ""),
+                     fmt(r["ratio_p50"], "{:.2f}")))
     f = res.get("fit")
     if f:
         shown = fmt(f["seconds"], "{:.2f}") if f["seconds"] is not None else f"n/a ({f['message'][:50]})"
@@ -596,7 +672,10 @@ def main(argv=None):
     ap.add_argument("--deadline", type=float, default=13.0,
                     help="minutes the whole run should take: the read figures shorten their runs to fit")
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--skip", default="", help="comma list of: ingest,backfill,reads,fit")
+    ap.add_argument("--skip", default="", help="comma list of: ingest,backfill,reads,long-reports,fit")
+    ap.add_argument("--native-shop", action="store_true",
+                    help="load the shop of the read figures with \\copy instead of the timed backfills "
+                         "(e.g. --native-shop --skip ingest,fit,reads: the long reports alone)")
     ap.add_argument("--keep", action="store_true", help="keep the cluster and data directories")
     a = ap.parse_args(argv)
     customers = a.customers or (10000 if a.quick else 100000)
@@ -649,11 +728,16 @@ def main(argv=None):
             rss["after_ingest"] = rss_kb(srv.proc.pid)
             save()
         check_server(srv, res, "backfill")
-        if "backfill" not in skip:
+        shop = None
+        if a.native_shop:
+            log("bench: the shop of the read figures, loaded with \\copy (untimed)")
+            shop, key = native_shop(pg, srv, data, work)
+        elif "backfill" not in skip:
             log("bench: 2. bulk backfill")
             shop, key = bench_backfill(pg, srv, data, work, res, rss)
-            shop_id = tenant_id(pg, shop)
             save()
+        if shop:
+            shop_id = tenant_id(pg, shop)
             pg.sql("VACUUM ANALYZE")
             check_server(srv, res, "fit")
             if "fit" not in skip:
@@ -664,6 +748,11 @@ def main(argv=None):
             if "reads" not in skip:
                 log("bench: 3. reads")
                 bench_reads(pg, srv, key, shop_id, customers, work, res, a.read_budget, deadline)
+                save()
+            check_server(srv, res, "long reports")
+            if "long-reports" not in skip:
+                log("bench: 3b. reports of many periods")
+                bench_long_reports(pg, srv, key, work, res, min(a.read_budget, 5.0))
         check_server(srv, res, "the end")
         rss["end"] = rss_kb(srv.proc.pid)
         rss["peak"] = rss_kb(srv.proc.pid, "VmHWM")

@@ -15,3 +15,10 @@ DROP FUNCTION IF EXISTS rd_customer_profile_page(bigint, text, timestamp with ti
 DROP FUNCTION IF EXISTS rd_customer_list_next(bigint, text, text, text, integer, integer, text, text, text, double precision, timestamp with time zone);
 -- return type changed (json to a record of n, computed_at, r, f, m: sql/rules.sql)
 DROP FUNCTION IF EXISTS rd_rfm_scores(bigint, timestamp with time zone, integer, numeric, text);
+-- The summary, retention series and cohort matrix are computed by the service alone
+-- (src/domain/reports.c, over the snapshot or rows streamed from PostgreSQL).
+DROP FUNCTION IF EXISTS rd_metrics_summary(bigint, timestamp with time zone, timestamp with time zone, integer);
+DROP FUNCTION IF EXISTS rd_metrics_retention(bigint, timestamp with time zone, timestamp with time zone, integer, text);
+DROP FUNCTION IF EXISTS rd_metrics_retention_scan(bigint, timestamp with time zone, timestamp with time zone, integer, text);
+DROP FUNCTION IF EXISTS rd_metrics_cohorts(bigint, timestamp with time zone, timestamp with time zone, text);
+DROP FUNCTION IF EXISTS rd_active_at(bigint, timestamp with time zone, integer);

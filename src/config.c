@@ -67,7 +67,8 @@ static const cf_entry table[] = {
     {"report-snapshot-mb", "REPORT_SNAPSHOT_MB", CF_INT, &config.report_snapshot_mb, "48", 0, 1048576,
      "MiB for the copies of tenants' qualifying orders that the summary, retention and cohort reports are "
      "computed from in the service, each brought current by re-reading the customers changed since it was "
-     "read; tenants beyond it are answered by SQL (0 = always SQL)"},
+     "read; the reports of tenants beyond it read the tenant's rows streamed from PostgreSQL, by the same "
+     "code (0 = always streamed)"},
     {"log-level", "LOG_LEVEL", CF_STR, &config.log_level, "info", 0, 0, "debug, info, warn or error"},
 };
 

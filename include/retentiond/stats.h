@@ -17,7 +17,7 @@ typedef struct {
     uint64_t snapshot_loads;                        /* report snapshots read whole */
     uint64_t snapshot_refreshed;                    /* customers re-read into report snapshots */
     uint64_t snapshot_reports;                      /* reports computed from a snapshot */
-    uint64_t snapshot_fallbacks;                    /* reports left to SQL (no room, >60 periods, ...) */
+    uint64_t snapshot_fallbacks;                    /* reports streamed instead (no snapshot, no room) */
     uint64_t last_clv_fit_unix;                     /* 0 before the first fit in this process */
 } rd_stats;
 

@@ -1,36 +1,40 @@
 /* metrics.c - GET /v1/metrics/summary, /retention, /cohorts, /ladder.
  *
- * Each report is one statement of the store returning one JSON document (store/reports.c,
- * sql/reports.sql, sql/ladder.sql), except that the summary, retention and cohorts are computed from
- * the tenant's report snapshot when it has one (store/report_snapshot.c); the handler validates the query parameters, and for the summary adds
- * the ratios with the null-on-zero rule (src/domain/metrics.c). */
+ * The store answers with C structs: the summary, retention series and cohort matrix computed
+ * by domain/reports.c over the tenant's report snapshot or its streamed rows
+ * (store/reports.c), the ladder from its SQL function. Here the query parameters are
+ * validated, the summary's ratios added with the null-on-zero rule (src/domain/metrics.c), and
+ * each reply's JSON built: this is the only place that knows its keys. */
 #include "retentiond/api/api.h"
 
 #include "retentiond/domain/metrics.h"
 #include "retentiond/domain/model.h"
-#include "retentiond/store/report_snapshot.h"
 #include "retentiond/store/reports.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- a job that runs one report returning one json text ---- */
+/* ---- a job that runs one report ---- */
 
-typedef struct {
-    const char *report;
-    char *params[8];
-    int nparams;
-    char *result;
-    void (*finish)(http_req *rq, json_t *doc);
-} query_ctx;
+typedef struct query_ctx query_ctx;
+struct query_ctx {
+    rs_report report;
+    bool ladder;               /* the ladder rather than report */
+    char *params[5];           /* tenant id, from, to, window, unit */
+    int status;                /* the store's answer: RD_OK or STORE_REPORT_* */
+    store_period_report rep;
+    store_ladder lad;
+    void (*reply)(http_req *rq, const query_ctx *q);
+};
 
 static void query_ctx_free(void *p)
 {
     query_ctx *q = p;
-    for (int i = 0; i < q->nparams; i++)
+    for (int i = 0; i < 5; i++)
         free(q->params[i]);
-    free(q->result);
+    store_period_report_free(&q->rep);
+    store_ladder_free(&q->lad);
     free(q);
 }
 
@@ -38,12 +42,14 @@ static int query_run(PGconn *conn, void *arg)
 {
     http_req *rq = arg;
     query_ctx *q = rq->ctx;
-    free(q->result);
-    q->result = NULL;
-    int r = report_snapshot_answer(conn, q->report, (const char *const *)q->params, &q->result);
-    if (r != REPORT_SNAPSHOT_SKIP)
-        return r;
-    return store_metrics_report(conn, q->report, (const char *const *)q->params, &q->result);
+    store_period_report_free(&q->rep);
+    store_ladder_free(&q->lad);
+    int r = q->ladder ? store_metrics_ladder(conn, (const char *const *)q->params, &q->lad)
+                      : store_period_report_run(conn, q->report, (const char *const *)q->params, &q->rep);
+    if (r == RD_ERR)
+        return RD_ERR;
+    q->status = r;
+    return RD_OK;
 }
 
 static int query_after(http_req *rq, db_done_status st)
@@ -51,32 +57,19 @@ static int query_after(http_req *rq, db_done_status st)
     query_ctx *q = rq->ctx;
     if (st != DB_DONE_OK) {
         http_reply_db_failure(rq, st);
-        return HTTP_REPLIED;
-    }
-    json_t *doc = q->result ? json_loads(q->result, JSON_DECODE_ANY, NULL) : NULL;
-    if (!doc) {
+    } else if (q->status == STORE_REPORT_NO_TENANT) {
         http_reply_problem(rq, 404, "Not Found", "nothing to report", NULL);
-        return HTTP_REPLIED;
+    } else if (q->status == STORE_REPORT_TOO_LONG) {
+        json_t *errors = json_array();
+        int max = q->report == RS_COHORTS ? RS_MAX_COHORT_PERIODS : RS_MAX_SERIES_PERIODS;
+        rd_error_add(errors, "from", "from..to spans %d %ss; a %s report covers at most %d periods: "
+                     "choose a later from or a longer period", q->rep.periods, q->params[4],
+                     q->report == RS_COHORTS ? "cohort" : "retention", max);
+        http_reply_problem(rq, 400, "Bad Request", "invalid query parameters", errors);
+    } else {
+        q->reply(rq, q);
     }
-    if (q->finish)
-        q->finish(rq, doc);
-    else
-        http_reply_json(rq, 200, doc);
     return HTTP_REPLIED;
-}
-
-static int query_json(http_req *rq, const char *report, const char *const *params, int nparams,
-                      void (*finish)(http_req *rq, json_t *doc))
-{
-    query_ctx *q = xcalloc(1, sizeof *q);
-    q->report = report;
-    q->nparams = nparams;
-    for (int i = 0; i < nparams; i++)
-        q->params[i] = params[i] ? xstrdup(params[i]) : NULL;
-    q->finish = finish;
-    rq->ctx = q;
-    rq->ctx_free = query_ctx_free;
-    return http_defer(rq, DB_JOB_SOLO, 0, query_run, query_after);
 }
 
 /* ---- parameters ---- */
@@ -125,61 +118,75 @@ static int period_params(http_req *rq, char *params[5], const char *const *units
     return RD_OK;
 }
 
-static int run_report(http_req *rq, const char *report, const char *const *units, const char *unit_default,
-                      void (*finish)(http_req *, json_t *))
+/* Validates the parameters and hands the report to a database worker. */
+static int run_report(http_req *rq, rs_report report, bool ladder, const char *const *units,
+                      void (*reply)(http_req *, const query_ctx *))
 {
-    char *params[5] = {0};
-    if (period_params(rq, params, units, unit_default) != RD_OK)
+    query_ctx *q = xcalloc(1, sizeof *q);
+    if (period_params(rq, q->params, units, "month") != RD_OK) {
+        free(q);
         return HTTP_REPLIED;
-    int r = query_json(rq, report, (const char *const *)params, 5, finish);
-    for (int i = 0; i < 5; i++)
-        free(params[i]);
-    return r;
+    }
+    q->report = report;
+    q->ladder = ladder;
+    q->reply = reply;
+    rq->ctx = q;
+    rq->ctx_free = query_ctx_free;
+    return http_defer(rq, DB_JOB_SOLO, 0, query_run, query_after);
+}
+
+static json_t *money(rs_money v)
+{
+    return json_real(reports_money_value(v));
+}
+
+/* The instant at the frame's boundary i, as PostgreSQL wrote it. */
+static json_t *bound(const query_ctx *q, int i)
+{
+    return json_string(q->rep.period.bounds[i]);
 }
 
 /* ---- summary ---- */
 
-static double num(const json_t *o, const char *k)
+static void summary_reply(http_req *rq, const query_ctx *q)
 {
-    return json_number_value(json_object_get(o, k));
-}
-
-static void summary_finish(http_req *rq, json_t *doc)
-{
-    json_t *d = json_object_get(doc, "data");
-    metrics_counts c = {0};
-    const char *from = json_string_value(json_object_get(doc, "from"));
-    const char *to = json_string_value(json_object_get(doc, "to"));
-    (void)from;
-    (void)to;
-    c.S = (int64_t)num(d, "S");
-    c.E = (int64_t)num(d, "E");
-    c.N = (int64_t)num(d, "N");
-    c.lost = (int64_t)num(d, "lost");
-    c.retained = (int64_t)num(d, "retained");
-    c.reactivated = (int64_t)num(d, "reactivated");
-    c.ordering = (int64_t)num(d, "ordering");
-    c.repeat_ordering = (int64_t)num(d, "repeat_ordering");
-    c.returning = (int64_t)num(d, "returning");
-    c.orders = (int64_t)num(d, "orders");
-    c.revenue = num(d, "revenue");
-    c.returning_revenue = num(d, "returning_revenue");
-    c.top20_revenue = num(d, "top20_revenue");
-    const json_t *acq = json_object_get(d, "acquisition_spend"), *ret = json_object_get(d, "retention_spend");
-    c.has_spend = !json_is_null(acq) || !json_is_null(ret);
-    c.acquisition_spend = json_number_value(acq);
-    c.retention_spend = json_number_value(ret);
-    c.period_days = json_number_value(json_object_get(doc, "period_days"));
+    const store_period *p = &q->rep.period;
+    const rs_summary *s = &q->rep.result.summary;
+    metrics_counts c = {.period_days = p->period_days,
+                        .S = s->S, .E = s->E, .N = s->N, .lost = s->lost, .retained = s->retained,
+                        .reactivated = s->reactivated, .ordering = s->ordering,
+                        .repeat_ordering = s->repeat_ordering, .returning = s->returning, .orders = s->orders,
+                        .revenue = reports_money_value(s->revenue),
+                        .returning_revenue = reports_money_value(s->returning_revenue),
+                        .top20_revenue = reports_money_value(s->top20_revenue),
+                        .acquisition_spend = p->acquisition_spend, .retention_spend = p->retention_spend,
+                        .has_spend = p->has_acquisition_spend || p->has_retention_spend};
+    json_t *counts = json_object();
+    json_object_set_new(counts, "customers", json_integer(s->customers));
+    json_object_set_new(counts, "S", json_integer(s->S));
+    json_object_set_new(counts, "E", json_integer(s->E));
+    json_object_set_new(counts, "N", json_integer(s->N));
+    json_object_set_new(counts, "lost", json_integer(s->lost));
+    json_object_set_new(counts, "retained", json_integer(s->retained));
+    json_object_set_new(counts, "reactivated", json_integer(s->reactivated));
+    json_object_set_new(counts, "ordering", json_integer(s->ordering));
+    json_object_set_new(counts, "repeat_ordering", json_integer(s->repeat_ordering));
+    json_object_set_new(counts, "returning", json_integer(s->returning));
+    json_object_set_new(counts, "orders", json_integer(s->orders));
+    json_object_set_new(counts, "revenue", money(s->revenue));
+    json_object_set_new(counts, "returning_revenue", money(s->returning_revenue));
+    json_object_set_new(counts, "new_revenue", money(s->new_revenue));
+    json_object_set_new(counts, "top20_revenue", money(s->top20_revenue));
+    json_object_set_new(counts, "acquisition_spend",
+                        p->has_acquisition_spend ? json_real(p->acquisition_spend) : json_null());
+    json_object_set_new(counts, "retention_spend", p->has_retention_spend ? json_real(p->retention_spend) : json_null());
+    json_object_set_new(counts, "new", json_integer(s->N));
+    json_object_set_new(counts, "active", json_integer(s->E));
 
     json_t *out = json_object();
-    json_object_set_new(out, "period", json_pack("{s:O, s:O, s:O}", "from", json_object_get(doc, "from"), "to",
-                                                 json_object_get(doc, "to"), "window_days",
-                                                 json_object_get(doc, "window_days")));
-    json_t *counts = json_deep_copy(d);
-    json_object_set_new(counts, "new", json_incref(json_object_get(d, "N")));
-    json_object_set_new(counts, "active", json_incref(json_object_get(d, "E")));
-    json_object_set(out, "counts", counts);
-    json_decref(counts);
+    json_object_set_new(out, "period", json_pack("{s:s, s:s, s:i}", "from", p->from, "to", p->to, "window_days",
+                                                 p->window_days));
+    json_object_set_new(out, "counts", counts);
     json_object_set_new(out, "metrics", metrics_summary(&c));
     json_object_set_new(out, "notes", json_pack("[s, s]",
         "retention_rate = (E - N) / S and churn_rate = lost / S over customers active at from (S) and at to (E) "
@@ -187,55 +194,71 @@ static void summary_finish(http_req *rq, json_t *doc)
         "1 + (E - N - retained) / S and need not be 1",
         "ratios with a zero denominator are null; average_lifespan_years is capped at 10 (and flagged) when the "
         "annualised churn is at or below 10 %"));
-    json_decref(doc);
     http_reply_json(rq, 200, out);
 }
 
 int api_metrics_summary(http_req *rq)
 {
-    return run_report(rq, "summary", NULL, NULL, summary_finish);
+    return run_report(rq, RS_SUMMARY, false, NULL, summary_reply);
 }
 
-static const char *const retention_units[] = {"week", "month", "quarter", NULL};
-static const char *const cohort_units[] = {"week", "month", "quarter", NULL};
+/* ---- retention ---- */
 
-static void retention_finish(http_req *rq, json_t *doc)
+static const char *const period_units[] = {"week", "month", "quarter", NULL};
+
+static void retention_reply(http_req *rq, const query_ctx *q)
 {
-    json_t *rows = json_object_get(doc, "data");
-    size_t i;
-    json_t *row;
-    json_array_foreach(rows, i, row) {
-        double S = num(row, "S"), E = num(row, "E"), N = num(row, "N"), lost = num(row, "lost");
-        json_object_set_new(row, "retention_rate", metrics_ratio(E - N, S));
-        json_object_set_new(row, "churn_rate", metrics_ratio(lost, S));
+    const store_period *p = &q->rep.period;
+    json_t *rows = json_array();
+    for (int k = 0; k < q->rep.result.nperiods; k++) {
+        const rs_period *x = &q->rep.result.periods[k];
+        json_t *r = json_pack("{s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}",
+                              "period_start", bound(q, k + 1), "period_end", bound(q, k + 2),
+                              "S", (json_int_t)x->S, "E", (json_int_t)x->E, "N", (json_int_t)x->N,
+                              "lost", (json_int_t)x->lost, "new", (json_int_t)x->N,
+                              "returning", (json_int_t)x->returning, "resurrecting", (json_int_t)x->resurrecting,
+                              "dormant", (json_int_t)x->dormant,
+                              "retention_rate", metrics_ratio((double)(x->E - x->N), (double)x->S),
+                              "churn_rate", metrics_ratio((double)x->lost, (double)x->S));
+        json_array_append_new(rows, r);
     }
-    json_t *out = json_pack("{s:O, s:O, s:O, s:s, s:O}", "from", json_object_get(doc, "from"), "to",
-                            json_object_get(doc, "to"), "window_days", json_object_get(doc, "window_days"),
-                            "period", http_arg(rq, "period") ? http_arg(rq, "period") : "month", "series", rows);
-    json_decref(doc);
+    json_t *out = json_pack("{s:s, s:s, s:i, s:s, s:o}", "from", p->from, "to", p->to, "window_days", p->window_days,
+                            "period", q->params[4], "series", rows);
     http_reply_json(rq, 200, out);
 }
 
 int api_metrics_retention(http_req *rq)
 {
-    return run_report(rq, "retention", retention_units, "month", retention_finish);
+    return run_report(rq, RS_RETENTION, false, period_units, retention_reply);
 }
 
-static void rename_data(http_req *rq, json_t *doc, const char *name)
+/* ---- cohorts ---- */
+
+static void cohorts_reply(http_req *rq, const query_ctx *q)
 {
-    json_object_set(doc, name, json_object_get(doc, "data"));
-    json_object_del(doc, "data");
+    const store_period *p = &q->rep.period;
+    json_t *cohorts = json_array();
+    for (int i = 0; i < q->rep.result.ncohorts; i++) {
+        const rs_cohort *co = &q->rep.result.cohorts[i];
+        json_t *cells = json_array();
+        for (int k = 0; k < co->ncells; k++) {
+            const rs_cell *x = &co->cells[k];
+            json_t *c = json_pack("{s:i, s:I, s:f, s:o, s:I, s:f, s:f}", "period", k, "active", (json_int_t)x->active,
+                                  "share", x->share, "revenue", money(x->revenue),
+                                  "active_on_or_after", (json_int_t)x->active_on_or_after,
+                                  "share_on_or_after", x->share_on_or_after,
+                                  "cumulative_revenue_per_customer", x->cumulative_revenue_per_customer);
+            json_array_append_new(cells, c);
+        }
+        json_array_append_new(cohorts, json_pack("{s:o, s:I, s:o}", "cohort", bound(q, co->start + 1), "size",
+                                                 (json_int_t)co->size, "cells", cells));
+    }
+    json_t *out = json_pack("{s:s, s:s, s:f, s:s, s:o}", "from", p->from, "to", p->to, "period_days", p->period_days,
+                            "period", q->params[4], "cohorts", cohorts);
     const char *mode = http_arg(rq, "mode");
     if (mode)
-        json_object_set_new(doc, "mode", json_string(mode));
-    http_reply_json(rq, 200, doc);
-}
-
-static void cohorts_finish(http_req *rq, json_t *doc)
-{
-    json_object_set_new(doc, "period", json_string(http_arg(rq, "period") ? http_arg(rq, "period") : "month"));
-    json_object_del(doc, "window_days");
-    rename_data(rq, doc, "cohorts");
+        json_object_set_new(out, "mode", json_string(mode));
+    http_reply_json(rq, 200, out);
 }
 
 int api_metrics_cohorts(http_req *rq)
@@ -247,28 +270,34 @@ int api_metrics_cohorts(http_req *rq)
         http_reply_problem(rq, 400, "Bad Request", "invalid query parameters", e);
         return HTTP_REPLIED;
     }
-    return run_report(rq, "cohorts", cohort_units, "month", cohorts_finish);
+    return run_report(rq, RS_COHORTS, false, period_units, cohorts_reply);
 }
 
-static void ladder_finish(http_req *rq, json_t *doc)
+/* ---- ladder ---- */
+
+static void ladder_reply(http_req *rq, const query_ctx *q)
 {
-    json_t *data = json_object_get(doc, "data");
-    json_t *stages = json_object_get(data, "stages");
     static const char *const rungs[] = {"suspect", "prospect", "customer", "client", "advocate"};
-    json_t *ordered = json_array();
+    const store_ladder *l = &q->lad;
+    json_t *stages = json_array();
     for (int i = 0; i < 5; i++) {
-        json_t *n = json_object_get(stages, rungs[i]);
-        json_array_append_new(ordered, json_pack("{s:s, s:I}", "stage", rungs[i], "count",
-                                                 (json_int_t)(n ? json_integer_value(n) : 0)));
+        int64_t n = 0;
+        for (int k = 0; k < l->nstages; k++)
+            if (strcmp(l->stages[k].stage, rungs[i]) == 0)
+                n = l->stages[k].count;
+        json_array_append_new(stages, json_pack("{s:s, s:I}", "stage", rungs[i], "count", (json_int_t)n));
     }
-    json_t *out = json_pack("{s:O, s:O, s:o, s:O}", "from", json_object_get(doc, "from"), "to",
-                            json_object_get(doc, "to"), "stages", ordered, "transitions",
-                            json_object_get(data, "transitions"));
-    json_decref(doc);
+    json_t *transitions = json_array();
+    for (int i = 0; i < l->ntransitions; i++)
+        json_array_append_new(transitions, json_pack("{s:s, s:s, s:I}", "from", l->transitions[i].from_stage, "to",
+                                                     l->transitions[i].to_stage, "count",
+                                                     (json_int_t)l->transitions[i].count));
+    json_t *out = json_pack("{s:s, s:s, s:o, s:o}", "from", l->from, "to", l->to, "stages", stages, "transitions",
+                            transitions);
     http_reply_json(rq, 200, out);
 }
 
 int api_metrics_ladder(http_req *rq)
 {
-    return run_report(rq, "ladder", NULL, NULL, ladder_finish);
+    return run_report(rq, RS_SUMMARY, true, NULL, ladder_reply);
 }

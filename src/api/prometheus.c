@@ -80,7 +80,8 @@ int api_prometheus(http_req *rq)
         {"retentiond_report_snapshot_reports_total", "Summary, retention and cohort reports computed from a snapshot.",
          &stats.snapshot_reports},
         {"retentiond_report_snapshot_fallbacks_total",
-         "Such reports computed in SQL instead (snapshots off or out of room, more than 60 periods, inexact money).",
+         "Such reports computed from the tenant's rows streamed from PostgreSQL instead (snapshots off or out of "
+         "room, an order value too wide for a snapshot).",
          &stats.snapshot_fallbacks},
     };
     for (size_t i = 0; i < sizeof snap / sizeof snap[0]; i++)

@@ -21,6 +21,7 @@
 #include "retentiond/util.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -98,6 +99,35 @@ int db_query_ids(PGconn *conn, const char *stmt, int nparams, const char *const 
         (*ids)[i] = strtoll(PQgetvalue(res, i, 0), NULL, 10);
     PQclear(res);
     return n;
+}
+
+int db_cursor_read(PGconn *conn, const char *name, const char *declare, int nparams, const Oid *types,
+                   const char *const *values, const int *lengths, const int *formats, int rows,
+                   int (*each)(const PGresult *res, void *arg), void *arg)
+{
+    PGresult *res = PQexecParams(conn, declare, nparams, types, values, lengths, formats, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        db_log_error(res, conn, name);
+        PQclear(res);
+        return RD_ERR;
+    }
+    PQclear(res);
+    char fetch[128];
+    snprintf(fetch, sizeof fetch, "FETCH FORWARD %d FROM %s", rows, name);
+    for (;;) {
+        res = PQexecParams(conn, fetch, 0, NULL, NULL, NULL, NULL, 1);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+            db_log_error(res, conn, name);
+            PQclear(res);
+            return RD_ERR;
+        }
+        int n = PQntuples(res), rc = each(res, arg);
+        PQclear(res);
+        if (rc != 0)
+            return rc;
+        if (n < rows)
+            return RD_OK;
+    }
 }
 
 int db_exec(PGconn *conn, const char *sql, const char *what)

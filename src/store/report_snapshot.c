@@ -3,21 +3,25 @@
 #include "retentiond/store/report_snapshot.h"
 
 #include "retentiond/config.h"
-#include "retentiond/domain/reports.h"
 #include "retentiond/log.h"
 #include "retentiond/stats.h"
 #include "retentiond/store/pool.h"
+#include "retentiond/store/report_rows.h"
 #include "retentiond/util.h"
 
-#include <endian.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define REFRESH_MAX 2000                 /* more changed customers than this: read the tenant whole */
-#define FETCH "FETCH FORWARD 20000 FROM "
+#define FETCH_ROWS 20000
 #define UNUSABLE_USEC (600 * INT64_C(1000000)) /* a tenant that did not fit is retried after this */
-#define PG_EPOCH_USEC INT64_C(946684800000000) /* 2000-01-01 in microseconds since 1970 */
+
+/* The customers of a copy, laid out one after the other. */
+typedef struct {
+    rs_customer *c;
+    uint32_t n;
+} rs_shop;
 
 /* One tenant's copy. The struct lives as long as the process (a tenant's lock must be stable);
  * its data is dropped on eviction, on a failed read, and when it does not fit. */
@@ -33,7 +37,7 @@ typedef struct snap {
     size_t bytes;            /* what the copy holds, roughly */
     size_t accounted;        /* bytes as counted in reg.bytes (under reg.lock) */
     int64_t used;            /* now_usec() of the last report, under reg.lock (least recently used goes first) */
-    int64_t unusable_until;  /* now_usec() before which SQL answers */
+    int64_t unusable_until;  /* now_usec() before which reports are streamed */
     struct snap *next;
 } snap;
 
@@ -43,14 +47,6 @@ static struct {
     size_t bytes;
 } reg = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-/* The columns a copy reads, shared by the whole-tenant cursors and the per-customer refresh:
- * customers (id, since, first order), orders (customer, time, net value in 1/10 000 or NULL
- * when it has no exact such value). */
-#define CUSTOMER_COLUMNS \
-    "customer_id, coalesce(created_at, first_order_at, first_engaged_at, inserted_at), first_order_at"
-#define ORDER_COLUMNS \
-    "customer_id, placed_at, CASE WHEN scale(net_value) <= 4 AND abs(net_value) < 1e11 THEN (net_value * 10000)::int8 END"
-
 static size_t budget_bytes(void)
 {
     return (size_t)config.report_snapshot_mb << 20;
@@ -58,13 +54,12 @@ static size_t budget_bytes(void)
 
 void report_snapshot_register(void)
 {
-    db_register_statement("report_frame", "SELECT * FROM rd_report_frame($1, $2, $3, $4, $5)", 5);
     db_register_statement("report_changes", "SELECT customer_id FROM rd_report_changes_since($1, $2::pg_snapshot, $3)",
                           3);
     db_register_statement("report_customers",
-        "SELECT " CUSTOMER_COLUMNS " FROM customers WHERE tenant_id = $1 AND customer_id = ANY ($2::text[])", 2);
+        "SELECT " REPORT_CUSTOMER_COLUMNS " FROM customers WHERE tenant_id = $1 AND customer_id = ANY ($2::text[])", 2);
     db_register_statement("report_orders",
-        "SELECT " ORDER_COLUMNS " FROM orders WHERE tenant_id = $1 AND customer_id = ANY ($2::text[]) AND qualifying "
+        "SELECT " REPORT_ORDER_COLUMNS " FROM orders WHERE tenant_id = $1 AND customer_id = ANY ($2::text[]) AND qualifying "
         "ORDER BY customer_id, placed_at", 2);
 }
 
@@ -176,19 +171,7 @@ static void add_order(snap *s, rs_customer *c, int64_t t, int64_t v)
     c->orders[c->n++] = (rs_order){t, v};
 }
 
-/* ---- reading rows (binary results) ---- */
-
-static int64_t be64(const char *p)
-{
-    uint64_t x;
-    memcpy(&x, p, sizeof x);
-    return (int64_t)be64toh(x);
-}
-
-static int64_t instant(const PGresult *res, int row, int col)
-{
-    return PQgetisnull(res, row, col) ? RS_NONE : be64(PQgetvalue(res, row, col)) + PG_EPOCH_USEC;
-}
+/* ---- reading rows (binary results, report_rows.h) ---- */
 
 /* Rows of (customer_id, since, first_order_at[, order_count]). The rollup's order count, when
  * given, sizes the customer's slice of the pool; a count behind the orders (a bulk load's
@@ -198,13 +181,10 @@ static void apply_customers(snap *s, const PGresult *res)
     for (int r = 0; r < PQntuples(res); r++) {
         rs_customer *c = customer(s, PQgetvalue(res, r, 0), (size_t)PQgetlength(res, r, 0));
         c->known = true;
-        c->since = instant(res, r, 1);
-        c->first = instant(res, r, 2);
-        if (PQnfields(res) > 3) {
-            uint32_t n;
-            memcpy(&n, PQgetvalue(res, r, 3), sizeof n);
-            c->cap = be32toh(n);
-        }
+        c->since = report_instant(res, r, 1);
+        c->first = report_instant(res, r, 2);
+        if (PQnfields(res) > 3)
+            c->cap = (uint32_t)report_be32(PQgetvalue(res, r, 3));
     }
 }
 
@@ -227,8 +207,7 @@ static bool pool_make(snap *s)
     return true;
 }
 
-/* Rows of (customer_id, placed_at, net value in 1/10 000 or NULL when it has no exact such
- * value). Returns false on a NULL value. */
+/* Rows of REPORT_ORDER_COLUMNS. Returns false on a value the copy cannot hold (not an int8). */
 static bool apply_orders(snap *s, const PGresult *res)
 {
     rs_customer *c = NULL;
@@ -239,14 +218,14 @@ static bool apply_orders(snap *s, const PGresult *res)
         size_t len = (size_t)PQgetlength(res, r, 0);
         if (!c || strlen(c->id) != len || memcmp(c->id, id, len) != 0)
             c = customer(s, id, len);
-        add_order(s, c, instant(res, r, 1), be64(PQgetvalue(res, r, 2)));
+        add_order(s, c, report_instant(res, r, 1), report_be64(PQgetvalue(res, r, 2)));
     }
     return true;
 }
 
-/* READ_UNUSABLE: the copy cannot serve (too big, inexact money): SQL answers for a while.
- * READ_SKIP: this request is for SQL (more than 60 periods, no such tenant); the copy stays. */
-typedef enum { READ_OK, READ_FAILED, READ_UNUSABLE, READ_SKIP } read_status;
+/* READ_UNUSABLE: the copy cannot serve (too big, a value too wide for it): reports are streamed
+ * for a while. */
+typedef enum { READ_OK, READ_FAILED, READ_UNUSABLE } read_status;
 
 static void evict(snap *keep);
 
@@ -264,41 +243,33 @@ static bool over_budget(snap *s)
     return over;
 }
 
-/* Reads a cursor declared with `declare` ($1 = the tenant) to its end through apply. */
+/* Reads a cursor declared with `declare` ($1 = the tenant) to its end into the copy. */
 enum { ROWS_CUSTOMERS, ROWS_ORDERS };
+
+typedef struct {
+    snap *s;
+    int rows;
+} cursor_into;
+
+/* One fetch into the copy: 0 to go on, 1 when the copy cannot serve. */
+static int apply_fetch(const PGresult *res, void *arg)
+{
+    cursor_into *c = arg;
+    bool ok = true;
+    if (c->rows == ROWS_ORDERS)
+        ok = apply_orders(c->s, res);
+    else
+        apply_customers(c->s, res);
+    return !ok || over_budget(c->s);
+}
 
 static read_status read_cursor(PGconn *conn, snap *s, const char *tid, const char *name, const char *declare,
                                int rows)
 {
     const char *params[1] = {tid};
-    PGresult *res = PQexecParams(conn, declare, 1, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        db_log_error(res, conn, name);
-        PQclear(res);
-        return READ_FAILED;
-    }
-    PQclear(res);
-    char fetch[64];
-    snprintf(fetch, sizeof fetch, FETCH "%s", name);
-    for (;;) {
-        res = PQexecParams(conn, fetch, 0, NULL, NULL, NULL, NULL, 1);
-        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-            db_log_error(res, conn, name);
-            PQclear(res);
-            return READ_FAILED;
-        }
-        int n = PQntuples(res);
-        bool ok = true;
-        if (rows == ROWS_ORDERS)
-            ok = apply_orders(s, res);
-        else
-            apply_customers(s, res);
-        PQclear(res);
-        if (!ok || over_budget(s))
-            return READ_UNUSABLE;
-        if (n == 0)
-            return READ_OK;
-    }
+    cursor_into c = {s, rows};
+    int r = db_cursor_read(conn, name, declare, 1, NULL, params, NULL, NULL, FETCH_ROWS, apply_fetch, &c);
+    return r == RD_OK ? READ_OK : r == RD_ERR ? READ_FAILED : READ_UNUSABLE;
 }
 
 static read_status load(PGconn *conn, snap *s, const char *tid)
@@ -306,13 +277,13 @@ static read_status load(PGconn *conn, snap *s, const char *tid)
     snap_drop(s);
     read_status st = read_cursor(conn, s, tid, "rs_customers",
         "DECLARE rs_customers NO SCROLL CURSOR FOR "
-        "SELECT " CUSTOMER_COLUMNS ", order_count FROM customers WHERE tenant_id = $1", ROWS_CUSTOMERS);
+        "SELECT " REPORT_CUSTOMER_COLUMNS ", order_count FROM customers WHERE tenant_id = $1", ROWS_CUSTOMERS);
     if (st == READ_OK) {
         /* before any order: the customers known so far are all there are with a count */
         st = !pool_make(s) || over_budget(s) ? READ_UNUSABLE
                             : read_cursor(conn, s, tid, "rs_orders",
             "DECLARE rs_orders NO SCROLL CURSOR FOR "
-            "SELECT " ORDER_COLUMNS " FROM orders WHERE tenant_id = $1 AND qualifying ORDER BY placed_at",
+            "SELECT " REPORT_ORDER_COLUMNS " FROM orders WHERE tenant_id = $1 AND qualifying ORDER BY placed_at",
             ROWS_ORDERS);
     }
     if (st == READ_OK) {
@@ -446,114 +417,33 @@ void report_snapshot_free_all(void)
 
 /* ---- answering ---- */
 
-/* Parses "{1,2,3}" into *out (malloc'd). Returns the count. */
-static int parse_bounds(const char *text, int64_t **out)
+int report_snapshot_feed(PGconn *conn, const char *tenant_id, const char *snapshot, rs_acc *acc)
 {
-    int n = 0;
-    for (const char *p = text; *p; p++)
-        n += *p == ',';
-    n += strcmp(text, "{}") != 0;
-    *out = xmalloc(sizeof **out * (size_t)(n ? n : 1));
-    const char *p = text + 1;
-    for (int i = 0; i < n; i++) {
-        char *end;
-        (*out)[i] = strtoll(p, &end, 10);
-        p = end + 1;
-    }
-    return n;
-}
-
-static json_t *number_or_null(const PGresult *res, int col)
-{
-    return PQgetisnull(res, 0, col) ? json_null() : json_real(strtod(PQgetvalue(res, 0, col), NULL));
-}
-
-enum { F_HEAD, F_FROM, F_TO, F_WINDOW, F_BOUNDS_US, F_BOUNDS, F_ACQ, F_RET, F_SNAP, F_COLUMNS };
-
-int report_snapshot_answer(PGconn *conn, const char *report, const char *const params[5], char **json)
-{
-    bool summary = strcmp(report, "summary") == 0, retention = strcmp(report, "retention") == 0;
-    if (!summary && !retention && strcmp(report, "cohorts") != 0)
-        return REPORT_SNAPSHOT_SKIP; /* the ladder: not a report of the orders */
-    if (config.report_snapshot_mb <= 0) {
-        stats_add(&stats.snapshot_fallbacks, 1);
+    if (config.report_snapshot_mb <= 0)
         return REPORT_SNAPSHOT_SKIP;
-    }
-    snap *s = snap_of(strtoll(params[0], NULL, 10));
+    snap *s = snap_of(strtoll(tenant_id, NULL, 10));
     pthread_mutex_lock(&s->lock);
     if (s->unusable_until > now_usec()) {
         pthread_mutex_unlock(&s->lock);
-        stats_add(&stats.snapshot_fallbacks, 1);
         return REPORT_SNAPSHOT_SKIP;
     }
-    const char *fp[5] = {params[0], params[1], params[2], params[3], summary ? NULL : params[4]};
-    PGresult *frame = NULL;
-    read_status st = READ_FAILED;
-    int64_t *bounds = NULL;
-    int nbounds = 0;
-    /* the cursors are read to their end: plan them for the whole result, not its first rows */
-    if (db_exec(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL cursor_tuple_fraction = 1; "
-                      "SET LOCAL jit = off", "report snapshot") != RD_OK)
-        goto out;
-    frame = PQexecPrepared(conn, "report_frame", 5, fp, NULL, NULL, 0);
-    if (PQresultStatus(frame) != PGRES_TUPLES_OK || PQnfields(frame) != F_COLUMNS) {
-        db_log_error(frame, conn, "report_frame");
-        goto out;
-    }
-    if (PQntuples(frame) != 1) {
-        st = READ_SKIP; /* no such tenant: the SQL report says so */
-        goto out;
-    }
-    nbounds = parse_bounds(PQgetvalue(frame, 0, F_BOUNDS_US), &bounds);
-    if (nbounds - 2 > (retention ? RS_MAX_RETENTION_PERIODS : RS_MAX_COHORT_PERIODS)) {
-        st = READ_SKIP;
-        goto out;
-    }
-    st = s->loaded ? refresh(conn, s, params[0]) : load(conn, s, params[0]);
-    if (st == READ_OK && db_exec(conn, "COMMIT", "report snapshot") != RD_OK)
-        st = READ_FAILED;
-
-out:
+    read_status st = s->loaded ? refresh(conn, s, tenant_id) : load(conn, s, tenant_id);
     if (st != READ_OK) {
-        PQclear(PQexec(conn, "ROLLBACK"));
-        if (st == READ_FAILED || st == READ_UNUSABLE)
-            snap_drop(s);
+        snap_drop(s);
         if (st == READ_UNUSABLE) {
             s->unusable_until = now_usec() + UNUSABLE_USEC;
-            rd_log(LOG_INFO, "msg=\"report snapshot unusable, reports in SQL\" tenant=%s retry_in_s=%lld",
-                   params[0], (long long)(UNUSABLE_USEC / 1000000));
+            rd_log(LOG_INFO, "msg=\"report snapshot unusable, reports streamed\" tenant=%s retry_in_s=%lld",
+                   tenant_id, (long long)(UNUSABLE_USEC / 1000000));
         }
         pthread_mutex_unlock(&s->lock);
-        PQclear(frame);
-        free(bounds);
-        if (st == READ_FAILED)
-            return RD_ERR;
-        stats_add(&stats.snapshot_fallbacks, 1);
-        return REPORT_SNAPSHOT_SKIP;
+        return st == READ_FAILED ? RD_ERR : REPORT_SNAPSHOT_SKIP;
     }
     free(s->snapshot);
-    s->snapshot = xstrdup(PQgetvalue(frame, 0, F_SNAP));
+    s->snapshot = xstrdup(snapshot);
     publish(s, true);
-
-    json_t *head = json_loads(PQgetvalue(frame, 0, F_HEAD), 0, NULL);
-    json_t *bounds_json = json_loads(PQgetvalue(frame, 0, F_BOUNDS), 0, NULL);
-    json_t *acq = number_or_null(frame, F_ACQ), *ret = number_or_null(frame, F_RET);
-    rs_frame f = {.from = strtoll(PQgetvalue(frame, 0, F_FROM), NULL, 10),
-                  .to = strtoll(PQgetvalue(frame, 0, F_TO), NULL, 10),
-                  .window = strtoll(PQgetvalue(frame, 0, F_WINDOW), NULL, 10) * 86400 * INT64_C(1000000),
-                  .bounds = bounds, .nbounds = nbounds, .bounds_json = bounds_json,
-                  .acquisition_spend = acq, .retention_spend = ret};
-    json_t *data = summary ? reports_summary(&s->shop, &f) : retention ? reports_retention(&s->shop, &f)
-                                                                       : reports_cohorts(&s->shop, &f);
-    json_object_set_new(head, "data", data);
-    *json = json_dumps(head, JSON_COMPACT);
-    json_decref(head);
-    json_decref(bounds_json);
-    json_decref(acq);
-    json_decref(ret);
+    for (uint32_t i = 0; i < s->shop.n; i++)
+        reports_add_customer(acc, &s->shop.c[i]);
     pthread_mutex_unlock(&s->lock);
-    PQclear(frame);
-    free(bounds);
     evict(s);
     stats_add(&stats.snapshot_reports, 1);
     return RD_OK;

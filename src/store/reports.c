@@ -1,27 +1,48 @@
-/* reports.c - prepared statements of the read side (see reports.h). */
+/* reports.c - the read side (see reports.h). */
 #include "retentiond/store/reports.h"
 
+#include "retentiond/log.h"
+#include "retentiond/stats.h"
 #include "retentiond/store/pool.h"
+#include "retentiond/store/report_rows.h"
+#include "retentiond/store/report_snapshot.h"
+#include "retentiond/store/report_stream.h"
 #include "retentiond/util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Resolves the period: to = now, from = to - 12 months, window = the tenant's, by default. */
-#define PERIOD_SQL(fn_call)                                                                     \
-    "SELECT json_build_object('from', f, 'to', t_, 'window_days', w,"                          \
-    " 'period_days', extract(epoch FROM t_ - f) / 86400, 'data', " fn_call ")::text "           \
-    "FROM (SELECT coalesce($2::timestamptz, coalesce($3::timestamptz, now()) - interval '12 months') AS f," \
-    "             coalesce($3::timestamptz, now()) AS t_,"                                     \
-    "             coalesce($4::int, t.activity_window_days) AS w FROM tenants t WHERE t.tenant_id = $1) x"
+/* The period of a report, as rd_report_frame resolves it, with its instants as text (binary
+ * results): from, to, window_days, period_days, from and to in microseconds since 1970, the
+ * boundaries in microseconds and as text, the spend, and the transaction's snapshot. */
+static const char *const frame_sql =
+    "SELECT h->>'from', h->>'to', f.window_days, h->>'period_days', f.from_us, f.to_us, f.bounds_us, "
+    "ARRAY(SELECT b FROM json_array_elements_text(f.bounds) WITH ORDINALITY x(b, i) ORDER BY i), "
+    "f.acquisition_spend::text, f.retention_spend::text, f.snap "
+    "FROM rd_report_frame($1, $2, $3, $4, $5) f CROSS JOIN LATERAL (SELECT f.head::json AS h) j";
+enum { F_FROM, F_TO, F_WINDOW, F_DAYS, F_FROM_US, F_TO_US, F_BOUNDS_US, F_BOUNDS, F_ACQ, F_RET, F_SNAP, F_COLUMNS };
+
+/* The ladder's document as rows: (from, to, kind, a, b, n), kind 0 a rung a with n customers,
+ * kind 1 a change from rung a to b made n times, in the document's order; one row of NULLs
+ * after from and to when there is neither. The period resolves as rd_report_frame's. */
+static const char *const ladder_sql =
+    "SELECT to_json(x.f) #>> '{}', to_json(x.t_) #>> '{}', r.kind, r.a, r.b, r.n "
+    "FROM (SELECT coalesce($2::timestamptz, coalesce($3::timestamptz, now()) - interval '12 months') AS f, "
+    "             coalesce($3::timestamptz, now()) AS t_ FROM tenants t WHERE t.tenant_id = $1) x "
+    "CROSS JOIN LATERAL (SELECT rd_metrics_ladder($1, x.f, x.t_) AS d) l "
+    "LEFT JOIN LATERAL ("
+    "    SELECT 0 AS kind, s.key AS a, NULL::text AS b, s.value::bigint AS n, 0::bigint AS i "
+    "    FROM json_each_text(l.d -> 'stages') s "
+    "    UNION ALL "
+    "    SELECT 1, e.v ->> 'from', e.v ->> 'to', (e.v ->> 'count')::bigint, e.i "
+    "    FROM json_array_elements(l.d -> 'transitions') WITH ORDINALITY e(v, i)) r ON true "
+    "ORDER BY r.kind, r.i";
 
 void store_reports_register(void)
 {
-    db_register_statement("metrics_summary", PERIOD_SQL("rd_metrics_summary($1, f, t_, w)"), 4);
-    db_register_statement("metrics_retention", PERIOD_SQL("rd_metrics_retention($1, f, t_, w, $5)"), 5);
-    db_register_statement("metrics_cohorts", PERIOD_SQL("rd_metrics_cohorts($1, f, t_, $5)"), 5);
-    db_register_statement("metrics_ladder", PERIOD_SQL("rd_metrics_ladder($1, f, t_)"), 4);
+    db_register_statement("report_frame", frame_sql, 5);
+    db_register_statement("metrics_ladder", ladder_sql, 3);
     db_register_statement("rfm_refresh", "SELECT rd_rfm_ensure($1, interval '4 minutes')", 1);
     db_register_statement("stage_history_compact", "SELECT rd_stage_history_compact($1)", 1);
     db_register_statement("report_changes_prune", "SELECT rd_report_changes_prune()", 0);
@@ -45,13 +66,204 @@ static int run(PGconn *conn, const char *stmt, int nparams, const char *const *p
     return RD_OK;
 }
 
-int store_metrics_report(PGconn *conn, const char *report, const char *const params[5], char **json)
+/* ---- period reports ---- */
+
+/* The elements of a one-dimensional array in binary form (array_send: dimensions, a NULL flag,
+ * the element type, then per dimension its length and lower bound, then each element's length
+ * and bytes). Returns their count, pointing elem[i] / len[i] into p (malloc'd arrays), or -1
+ * when the array is not such or holds a NULL. */
+static int array_elements(const char *p, int size, const char ***elem, int **len)
 {
-    char stmt[32];
-    snprintf(stmt, sizeof stmt, "metrics_%s", report);
-    /* summary and ladder have no period unit */
-    int n = strcmp(report, "summary") == 0 || strcmp(report, "ladder") == 0 ? 4 : 5;
-    return run(conn, stmt, n, params, json, 1);
+    *elem = NULL;
+    *len = NULL;
+    if (size < 12)
+        return -1;
+    int ndim = report_be32(p);
+    if (ndim == 0)
+        return 0;
+    if (ndim != 1 || size < 20)
+        return -1;
+    int n = report_be32(p + 12);
+    const char *q = p + 20, *end = p + size;
+    *elem = xmalloc(sizeof **elem * (size_t)(n > 0 ? n : 1));
+    *len = xmalloc(sizeof **len * (size_t)(n > 0 ? n : 1));
+    for (int i = 0; i < n; i++) {
+        int l = end - q >= 4 ? report_be32(q) : -1;
+        if (l < 0 || end - q - 4 < l) {
+            free(*elem);
+            free(*len);
+            *elem = NULL;
+            *len = NULL;
+            return -1;
+        }
+        (*elem)[i] = q + 4;
+        (*len)[i] = l;
+        q += 4 + l;
+    }
+    return n;
+}
+
+static char *text_or_null(const PGresult *res, int col)
+{
+    return PQgetisnull(res, 0, col) ? NULL : xstrdup(PQgetvalue(res, 0, col));
+}
+
+static double number_or_zero(const PGresult *res, int col, bool *present)
+{
+    *present = !PQgetisnull(res, 0, col);
+    return *present ? strtod(PQgetvalue(res, 0, col), NULL) : 0;
+}
+
+/* Decodes the frame's row into out->period and *bounds (microseconds, malloc'd). */
+static int frame_decode(const PGresult *res, store_period *p, int64_t **bounds)
+{
+    p->from = text_or_null(res, F_FROM);
+    p->to = text_or_null(res, F_TO);
+    p->window_days = report_be32(PQgetvalue(res, 0, F_WINDOW));
+    p->period_days = strtod(PQgetvalue(res, 0, F_DAYS), NULL);
+    p->acquisition_spend = number_or_zero(res, F_ACQ, &p->has_acquisition_spend);
+    p->retention_spend = number_or_zero(res, F_RET, &p->has_retention_spend);
+    const char **us, **text;
+    int *us_len, *text_len;
+    int n = array_elements(PQgetvalue(res, 0, F_BOUNDS_US), PQgetlength(res, 0, F_BOUNDS_US), &us, &us_len);
+    int m = array_elements(PQgetvalue(res, 0, F_BOUNDS), PQgetlength(res, 0, F_BOUNDS), &text, &text_len);
+    int rc = n >= 0 && n == m ? RD_OK : RD_ERR;
+    *bounds = xmalloc(sizeof **bounds * (size_t)(n > 0 ? n : 1));
+    p->bounds = xcalloc(n > 0 ? (size_t)n : 1, sizeof *p->bounds);
+    for (int i = 0; rc == RD_OK && i < n; i++) {
+        if (us_len[i] != 8) {
+            rc = RD_ERR;
+            break;
+        }
+        (*bounds)[i] = report_be64(us[i]);
+        p->bounds[i] = xstrndup(text[i], (size_t)text_len[i]);
+        p->nbounds = i + 1;
+    }
+    free(us);
+    free(us_len);
+    free(text);
+    free(text_len);
+    return rc;
+}
+
+int store_period_report_run(PGconn *conn, rs_report report, const char *const params[5], store_period_report *out)
+{
+    memset(out, 0, sizeof *out);
+    const char *fp[5] = {params[0], params[1], params[2], params[3], report == RS_SUMMARY ? NULL : params[4]};
+    PGresult *frame = NULL;
+    int64_t *bounds = NULL;
+    int rc = RD_ERR;
+    /* the cursors are read to their end: plan them for the whole result, not its first rows */
+    if (db_exec(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL cursor_tuple_fraction = 1; "
+                      "SET LOCAL jit = off", "period report") != RD_OK)
+        return RD_ERR;
+    frame = PQexecPrepared(conn, "report_frame", 5, fp, NULL, NULL, 1);
+    if (PQresultStatus(frame) != PGRES_TUPLES_OK || PQnfields(frame) != F_COLUMNS) {
+        db_log_error(frame, conn, "report_frame");
+        goto out;
+    }
+    if (PQntuples(frame) != 1) {
+        rc = STORE_REPORT_NO_TENANT;
+        goto out;
+    }
+    if (frame_decode(frame, &out->period, &bounds) != RD_OK) {
+        rd_log(LOG_ERROR, "msg=\"report_frame: unexpected bounds\"");
+        goto out;
+    }
+    out->periods = out->period.nbounds > 2 ? out->period.nbounds - 2 : 0;
+    if ((report == RS_RETENTION && out->periods > RS_MAX_SERIES_PERIODS) ||
+        (report == RS_COHORTS && out->periods > RS_MAX_COHORT_PERIODS)) {
+        rc = STORE_REPORT_TOO_LONG;
+        goto out;
+    }
+    rs_frame f = {.report = report,
+                  .from = report_be64(PQgetvalue(frame, 0, F_FROM_US)),
+                  .to = report_be64(PQgetvalue(frame, 0, F_TO_US)),
+                  .window = (int64_t)out->period.window_days * 86400 * INT64_C(1000000),
+                  .bounds = bounds,
+                  .nbounds = out->period.nbounds};
+    rs_acc *acc = reports_begin(&f);
+    rc = report_snapshot_feed(conn, params[0], PQgetvalue(frame, 0, F_SNAP), acc);
+    if (rc == REPORT_SNAPSHOT_SKIP) {
+        stats_add(&stats.snapshot_fallbacks, 1);
+        rc = report_stream_feed(conn, params[0], &f, acc);
+    }
+    reports_finish(acc, &out->result);
+    if (rc == RD_OK)
+        rc = db_exec(conn, "COMMIT", "period report");
+
+out:
+    if (rc != RD_OK)
+        PQclear(PQexec(conn, "ROLLBACK"));
+    PQclear(frame);
+    free(bounds);
+    return rc;
+}
+
+static void period_free(store_period *p)
+{
+    free(p->from);
+    free(p->to);
+    for (int i = 0; i < p->nbounds; i++)
+        free(p->bounds[i]);
+    free(p->bounds);
+    memset(p, 0, sizeof *p);
+}
+
+void store_period_report_free(store_period_report *r)
+{
+    period_free(&r->period);
+    reports_result_free(&r->result);
+}
+
+/* ---- the ladder ---- */
+
+int store_metrics_ladder(PGconn *conn, const char *const params[3], store_ladder *out)
+{
+    memset(out, 0, sizeof *out);
+    PGresult *res = PQexecPrepared(conn, "metrics_ladder", 3, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQnfields(res) != 6) {
+        db_log_error(res, conn, "metrics_ladder");
+        PQclear(res);
+        return RD_ERR;
+    }
+    int n = PQntuples(res);
+    if (n == 0) {
+        PQclear(res);
+        return STORE_REPORT_NO_TENANT;
+    }
+    out->from = text_or_null(res, 0);
+    out->to = text_or_null(res, 1);
+    out->stages = xcalloc((size_t)n, sizeof *out->stages);
+    out->transitions = xcalloc((size_t)n, sizeof *out->transitions);
+    for (int r = 0; r < n; r++) {
+        if (PQgetisnull(res, r, 2))
+            continue; /* neither rungs nor changes */
+        const char *a = PQgetvalue(res, r, 3);
+        int64_t count = strtoll(PQgetvalue(res, r, 5), NULL, 10);
+        if (atoi(PQgetvalue(res, r, 2)) == 0)
+            out->stages[out->nstages++] = (store_ladder_stage){xstrdup(a), count};
+        else
+            out->transitions[out->ntransitions++] =
+                (store_ladder_transition){xstrdup(a), xstrdup(PQgetvalue(res, r, 4)), count};
+    }
+    PQclear(res);
+    return RD_OK;
+}
+
+void store_ladder_free(store_ladder *l)
+{
+    free(l->from);
+    free(l->to);
+    for (int i = 0; i < l->nstages; i++)
+        free(l->stages[i].stage);
+    for (int i = 0; i < l->ntransitions; i++) {
+        free(l->transitions[i].from_stage);
+        free(l->transitions[i].to_stage);
+    }
+    free(l->stages);
+    free(l->transitions);
+    memset(l, 0, sizeof *l);
 }
 
 int store_rfm_refresh(PGconn *conn, int64_t tenant_id)

@@ -145,6 +145,88 @@ class HandBuiltShop(unittest.TestCase):
         r = server.get("/v1/metrics/retention?period=fortnight", self.key)
         self.assertEqual(r.json["errors"][0]["field"], "period")
 
+    def test_too_many_periods_is_400_naming_from(self):
+        # 1 000 weeks (19 years) of series and 400 months of matrix are the most one report spans
+        for path, ok in (("/v1/metrics/retention?period=week&from=2007-02-05&to=2026-04-01", True),
+                         ("/v1/metrics/retention?period=week&from=2007-01-29&to=2026-04-01", False),
+                         ("/v1/metrics/cohorts?period=month&from=1992-12-01&to=2026-04-01", True),
+                         ("/v1/metrics/cohorts?period=month&from=1992-11-01&to=2026-04-01", False)):
+            with self.subTest(path=path):
+                r = server.get(path, self.key)
+                if ok:
+                    self.assertEqual(r.status, 200, r)
+                else:
+                    self.assertEqual(r.status, 400, r)
+                    self.assertEqual([e["field"] for e in r.json["errors"]], ["from"])
+
+
+class ExactMoney(unittest.TestCase):
+    """Net values of six decimals, and values beyond the 64 bits a report snapshot holds per order
+    (9.2 * 10^12 in millionths), are summed exactly: the snapshot leaves such a tenant to the
+    stream, whose answer equals a server's without snapshots, byte for byte."""
+
+    def test_wide_and_fine_values(self):
+        from decimal import Decimal
+        _, key = server.tenant()
+        totals = {"w1": "12345678901234.56", "w2": "0.000001", "f1": "0.123456", "f2": "999999999999999999.999999"}
+        items = [order("w1", "W", "2026-01-10", totals["w1"]), order("w2", "W", "2026-02-10", totals["w2"]),
+                 order("f1", "F", "2026-01-11", totals["f1"]), order("f2", "F", "2026-03-11", totals["f2"]),
+                 order("s1", "S", "2026-03-12", "1.5")]
+        self.assertEqual(server.post("/v1/batch", items, key).json["accepted"], 5)
+        period = "from=2026-01-01&to=2026-04-01"
+        streamed = Server(pg, REPORT_SNAPSHOT_MB=0).start()
+        try:
+            for path in (f"/v1/metrics/summary?{period}", f"/v1/metrics/cohorts?period=month&{period}"):
+                a, b = server.get(path, key), streamed.get(path, key)
+                self.assertEqual((a.status, b.status), (200, 200), path)
+                self.assertEqual(a.body, b.body, path)
+        finally:
+            self.assertEqual(streamed.stop(), 0)
+
+        def printed(d):   # the service prints reals with 15 significant digits
+            return float(f"{float(d):.15g}")
+        c = server.get(f"/v1/metrics/summary?{period}", key).json["counts"]
+        w, f = Decimal(totals["w1"]) + Decimal(totals["w2"]), Decimal(totals["f1"]) + Decimal(totals["f2"])
+        self.assertEqual(c["revenue"], printed(w + f + Decimal("1.5")))
+        self.assertEqual(c["top20_revenue"], printed(f))   # ceil(3 * 0.2) = 1 customer: F
+        cohorts = server.get(f"/v1/metrics/cohorts?period=month&{period}", key).json["cohorts"]
+        [jan, mar] = cohorts
+        self.assertEqual([x["revenue"] for x in jan["cells"]],
+                         [printed(Decimal(totals["w1"]) + Decimal(totals["f1"])), printed(totals["w2"]),
+                          printed(totals["f2"])])
+        self.assertEqual(mar["cells"][0]["revenue"], 1.5)
+
+
+class OrdersWithoutCustomersRow(unittest.TestCase):
+    """Ingest always writes the customers row; one deleted around the service leaves orders that
+    count by themselves (activity, orders, revenue) but not where the row is read (customers,
+    N, returning, new revenue, cohorts), in the snapshot and in the stream alike."""
+
+    def test_orphan_orders_count_by_themselves(self):
+        tenant, key = server.tenant()
+        items = [order("a1", "A", "2026-01-10", "10"), order("b1", "B", "2025-06-01", "5"),
+                 order("b2", "B", "2026-02-10", "20")]
+        self.assertEqual(server.post("/v1/batch", items, key).json["accepted"], 3)
+        path = "/v1/metrics/summary?from=2026-01-01&to=2026-04-01&window=365"
+        self.assertEqual(server.get(path, key).status, 200)   # the snapshot is read, then B's row goes
+        tid = pg.scalar("SELECT tenant_id FROM tenants WHERE name = :'v1'", tenant)
+        pg.sql(f"DELETE FROM customers WHERE tenant_id = {tid} AND customer_id = 'B'")
+        streamed = Server(pg, REPORT_SNAPSHOT_MB=0).start()
+        try:
+            for p in (path, "/v1/metrics/retention?period=month&from=2026-01-01&to=2026-04-01",
+                      "/v1/metrics/cohorts?period=month&from=2025-01-01&to=2026-04-01"):
+                a, b = server.get(p, key), streamed.get(p, key)
+                self.assertEqual((a.status, b.status), (200, 200), p)
+                self.assertEqual(a.body, b.body, p)
+        finally:
+            self.assertEqual(streamed.stop(), 0)
+        c = server.get(path, key).json["counts"]
+        self.assertEqual({k: c[k] for k in ("customers", "S", "E", "N", "lost", "retained", "reactivated", "ordering",
+                                             "orders", "returning")},
+                         {"customers": 1, "S": 1, "E": 2, "N": 1, "lost": 0, "retained": 1, "reactivated": 0,
+                          "ordering": 2, "orders": 2, "returning": 0})
+        self.assertEqual((c["revenue"], c["new_revenue"], c["returning_revenue"]), (30.0, 10.0, 0.0))
+
 
 class RfmRefreshInBackground(unittest.TestCase):
     """RFM quintile boundaries are kept fresh by a background task, so no profile request pays

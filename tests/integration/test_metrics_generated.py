@@ -1,11 +1,13 @@
 """A generated shop of thousands of customers: every endpoint's numbers against an
 independent plain-SQL computation of the same definitions over the raw orders and events
-(not the rollup, not the service's SQL functions).
+(not the rollup, not the service's code).
 
 The same checks run three times: with the summary, retention and cohorts computed from the
-service's report snapshot (the default), with them computed in SQL (a server with
-REPORT_SNAPSHOT_MB=0), and after the shop changed in every way a report reads while a snapshot
-was held (the snapshot must be brought current, customer by customer)."""
+service's report snapshot (the default), from the tenant's rows streamed from PostgreSQL (a
+server with REPORT_SNAPSHOT_MB=0), and after the shop changed in every way a report reads while
+a snapshot was held (the snapshot must be brought current, customer by customer). Each run
+also asks both servers the same reports, a 130-week series and a 120-month matrix among them,
+and requires the same bytes."""
 import datetime
 import json
 import random
@@ -167,8 +169,7 @@ class GeneratedShop(unittest.TestCase):
             FROM p LEFT JOIN counts c USING (ps) GROUP BY p.ps ORDER BY p.ps""")]
 
     def test_retention_series_matches_plain_sql(self):
-        # months and weeks within the one-pass function's 60 periods, with a short window too;
-        # and two years of weeks (105 periods), which takes the boundary-by-boundary path
+        # months, weeks with a short window, quarters, and two years of weeks (105 periods)
         for unit, frm, to, window in (("month", FROM, TO, W), ("week", FROM, TO, 30),
                                       ("quarter", "2024-01-01", "2026-01-01", 90),
                                       ("week", "2024-01-01", "2026-01-01", W)):
@@ -182,6 +183,88 @@ class GeneratedShop(unittest.TestCase):
                 self.assertEqual(got, [(d, *map(int, rest)) for d, *rest in expected])
                 self.assertTrue(all(x["new"] == x["N"] for x in r.json["series"]))
                 self.assertGreater(sum(x["S"] for x in r.json["series"]), 0)
+
+    def test_130_week_series_matches_plain_sql(self):
+        # weeks over two and a half years: beyond the 60 periods the SQL function's bit masks held
+        frm, to = "2023-07-10", "2026-01-01"   # Mondays from 2023-07-10 to 2025-12-29
+        expected = self.retention_expected("week", frm, to, W)
+        r = self.srv.get(f"/v1/metrics/retention?period=week&from={frm}&to={to}&window={W}", self.key)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(len(r.json["series"]), 130)
+        got = [(x["period_start"][:10], x["S"], x["E"], x["N"], x["lost"], x["returning"],
+                x["resurrecting"], x["dormant"]) for x in r.json["series"]]
+        self.assertEqual(got, [(d, *map(int, rest)) for d, *rest in expected])
+
+    def matrix_expected(self, frm, to):
+        """Monthly cohorts of first qualifying orders in [frm, to): their sizes, and per cohort
+        and month since the first, the members ordering, their net revenue and the members
+        ordering for the last time; straight from the raw orders."""
+        sizes = {c: int(n) for c, n in self.sql(f"""
+            WITH q AS (SELECT customer_id, placed_at FROM orders o WHERE tenant_id = $T AND $Q)
+            SELECT to_char(date_trunc('month', first), 'YYYY-MM'), count(*)
+            FROM (SELECT customer_id, min(placed_at) AS first FROM q GROUP BY 1) f
+            WHERE first >= '{frm}' AND first < '{to}' GROUP BY 1""")}
+        rows = self.sql(f"""
+            WITH q AS (SELECT customer_id, placed_at, shop_total - shop_refunded AS v FROM orders o
+                       WHERE tenant_id = $T AND $Q),
+            f AS (SELECT customer_id, date_trunc('month', min(placed_at)) AS cohort FROM q GROUP BY 1
+                  HAVING min(placed_at) >= '{frm}' AND min(placed_at) < '{to}'),
+            a AS (SELECT f.customer_id, f.cohort, q.v,
+                         ((extract(year FROM q.placed_at) - extract(year FROM f.cohort)) * 12
+                          + extract(month FROM q.placed_at) - extract(month FROM f.cohort))::int AS k
+                  FROM f JOIN q USING (customer_id) WHERE q.placed_at < '{to}'),
+            l AS (SELECT a.*, max(k) OVER (PARTITION BY customer_id) AS last_k FROM a)
+            SELECT to_char(cohort, 'YYYY-MM'), k, count(DISTINCT customer_id), sum(v),
+                   count(DISTINCT customer_id) FILTER (WHERE k = last_k)
+            FROM l GROUP BY 1, 2""")
+        # (cohort, month since) -> members ordering, their revenue, members ordering last then
+        cells = {(c, int(k)): (int(active), float(revenue), int(last)) for c, k, active, revenue, last in rows}
+        return sizes, cells
+
+    def test_120_month_matrix_matches_plain_sql(self):
+        frm, to = "2016-02-01", "2026-02-01"
+        sizes, cells = self.matrix_expected(frm, to)
+        r = self.srv.get(f"/v1/metrics/cohorts?period=month&from={frm}&to={to}", self.key)
+        self.assertEqual(r.status, 200, r)
+        cohorts = r.json["cohorts"]
+        self.assertEqual({c["cohort"][:7]: c["size"] for c in cohorts}, sizes)
+        self.assertGreater(len(cohorts), 20)
+        for c in cohorts:
+            month = c["cohort"][:7]
+            since = (int(month[:4]) - 2016) * 12 + int(month[5:]) - 2   # months since 2016-02
+            self.assertEqual(len(c["cells"]), 120 - since, month)
+            cumulative = 0.0
+            on_or_after = c["size"]   # members ordering in this month or later: none ordered earlier
+            for cell in c["cells"]:
+                active, revenue, last = cells.get((month, cell["period"]), (0, 0.0, 0))
+                cumulative += revenue
+                where = (month, cell["period"])
+                self.assertEqual((cell["active"], cell["active_on_or_after"]), (active, on_or_after), where)
+                self.assertAlmostEqual(cell["revenue"], revenue, places=2, msg=where)
+                self.assertAlmostEqual(cell["share"], active / c["size"], msg=where)
+                self.assertAlmostEqual(cell["share_on_or_after"], on_or_after / c["size"], msg=where)
+                self.assertAlmostEqual(cell["cumulative_revenue_per_customer"], cumulative / c["size"], places=6,
+                                       msg=where)
+                on_or_after -= last
+
+    def test_snapshot_and_stream_give_the_same_bytes(self):
+        q = f"from={FROM}&to={TO}"
+        paths = [f"/v1/metrics/summary?{q}&window={W}", f"/v1/metrics/summary?{q}&window=30",
+                 f"/v1/metrics/retention?period=month&{q}", f"/v1/metrics/retention?period=week&{q}&window=30",
+                 f"/v1/metrics/retention?period=quarter&from=2024-01-01&to={TO}",
+                 f"/v1/metrics/cohorts?period=month&{q}", f"/v1/metrics/cohorts?period=week&{q}",
+                 "/v1/metrics/retention?period=week&from=2023-07-10&to=2026-01-01",
+                 "/v1/metrics/cohorts?period=month&from=2016-02-01&to=2026-02-01"]
+        before = counters(server), counters(sql_server)
+        for path in paths:
+            a, b = server.get(path, self.key), sql_server.get(path, self.key)
+            self.assertEqual((a.status, b.status), (200, 200), path)
+            self.assertEqual(a.body, b.body, path)
+        after = counters(server), counters(sql_server)
+        # the default server answered from its snapshot, the other streamed every report
+        self.assertEqual(after[0]["reports_total"] - before[0]["reports_total"], len(paths))
+        self.assertEqual(after[0]["fallbacks_total"], before[0]["fallbacks_total"])
+        self.assertEqual(after[1]["fallbacks_total"] - before[1]["fallbacks_total"], len(paths))
 
     def test_ladder_matches_plain_sql(self):
         rows = self.sql("""
@@ -224,8 +307,9 @@ class GeneratedShop(unittest.TestCase):
             self.assertEqual((p["rfm"]["r"], p["rfm"]["f"], p["rfm"]["m"]), (int(rr), int(ff), int(mm)), cid)
 
 
-class GeneratedShopInSql(GeneratedShop):
-    """The same reports computed by the SQL functions: a server without report snapshots."""
+class GeneratedShopStreamed(GeneratedShop):
+    """The same reports computed from the tenant's rows streamed from PostgreSQL: a server
+    without report snapshots."""
 
     @classmethod
     def setUpClass(cls):

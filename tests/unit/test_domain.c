@@ -1,5 +1,6 @@
 /* test_domain.c - unit tests of the pure domain code: field validation, money, the ingest
- * model, batch line splitting and CSV, metric ratios and the status rule. No database. */
+ * model, batch line splitting and CSV, metric ratios, the status rule and the period reports'
+ * accumulator against their definitions. No database. */
 #include "retentiond/domain/batch.h"
 #include "retentiond/domain/metrics.h"
 #include "retentiond/domain/model.h"
@@ -212,14 +213,24 @@ START_TEST(status_by_hand)
 END_TEST
 
 /* A summary worked out by hand: period [1000, 2000), window 500 (any unit of time); money in
- * 1/10 000, so 20000 is 2.00. */
+ * 1/10 000 here (20000 is 2.00), scaled to RS_MONEY_SCALE. */
 static rs_customer cust(const char *id, bool known, int64_t first, int n, const int64_t *tv)
 {
     rs_customer c = {.id = (char *)id, .known = known, .since = 0, .first = first, .n = (uint32_t)n,
                      .cap = (uint32_t)n, .orders = calloc((size_t)n + 1, sizeof(rs_order))};
     for (int i = 0; i < n; i++)
-        c.orders[i] = (rs_order){tv[2 * i], tv[2 * i + 1]};
+        c.orders[i] = (rs_order){tv[2 * i], tv[2 * i + 1] * (RS_MONEY_SCALE / 10000)};
     return c;
+}
+
+static rs_result report_of(const rs_frame *f, rs_customer *c, int n)
+{
+    rs_acc *acc = reports_begin(f);
+    for (int i = 0; i < n; i++)
+        reports_add_customer(acc, &c[i]);
+    rs_result r;
+    reports_finish(acc, &r);
+    return r;
 }
 
 START_TEST(summary_by_hand)
@@ -236,34 +247,193 @@ START_TEST(summary_by_hand)
     for (int i = 0; i < 6; i++)                                               /* new, first == from */
         c[k++] = cust("H", true, 1000, 1, (int64_t[]){1000, 20000});
     c[k++] = cust("Z", false, RS_NONE, 1, (int64_t[]){1500, 10000}); /* orders before its customer row */
-    rs_shop shop = {c, (uint32_t)k};
-    json_t *none = json_null();
-    rs_frame f = {.from = 1000, .to = 2000, .window = 500, .acquisition_spend = none, .retention_spend = none};
-    json_t *d = reports_summary(&shop, &f);
-#define I(name) json_integer_value(json_object_get(d, name))
-#define R(name) json_real_value(json_object_get(d, name))
-    ck_assert_int_eq(I("customers"), 13);
-    ck_assert_int_eq(I("S"), 3);
-    ck_assert_int_eq(I("E"), 4); /* A, D, E and Z: activity is read from the orders alone */
-    ck_assert_int_eq(I("N"), 8);
-    ck_assert_int_eq(I("lost"), 1);
-    ck_assert_int_eq(I("retained"), 2);
-    ck_assert_int_eq(I("reactivated"), 1);
-    ck_assert_int_eq(I("ordering"), 12);
-    ck_assert_int_eq(I("repeat_ordering"), 1);
-    ck_assert_int_eq(I("returning"), 3);
-    ck_assert_int_eq(I("orders"), 13);
-    ck_assert_double_eq(R("revenue"), 30.0);
-    ck_assert_double_eq(R("returning_revenue"), 9.0);
-    ck_assert_double_eq(R("new_revenue"), 20.0);
+    rs_frame f = {.report = RS_SUMMARY, .from = 1000, .to = 2000, .window = 500};
+    rs_result r = report_of(&f, c, k);
+    const rs_summary *m = &r.summary;
+    ck_assert_int_eq(m->customers, 13);
+    ck_assert_int_eq(m->S, 3);
+    ck_assert_int_eq(m->E, 4); /* A, D, E and Z: activity is read from the orders alone */
+    ck_assert_int_eq(m->N, 8);
+    ck_assert_int_eq(m->lost, 1);
+    ck_assert_int_eq(m->retained, 2);
+    ck_assert_int_eq(m->reactivated, 1);
+    ck_assert_int_eq(m->ordering, 12);
+    ck_assert_int_eq(m->repeat_ordering, 1);
+    ck_assert_int_eq(m->returning, 3);
+    ck_assert_int_eq(m->orders, 13);
+    ck_assert_double_eq(reports_money_value(m->revenue), 30.0);
+    ck_assert_double_eq(reports_money_value(m->returning_revenue), 9.0);
+    ck_assert_double_eq(reports_money_value(m->new_revenue), 20.0);
     /* 12 ordering: the top ceil(2.4) = 3 revenues are 6.00, 5.00 and one of eight 2.00s */
-    ck_assert_double_eq(R("top20_revenue"), 13.0);
-#undef I
-#undef R
-    json_decref(d);
-    json_decref(none);
+    ck_assert_double_eq(reports_money_value(m->top20_revenue), 13.0);
+    reports_result_free(&r);
     for (int i = 0; i < k; i++)
         free(c[i].orders);
+}
+END_TEST
+
+START_TEST(money_as_postgresql_prints_it)
+{
+    ck_assert_double_eq(reports_money_value(0), 0.0);
+    ck_assert_double_eq(reports_money_value(5), 0.000005);
+    ck_assert_double_eq(reports_money_value(-1234567), -1.234567);
+    ck_assert_double_eq(reports_money_value((rs_money)49900000), 49.9);
+    /* beyond 2^53 units: the nearest double to the decimal, as strtod reads "123456789012.345678" */
+    rs_money big = (rs_money)123456789012LL * RS_MONEY_SCALE + 345678;
+    ck_assert_double_eq(reports_money_value(big), strtod("123456789012.345678", NULL));
+    rs_money huge = (rs_money)1000000000000000000LL * RS_MONEY_SCALE * 1000 + 1; /* 10^21 + 10^-6 */
+    ck_assert_double_eq(reports_money_value(huge), 1e21);
+}
+END_TEST
+
+/* ---- the series and the matrix against their definitions, on random shops ---- */
+
+static uint64_t rnd_state = 88172645463325252ULL;
+static int64_t rnd(int64_t n)
+{
+    rnd_state ^= rnd_state << 13;
+    rnd_state ^= rnd_state >> 7;
+    rnd_state ^= rnd_state << 17;
+    return (int64_t)(rnd_state % (uint64_t)n);
+}
+
+static bool ordered_in(const rs_customer *c, int64_t lo, int64_t hi)
+{
+    for (uint32_t k = 0; k < c->n; k++)
+        if (c->orders[k].t >= lo && c->orders[k].t < hi)
+            return true;
+    return false;
+}
+
+/* A shop of n customers with up to 12 orders each over [0, span), bounds of uneven lengths. */
+static int random_shop(rs_customer *c, int n, int64_t span)
+{
+    for (int i = 0; i < n; i++) {
+        int m = (int)rnd(13);
+        c[i] = (rs_customer){.id = "x", .known = rnd(10) != 0, .first = RS_NONE, .n = (uint32_t)m, .cap = (uint32_t)m,
+                             .orders = calloc((size_t)m + 1, sizeof(rs_order))};
+        int64_t t = rnd(span);
+        for (int k = 0; k < m; k++) {
+            c[i].orders[k] = (rs_order){t, rnd(100000) - 1000};
+            t += rnd(span / 4 + 1) * (rnd(3) != 0); /* same-instant orders too */
+        }
+        if (c[i].known && m)
+            c[i].first = rnd(8) ? c[i].orders[0].t : c[i].orders[0].t + rnd(50); /* a rollup behind, sometimes */
+    }
+    return n;
+}
+
+START_TEST(series_matches_its_definition)
+{
+    for (int round = 0; round < 60; round++) {
+        int np = 1 + (int)rnd(round < 30 ? 14 : 140), nb = np + 2;
+        int64_t b[160];
+        b[0] = 1000 + rnd(500);
+        for (int i = 1; i < nb; i++)
+            b[i] = b[i - 1] + 28 + rnd(4) * (round % 3); /* months, weeks */
+        int64_t span = b[nb - 1] + 600, window = 1 + rnd(round % 2 ? 400 : 40);
+        rs_customer c[300];
+        int n = random_shop(c, 300, span);
+        rs_frame f = {.report = RS_RETENTION, .from = b[1] + rnd(10), .to = b[nb - 1] - rnd(5), .window = window,
+                      .bounds = b, .nbounds = nb};
+        rs_result r = report_of(&f, c, n);
+        ck_assert_int_eq(r.nperiods, np);
+        for (int k = 1; k <= np; k++) {
+            rs_period want = {0};
+            int64_t not_before = 0;
+            for (int i = 0; i < n; i++) {
+                bool s = ordered_in(&c[i], b[k] - window, b[k]), e = ordered_in(&c[i], b[k + 1] - window, b[k + 1]);
+                bool now = ordered_in(&c[i], b[k], b[k + 1]), before = ordered_in(&c[i], b[k - 1], b[k]);
+                want.S += s;
+                want.E += e;
+                want.lost += s && !e;
+                want.returning += now && before;
+                not_before += now && !before;
+                want.dormant += before && !now;
+                want.N += c[i].known && c[i].first != RS_NONE && c[i].first >= b[k] && c[i].first < b[k + 1];
+            }
+            want.resurrecting = not_before - want.N;
+            const rs_period *got = &r.periods[k - 1];
+            ck_assert_msg(got->S == want.S && got->E == want.E && got->N == want.N && got->lost == want.lost &&
+                              got->returning == want.returning && got->resurrecting == want.resurrecting &&
+                              got->dormant == want.dormant,
+                          "round %d period %d of %d: S %lld/%lld E %lld/%lld N %lld/%lld lost %lld/%lld "
+                          "returning %lld/%lld resurrecting %lld/%lld dormant %lld/%lld", round, k, np,
+                          (long long)got->S, (long long)want.S, (long long)got->E, (long long)want.E,
+                          (long long)got->N, (long long)want.N, (long long)got->lost, (long long)want.lost,
+                          (long long)got->returning, (long long)want.returning, (long long)got->resurrecting,
+                          (long long)want.resurrecting, (long long)got->dormant, (long long)want.dormant);
+        }
+        reports_result_free(&r);
+        for (int i = 0; i < n; i++)
+            free(c[i].orders);
+    }
+}
+END_TEST
+
+START_TEST(matrix_matches_its_definition)
+{
+    for (int round = 0; round < 40; round++) {
+        int np = 1 + (int)rnd(round < 20 ? 14 : 130), nb = np + 2;
+        int64_t b[160];
+        b[0] = 1000;
+        for (int i = 1; i < nb; i++)
+            b[i] = b[i - 1] + 28 + rnd(4);
+        int64_t from = b[1] + (np > 1 ? rnd(20) : 0), to = b[nb - 2] + 1 + rnd(b[nb - 1] - b[nb - 2]);
+        rs_customer c[300];
+        int n = random_shop(c, 300, b[nb - 1] + 200);
+        rs_frame f = {.report = RS_COHORTS, .from = from, .to = to, .bounds = b, .nbounds = nb};
+        rs_result r = report_of(&f, c, n);
+        int seen = 0;
+        for (int ci = 0; ci < np; ci++) {
+            int64_t size = 0;
+            for (int i = 0; i < n; i++)
+                size += c[i].known && c[i].first != RS_NONE && c[i].first >= from && c[i].first < to &&
+                        c[i].first >= b[ci + 1] && c[i].first < b[ci + 2];
+            if (!size)
+                continue;
+            ck_assert_int_lt(seen, r.ncohorts);
+            const rs_cohort *co = &r.cohorts[seen++];
+            ck_assert_int_eq(co->start, ci);
+            ck_assert_int_eq(co->size, size);
+            ck_assert_int_eq(co->ncells, np - ci);
+            rs_money cum = 0;
+            for (int k = 0; k < np - ci; k++) {
+                int64_t active = 0, later = 0;
+                rs_money rev = 0;
+                for (int i = 0; i < n; i++) {
+                    const rs_customer *x = &c[i];
+                    if (!x->known || x->first == RS_NONE || x->first < from || x->first >= to ||
+                        x->first < b[ci + 1] || x->first >= b[ci + 2])
+                        continue;
+                    bool in = false, after = false;
+                    for (uint32_t o = 0; o < x->n; o++) {
+                        int64_t t = x->orders[o].t;
+                        if (t < from || t >= to)
+                            continue;
+                        in |= t >= b[ci + 1 + k] && t < b[ci + 2 + k];
+                        after |= t >= b[ci + 1 + k];
+                        if (t >= b[ci + 1 + k] && t < b[ci + 2 + k])
+                            rev += x->orders[o].v;
+                    }
+                    active += in;
+                    later += after;
+                }
+                cum += rev;
+                const rs_cell *cell = &co->cells[k];
+                ck_assert_int_eq(cell->active, active);
+                ck_assert_int_eq(cell->active_on_or_after, later);
+                ck_assert(cell->revenue == rev);
+                ck_assert_double_eq(cell->share, (double)active / (double)size);
+                ck_assert_double_eq(cell->cumulative_revenue_per_customer,
+                                    (double)cum / ((double)RS_MONEY_SCALE * (double)size));
+            }
+        }
+        ck_assert_int_eq(seen, r.ncohorts);
+        reports_result_free(&r);
+        for (int i = 0; i < n; i++)
+            free(c[i].orders);
+    }
 }
 END_TEST
 
@@ -279,6 +449,9 @@ int main(void)
     tcase_add_test(tc, ratios_null_on_zero);
     tcase_add_test(tc, status_by_hand);
     tcase_add_test(tc, summary_by_hand);
+    tcase_add_test(tc, money_as_postgresql_prints_it);
+    tcase_add_test(tc, series_matches_its_definition);
+    tcase_add_test(tc, matrix_matches_its_definition);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -1,29 +1,34 @@
-/* report_snapshot.h - the summary, retention and cohort reports computed in the service from a
- * per-tenant copy of the qualifying orders, kept current through report_changes (sql/reports.sql).
+/* report_snapshot.h - per-tenant in-process copies of the qualifying orders and of the customer
+ * columns the period reports read, kept current through the report_changes table
+ * (sql/reports.sql): the fast path of the summary, retention and cohorts.
  *
- * A request locks its tenant's copy, opens a repeatable-read transaction, resolves its period
- * (rd_report_frame) and, in that same snapshot, reads the tenant whole (first use, after a bulk
- * load, after the horizon) or re-reads only the customers written since the copy's snapshot.
- * The report is then computed over the copy (domain/reports.c): it answers from exactly the
- * data a SQL report would see in that snapshot. The copies live within report_snapshot_mb,
- * least recently used first out; a tenant that does not fit, a retention report of more than
- * 60 periods, a cohort matrix of more than 400 and money with more than 4 decimals are answered
- * by SQL. Nothing here is state
- * the service needs: a restart or another instance reads the tenant again. */
+ * Within the report's repeatable-read transaction (store/reports.c resolves the period in it
+ * first), the copy reads the tenant whole (first use, after a bulk load, after the horizon) or
+ * re-reads only the customers written since the copy's snapshot, so it holds exactly the data
+ * the transaction sees; then every customer of the copy is fed to the report's accumulator
+ * (domain/reports.c). The copies live within report_snapshot_mb, least recently used first
+ * out; a tenant that does not fit, or whose order values do not fit the copy's 64 bits, is
+ * streamed from PostgreSQL instead (store/report_stream.c) for ten minutes before it is tried
+ * again. Nothing here is state the service needs: a restart or another instance reads the
+ * tenant again. */
 #ifndef RETENTIOND_STORE_REPORT_SNAPSHOT_H
 #define RETENTIOND_STORE_REPORT_SNAPSHOT_H
 
+#include "retentiond/domain/reports.h"
+
 #include <libpq-fe.h>
 
-#define REPORT_SNAPSHOT_SKIP 1 /* not answered here: use the SQL report */
+#define REPORT_SNAPSHOT_SKIP 1 /* no copy can serve: stream the tenant */
 
 /* Registers the statements (before db_pool_start). */
 void report_snapshot_register(void);
 
-/* Answers report ("summary", "retention" or "cohorts") for params (tenant id, from, to, window,
- * unit, as for store_metrics_report) into *json, the document the SQL report returns. Returns
- * RD_OK, RD_ERR when a statement failed (the copy is dropped), or REPORT_SNAPSHOT_SKIP. */
-int report_snapshot_answer(PGconn *conn, const char *report, const char *const params[5], char **json);
+/* Feeds acc every customer of tenant_id's copy, brought current inside the caller's open
+ * repeatable-read transaction, whose snapshot (pg_current_snapshot() as text) is `snapshot`.
+ * Returns RD_OK; RD_ERR when a statement failed (logged; the copy is dropped and the
+ * transaction must be rolled back); or REPORT_SNAPSHOT_SKIP when no copy can serve (snapshots
+ * off, the tenant does not fit), with acc untouched and the transaction still usable. */
+int report_snapshot_feed(PGconn *conn, const char *tenant_id, const char *snapshot, rs_acc *acc);
 
 /* Frees every copy (at shutdown). */
 void report_snapshot_free_all(void);

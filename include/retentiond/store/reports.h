@@ -1,21 +1,69 @@
-/* reports.h - the read side: each report is one prepared statement over the SQL functions of
- * sql/reports.sql, sql/rules.sql and sql/ladder.sql, returning one JSON
- * document as text. Parameters are text (NULL = default); the caller frees *json. Each
- * function returns RD_OK (with *json NULL when there is nothing) or
- * RD_ERR after logging the failed statement. */
+/* reports.h - the read side: the period reports (summary, retention, cohorts: the period
+ * resolved by rd_report_frame, the figures by domain/reports.c over the tenant's snapshot or its
+ * streamed rows), the ladder (rd_metrics_ladder, sql/ladder.sql) and the upkeep's statements.
+ * Customer reads are store/customers.h. Parameters are text (NULL = default). Unless said
+ * otherwise each function returns RD_OK or RD_ERR after logging the failed statement. */
 #ifndef RETENTIOND_STORE_REPORTS_H
 #define RETENTIOND_STORE_REPORTS_H
+
+#include "retentiond/domain/reports.h"
 
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stdint.h>
 
+#define STORE_REPORT_NO_TENANT 1   /* nothing to report: no such tenant */
+#define STORE_REPORT_TOO_LONG 2    /* more periods than RS_MAX_SERIES_PERIODS / RS_MAX_COHORT_PERIODS */
+
 void store_reports_register(void);
 
-/* report: "summary", "retention", "cohorts" or "ladder". params: tenant id, from, to, window,
- * unit (week|month|quarter; ignored by summary and ladder). The document carries the resolved
- * period: {"from","to","window_days","period_days","data"}. */
-int store_metrics_report(PGconn *conn, const char *report, const char *const params[5], char **json);
+/* The period of a report as PostgreSQL resolved it: to = now, from = to - 12 months, window =
+ * the tenant's, by default. Instants are text as PostgreSQL writes a timestamptz in JSON. */
+typedef struct {
+    char *from, *to;
+    int window_days;
+    double period_days;
+    int nbounds;        /* the unit's boundaries, as in rs_frame (0 for the summary) */
+    char **bounds;      /* ... as text: the period before the first, each start, the end */
+    bool has_acquisition_spend, has_retention_spend;
+    double acquisition_spend, retention_spend; /* in the period, in the shop's currency */
+} store_period;
+
+typedef struct {
+    store_period period;
+    rs_result result;
+    int periods;        /* STORE_REPORT_TOO_LONG: how many the request spans */
+} store_period_report;
+
+/* A summary, retention series or cohort matrix. params: tenant id, from, to, window, unit
+ * (week|month|quarter; ignored by the summary). Returns RD_OK, RD_ERR, STORE_REPORT_NO_TENANT
+ * or STORE_REPORT_TOO_LONG; the caller frees *out with store_period_report_free in every case. */
+int store_period_report_run(PGconn *conn, rs_report report, const char *const params[5], store_period_report *out);
+void store_period_report_free(store_period_report *r);
+
+/* The ladder (rd_metrics_ladder): customers per rung now, rung changes in the period. */
+typedef struct {
+    char *stage;
+    int64_t count;
+} store_ladder_stage;
+
+typedef struct {
+    char *from_stage, *to_stage;
+    int64_t count;
+} store_ladder_transition;
+
+typedef struct {
+    char *from, *to;                      /* as in store_period */
+    int nstages;                          /* the rungs with customers, in no order */
+    store_ladder_stage *stages;
+    int ntransitions;                     /* most frequent first, then by rung names */
+    store_ladder_transition *transitions;
+} store_ladder;
+
+/* params: tenant id, from, to. Returns RD_OK, RD_ERR or STORE_REPORT_NO_TENANT; the caller
+ * frees *out with store_ladder_free in every case. */
+int store_metrics_ladder(PGconn *conn, const char *const params[3], store_ladder *out);
+void store_ladder_free(store_ladder *l);
 
 /* Recomputes a tenant's RFM quintile boundaries when older than 4 minutes (the background
  * refresh, so that a profile, which refreshes them at 5, does not pay for it). */
