@@ -11,6 +11,8 @@
 #include "retentiond/domain/model.h"
 #include "retentiond/store/reports.h"
 
+#include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,6 +150,39 @@ static json_t *bound(const query_ctx *q, int i)
 
 /* ---- summary ---- */
 
+/* A figure of domain/metrics.c: a number, or null where it is NAN (SPEC §4). */
+static json_t *figure(double v)
+{
+    return isfinite(v) ? json_real(v) : json_null();
+}
+
+/* The summary's "metrics" object, in SPEC §4's order. */
+static json_t *figures_json(const metrics_counts *c)
+{
+    metrics_figures f;
+    metrics_summary(c, &f);
+    static const struct {
+        const char *key;
+        size_t offset;
+    } keys[] = {
+#define FIGURE(name) {#name, offsetof(metrics_figures, name)}
+        FIGURE(retention_rate), FIGURE(churn_rate), FIGURE(repeat_purchase_rate), FIGURE(purchase_frequency),
+        FIGURE(average_order_value), FIGURE(returning_customer_rate), FIGURE(returning_revenue_share),
+        FIGURE(top20_revenue_share), FIGURE(customer_value), FIGURE(annualised_churn_rate),
+        FIGURE(average_lifespan_years), FIGURE(customer_value_annualised), FIGURE(ltv_historical), FIGURE(cac),
+        FIGURE(ltv_to_cac), FIGURE(retention_spend_per_retained_customer),
+        FIGURE(acquisition_to_retention_cost_ratio),
+#undef FIGURE
+    };
+    json_t *m = json_object();
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        json_object_set_new(m, keys[i].key, figure(*(const double *)((const char *)&f + keys[i].offset)));
+        if (keys[i].offset == offsetof(metrics_figures, average_lifespan_years))
+            json_object_set_new(m, "average_lifespan_capped", json_boolean(f.average_lifespan_capped));
+    }
+    return m;
+}
+
 static void summary_reply(http_req *rq, const query_ctx *q)
 {
     const store_period *p = &q->rep.period;
@@ -187,7 +222,7 @@ static void summary_reply(http_req *rq, const query_ctx *q)
     json_object_set_new(out, "period", json_pack("{s:s, s:s, s:i}", "from", p->from, "to", p->to, "window_days",
                                                  p->window_days));
     json_object_set_new(out, "counts", counts);
-    json_object_set_new(out, "metrics", metrics_summary(&c));
+    json_object_set_new(out, "metrics", figures_json(&c));
     json_object_set_new(out, "notes", json_pack("[s, s]",
         "retention_rate = (E - N) / S and churn_rate = lost / S over customers active at from (S) and at to (E) "
         "in the activity window; reactivated customers count in E but not in S, so retention + churn = "
@@ -218,8 +253,8 @@ static void retention_reply(http_req *rq, const query_ctx *q)
                               "lost", (json_int_t)x->lost, "new", (json_int_t)x->N,
                               "returning", (json_int_t)x->returning, "resurrecting", (json_int_t)x->resurrecting,
                               "dormant", (json_int_t)x->dormant,
-                              "retention_rate", metrics_ratio((double)(x->E - x->N), (double)x->S),
-                              "churn_rate", metrics_ratio((double)x->lost, (double)x->S));
+                              "retention_rate", figure(metrics_ratio((double)(x->E - x->N), (double)x->S)),
+                              "churn_rate", figure(metrics_ratio((double)x->lost, (double)x->S)));
         json_array_append_new(rows, r);
     }
     json_t *out = json_pack("{s:s, s:s, s:i, s:s, s:o}", "from", p->from, "to", p->to, "window_days", p->window_days,

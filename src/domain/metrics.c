@@ -3,72 +3,50 @@
 
 #include <math.h>
 
-json_t *metrics_ratio(double a, double b)
+double metrics_ratio(double a, double b)
 {
     if (b == 0 || !isfinite(a) || !isfinite(b))
-        return json_null();
+        return NAN;
     double r = a / b;
-    return isfinite(r) ? json_real(r) : json_null();
+    return isfinite(r) ? r : NAN;
 }
 
-static json_t *real_or_null(double v)
+void metrics_summary(const metrics_counts *c, metrics_figures *m)
 {
-    return isfinite(v) ? json_real(v) : json_null();
-}
-
-json_t *metrics_summary(const metrics_counts *c)
-{
-    json_t *m = json_object();
-    json_object_set_new(m, "retention_rate", metrics_ratio((double)(c->E - c->N), (double)c->S));
-    json_object_set_new(m, "churn_rate", metrics_ratio((double)c->lost, (double)c->S));
-    json_object_set_new(m, "repeat_purchase_rate", metrics_ratio((double)c->repeat_ordering, (double)c->ordering));
-    json_object_set_new(m, "purchase_frequency", metrics_ratio((double)c->orders, (double)c->ordering));
-    json_object_set_new(m, "average_order_value", metrics_ratio(c->revenue, (double)c->orders));
-    json_object_set_new(m, "returning_customer_rate", metrics_ratio((double)c->returning, (double)c->ordering));
-    json_object_set_new(m, "returning_revenue_share", metrics_ratio(c->returning_revenue, c->revenue));
-    json_object_set_new(m, "top20_revenue_share", metrics_ratio(c->top20_revenue, c->revenue));
+    m->retention_rate = metrics_ratio((double)(c->E - c->N), (double)c->S);
+    m->churn_rate = metrics_ratio((double)c->lost, (double)c->S);
+    m->repeat_purchase_rate = metrics_ratio((double)c->repeat_ordering, (double)c->ordering);
+    m->purchase_frequency = metrics_ratio((double)c->orders, (double)c->ordering);
+    m->average_order_value = metrics_ratio(c->revenue, (double)c->orders);
+    m->returning_customer_rate = metrics_ratio((double)c->returning, (double)c->ordering);
+    m->returning_revenue_share = metrics_ratio(c->returning_revenue, c->revenue);
+    m->top20_revenue_share = metrics_ratio(c->top20_revenue, c->revenue);
 
     /* customer value = AOV x purchase frequency = revenue per ordering customer */
-    double cv = c->ordering ? c->revenue / (double)c->ordering : NAN;
-    json_object_set_new(m, "customer_value", real_or_null(cv));
+    m->customer_value = metrics_ratio(c->revenue, (double)c->ordering);
 
     /* lifespan from the churn of this period, annualised: 1 - (1 - churn)^(365 / days) */
-    double churn = c->S ? (double)c->lost / (double)c->S : NAN;
-    double annual = NAN, lifespan = NAN;
-    int capped = 0;
+    double churn = m->churn_rate;
+    m->annualised_churn_rate = m->average_lifespan_years = NAN;
+    m->average_lifespan_capped = false;
     if (isfinite(churn) && c->period_days > 0) {
-        annual = 1.0 - pow(1.0 - churn, 365.0 / c->period_days);
-        if (annual <= 1.0 / METRICS_MAX_LIFESPAN_YEARS) {
-            lifespan = METRICS_MAX_LIFESPAN_YEARS;
-            capped = 1;
+        m->annualised_churn_rate = 1.0 - pow(1.0 - churn, 365.0 / c->period_days);
+        if (m->annualised_churn_rate <= 1.0 / METRICS_MAX_LIFESPAN_YEARS) {
+            m->average_lifespan_years = METRICS_MAX_LIFESPAN_YEARS;
+            m->average_lifespan_capped = true;
         } else {
-            lifespan = 1.0 / annual;
+            m->average_lifespan_years = 1.0 / m->annualised_churn_rate;
         }
     }
-    json_object_set_new(m, "annualised_churn_rate", real_or_null(annual));
-    json_object_set_new(m, "average_lifespan_years", real_or_null(lifespan));
-    json_object_set_new(m, "average_lifespan_capped", json_boolean(capped));
-    double cv_year = isfinite(cv) && c->period_days > 0 ? cv * 365.0 / c->period_days : NAN;
-    double ltv = isfinite(cv_year) && isfinite(lifespan) ? cv_year * lifespan : NAN;
-    json_object_set_new(m, "customer_value_annualised", real_or_null(cv_year));
-    json_object_set_new(m, "ltv_historical", real_or_null(ltv));
+    m->customer_value_annualised = c->period_days > 0 ? m->customer_value * 365.0 / c->period_days : NAN;
+    m->ltv_historical = m->customer_value_annualised * m->average_lifespan_years; /* NAN stays NAN */
 
+    m->cac = m->ltv_to_cac = m->retention_spend_per_retained_customer = m->acquisition_to_retention_cost_ratio = NAN;
     if (c->has_spend) {
-        double cac = c->N ? c->acquisition_spend / (double)c->N : NAN;
-        json_object_set_new(m, "cac", real_or_null(cac));
-        json_object_set_new(m, "ltv_to_cac", isfinite(cac) && isfinite(ltv) ? metrics_ratio(ltv, cac) : json_null());
-        json_object_set_new(m, "retention_spend_per_retained_customer",
-                            metrics_ratio(c->retention_spend, (double)c->retained));
-        json_object_set_new(m, "acquisition_to_retention_cost_ratio",
-                            c->N && c->retained && c->retention_spend > 0
-                                ? metrics_ratio(c->acquisition_spend / (double)c->N,
-                                                c->retention_spend / (double)c->retained)
-                                : json_null());
-    } else {
-        json_object_set_new(m, "cac", json_null());
-        json_object_set_new(m, "ltv_to_cac", json_null());
-        json_object_set_new(m, "retention_spend_per_retained_customer", json_null());
-        json_object_set_new(m, "acquisition_to_retention_cost_ratio", json_null());
+        m->cac = metrics_ratio(c->acquisition_spend, (double)c->N);
+        m->ltv_to_cac = metrics_ratio(m->ltv_historical, m->cac);
+        m->retention_spend_per_retained_customer = metrics_ratio(c->retention_spend, (double)c->retained);
+        if (c->N && c->retained && c->retention_spend > 0)
+            m->acquisition_to_retention_cost_ratio = metrics_ratio(m->cac, m->retention_spend_per_retained_customer);
     }
-    return m;
 }

@@ -157,32 +157,34 @@ END_TEST
 
 START_TEST(ratios_null_on_zero)
 {
-    json_t *r = metrics_ratio(1, 0);
-    ck_assert(json_is_null(r));
-    json_decref(r);
-    r = metrics_ratio(1, 4);
-    ck_assert(fabs(json_real_value(r) - 0.25) < 1e-12);
-    json_decref(r);
+    ck_assert(isnan(metrics_ratio(1, 0)));
+    ck_assert(isnan(metrics_ratio(NAN, 2)));
+    ck_assert(fabs(metrics_ratio(1, 4) - 0.25) < 1e-12);
     metrics_counts c = {0};
     c.period_days = 31;
-    json_t *m = metrics_summary(&c);
-    const char *keys[] = {"retention_rate", "churn_rate", "repeat_purchase_rate", "purchase_frequency",
-                          "average_order_value", "customer_value", "ltv_historical", "cac"};
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-        ck_assert_msg(json_is_null(json_object_get(m, keys[i])), "%s not null", keys[i]);
-    json_decref(m);
+    metrics_figures m;
+    metrics_summary(&c, &m);
+    const double nulls[] = {m.retention_rate, m.churn_rate, m.repeat_purchase_rate, m.purchase_frequency,
+                            m.average_order_value, m.customer_value, m.ltv_historical, m.cac};
+    for (size_t i = 0; i < sizeof nulls / sizeof nulls[0]; i++)
+        ck_assert_msg(isnan(nulls[i]), "figure %zu not null", i);
     /* the seeds' worked example: S 100, N 60, E 150 -> retention 0.9 */
     c = (metrics_counts){.period_days = 31, .S = 100, .E = 150, .N = 60, .lost = 10};
-    m = metrics_summary(&c);
-    ck_assert(fabs(json_real_value(json_object_get(m, "retention_rate")) - 0.9) < 1e-12);
-    ck_assert(fabs(json_real_value(json_object_get(m, "churn_rate")) - 0.1) < 1e-12);
-    json_decref(m);
+    metrics_summary(&c, &m);
+    ck_assert(fabs(m.retention_rate - 0.9) < 1e-12);
+    ck_assert(fabs(m.churn_rate - 0.1) < 1e-12);
     /* no churn: lifespan capped and flagged */
     c = (metrics_counts){.period_days = 365, .S = 10, .E = 10, .ordering = 10, .orders = 10, .revenue = 100};
-    m = metrics_summary(&c);
-    ck_assert(json_is_true(json_object_get(m, "average_lifespan_capped")));
-    ck_assert(fabs(json_real_value(json_object_get(m, "average_lifespan_years")) - METRICS_MAX_LIFESPAN_YEARS) < 1e-12);
-    json_decref(m);
+    metrics_summary(&c, &m);
+    ck_assert(m.average_lifespan_capped);
+    ck_assert(fabs(m.average_lifespan_years - METRICS_MAX_LIFESPAN_YEARS) < 1e-12);
+    /* by hand: 10 customer value a year for 10 years; spend 50 for 5 new customers, so cac 10 */
+    ck_assert(fabs(m.ltv_historical - 100) < 1e-9);
+    c.N = 5, c.has_spend = 1, c.acquisition_spend = 50;
+    metrics_summary(&c, &m);
+    ck_assert(fabs(m.cac - 10) < 1e-12);
+    ck_assert(fabs(m.ltv_to_cac - 10) < 1e-9);
+    ck_assert(isnan(m.retention_spend_per_retained_customer)); /* no one retained */
 }
 END_TEST
 
