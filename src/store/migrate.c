@@ -108,10 +108,14 @@ static const rd_migration *embedded_migration(int version)
     return NULL;
 }
 
+/* The row recording migration `version`, or -1. The rows of the squashed history (no
+ * checksum, version up to SQUASHED_THROUGH) stand for the baseline only: their numbers are
+ * reused by the migrations after it. */
 static int recorded_row(PGresult *res, int version)
 {
     for (int r = 0; r < PQntuples(res); r++)
-        if (atoi(PQgetvalue(res, r, 0)) == version)
+        if (atoi(PQgetvalue(res, r, 0)) == version &&
+            !(PQgetisnull(res, r, 2) && version <= SQUASHED_THROUGH))
             return r;
     return -1;
 }
