@@ -2,8 +2,8 @@
 -- Gamma-Gamma, src/domain/clv.c).
 
 -- The BG/NBD / Gamma-Gamma summary of a tenant's customers (or of one, p_customer) at p_as_of:
--- x repeat occasions, t_x and T in days (T ends on the UTC day of the last instant before
--- p_as_of), mbar the mean net value of the repeat occasions. A customer whose last order is
+-- x repeat occasions (local calendar days with orders after the first), t_x and T in days (T
+-- ends on the local day of the last instant before p_as_of), mbar the mean net value of the repeat occasions. A customer whose last order is
 -- before p_as_of is read from the rollup; one with orders at or after it (a fit at a past
 -- as_of) is summarised from its orders before p_as_of, through its index.
 CREATE OR REPLACE FUNCTION rd_clv_sample(p_tenant bigint, p_as_of timestamp with time zone, p_customer text DEFAULT NULL::text)
@@ -11,10 +11,11 @@ CREATE OR REPLACE FUNCTION rd_clv_sample(p_tenant bigint, p_as_of timestamp with
  LANGUAGE sql
  STABLE
 AS $function$
-    WITH e AS (SELECT rd_utc_day(p_as_of - interval '1 microsecond') AS end_day)
+    WITH e AS (SELECT rd_local_day(p_as_of - interval '1 microsecond', t.timezone) AS end_day, t.timezone AS zone
+               FROM tenants t WHERE t.tenant_id = p_tenant)
     SELECT c.customer_id, c.order_days - 1,
-           rd_utc_day(c.last_order_at) - rd_utc_day(c.first_order_at),
-           e.end_day - rd_utc_day(c.first_order_at),
+           rd_local_day(c.last_order_at, e.zone) - rd_local_day(c.first_order_at, e.zone),
+           e.end_day - rd_local_day(c.first_order_at, e.zone),
            coalesce(((c.net_revenue - c.first_day_value) / nullif(c.order_days - 1, 0))::float8, 0)
     FROM customers c, e
     WHERE c.tenant_id = p_tenant AND (p_customer IS NULL OR c.customer_id = p_customer)
@@ -26,7 +27,7 @@ AS $function$
     CROSS JOIN LATERAL (
         SELECT count(*)::int AS k, min(occ.d) AS f, max(occ.d) AS l, sum(occ.v) AS total,
                (array_agg(occ.v ORDER BY occ.d))[1] AS v1
-        FROM (SELECT rd_utc_day(o.placed_at) AS d, sum(o.net_value) AS v FROM orders o
+        FROM (SELECT rd_local_day(o.placed_at, e.zone) AS d, sum(o.net_value) AS v FROM orders o
               WHERE o.tenant_id = p_tenant AND o.customer_id = c.customer_id AND o.qualifying
                 AND o.placed_at < p_as_of
               GROUP BY 1) occ) s

@@ -407,7 +407,7 @@ DECLARE
     pm float8;
 BEGIN
     PERFORM rd_rfm_ensure(p_tenant);
-    SELECT c.*, t.activity_window_days AS t_activity, t.advocacy_window_days AS t_advocacy,
+    SELECT c.*, t.timezone AS t_zone, t.activity_window_days AS t_activity, t.advocacy_window_days AS t_advocacy,
            t.at_risk_p_alive AS t_p_alive_min, t.at_risk_gap_factor AS t_gap_factor,
            pr.customer_id IS NOT NULL AS has_prediction, pr.fitted_at AS pr_fitted_at, pr.p_alive AS pr_p_alive,
            pr.expected_orders AS pr_expected, pr.predicted_clv AS pr_clv
@@ -424,8 +424,8 @@ BEGIN
     END IF;
     IF cu.order_count > 0 AND cu.last_order_at < at THEN
         px := cu.order_days - 1;
-        ptx := rd_utc_day(cu.last_order_at) - rd_utc_day(cu.first_order_at);
-        pt := rd_utc_day(at - interval '1 microsecond') - rd_utc_day(cu.first_order_at);
+        ptx := rd_local_day(cu.last_order_at, cu.t_zone) - rd_local_day(cu.first_order_at, cu.t_zone);
+        pt := rd_local_day(at - interval '1 microsecond', cu.t_zone) - rd_local_day(cu.first_order_at, cu.t_zone);
         pm := coalesce(((cu.net_revenue - cu.first_day_value) / nullif(cu.order_days - 1, 0))::float8, 0);
     ELSIF cu.last_order_at >= at THEN
         EXECUTE 'SELECT s.x, s.t_x, s."T", s.mbar FROM rd_clv_sample($1, $2, $3) s'

@@ -105,8 +105,9 @@ BEGIN
     FROM input JOIN last USING (customer_id) LEFT JOIN upd USING (customer_id)
     ORDER BY input.i;
 
-    -- created_at defaults to the first time we hear of a customer
-    UPDATE customers SET created_at = coalesce(first_order_at, first_engaged_at, inserted_at)
+    -- created_at defaults to the customer's first business time we know of (never the time
+    -- the row was inserted: SPEC §8; a record with neither stays without one)
+    UPDATE customers SET created_at = coalesce(first_order_at, first_engaged_at)
     WHERE tenant_id = p_tenant AND customer_id = ANY(p_ids) AND created_at IS NULL;
     SELECT array_agg(DISTINCT x) INTO refresh FROM unnest(p_ids || array_remove(p_referred_by, NULL)) x;
     PERFORM rd_refresh_customers(p_tenant, refresh, NULL);
@@ -125,6 +126,7 @@ DECLARE
     affected text[];
     recompute text[];
     changed_at timestamptz;
+    zone text;
 BEGIN
     SELECT array_agg(DISTINCT c) INTO affected FROM (
         SELECT unnest(p_customers) AS c
@@ -132,6 +134,9 @@ BEGIN
               CROSS JOIN LATERAL (SELECT o.customer_id FROM orders o
                                   WHERE o.tenant_id = p_tenant AND o.order_id = x.id OFFSET 0) o) s;
     PERFORM rd_lock_customers(p_tenant, affected);
+    -- purchase days are the shop's local days; read under the locks, after any zone change that
+    -- holds them (sql/tenants.sql)
+    zone := rd_tenant_zone(p_tenant);
 
     -- an e-mail carried by an order fills a customer's missing e-mail
     UPDATE customers c SET email = u.e
@@ -158,7 +163,7 @@ BEGIN
     PERFORM rd_rollup_begin();
     WITH d AS (
         SELECT r.customer_id, min(r.placed_at) AS f, max(r.placed_at) AS l, count(*)::int AS n,
-               sum(r.net_value) AS rev, array_agg(rd_utc_day(r.placed_at)) AS days,
+               sum(r.net_value) AS rev, array_agg(rd_local_day(r.placed_at, zone)) AS days,
                array_agg(r.net_value) AS vals
         FROM rd_order_change r
         WHERE r.outcome = 'created' AND r.qualifying
@@ -172,17 +177,17 @@ BEGIN
                CASE WHEN least(c.first_order_at, d.f) IS DISTINCT FROM c.first_order_at
                     THEN c.referred_by END AS referrer,
                c.order_days + k.new_days AS days,
-               CASE WHEN c.cf <= rd_utc_day(d.f) THEN c.first_day_value ELSE 0 END + k.v_first AS v1,
+               CASE WHEN c.cf <= rd_local_day(d.f, zone) THEN c.first_day_value ELSE 0 END + k.v_first AS v1,
                k.unplaced
         FROM d
         CROSS JOIN LATERAL (
-            SELECT c.*, c.ctid AS row_id, rd_utc_day(c.first_order_at) AS cf,
-                   rd_utc_day(c.last_order_at) AS cl
+            SELECT c.*, c.ctid AS row_id, rd_local_day(c.first_order_at, zone) AS cf,
+                   rd_local_day(c.last_order_at, zone) AS cl
             FROM customers c WHERE c.tenant_id = p_tenant AND c.customer_id = d.customer_id
             OFFSET 0) c
         CROSS JOIN LATERAL (
             SELECT count(DISTINCT o.d) FILTER (WHERE c.cf IS NULL OR o.d < c.cf OR o.d > c.cl)::int AS new_days,
-                   coalesce(sum(o.v) FILTER (WHERE o.d = least(c.cf, rd_utc_day(d.f))), 0) AS v_first,
+                   coalesce(sum(o.v) FILTER (WHERE o.d = least(c.cf, rd_local_day(d.f, zone))), 0) AS v_first,
                    coalesce(bool_or(o.d > c.cf AND o.d < c.cl), false) AS unplaced
             FROM unnest(d.days, d.vals) AS o(d, v)) k),
     ins AS (

@@ -9,10 +9,10 @@
 -- only when it is the customer's earliest: an indexed column that changes takes away the
 -- heap-only (HOT) update an event can otherwise get.
 --
--- Transitions. stage_history_days keeps, per tenant and UTC day, how many changes went from one
+-- Transitions. stage_history_days keeps, per tenant and local day (the tenant's zone, sql/rules.sql), how many changes went from one
 -- rung to another, for every day before the tenant's mark (stage_history_compacted.through);
 
--- the background upkeep moves the mark to the start of the current UTC day
+-- the background upkeep moves the mark to the start of the current local day
 -- (rd_stage_history_compact). A report reads the aggregate for the whole days of its period
 -- before the mark and stage_history itself for the rest: the partial days at its edges and the
 -- days from the mark on (today, usually).
@@ -52,28 +52,31 @@ BEGIN
         PERFORM pg_advisory_xact_lock_shared(1382, (tenant_id % 2147483647)::int)
         FROM (SELECT DISTINCT tenant_id FROM new_rows ORDER BY 1) t;
         INSERT INTO stage_history_late (tenant_id, day, from_stage, to_stage, n)
-        SELECT r.tenant_id, rd_utc_day(r.changed_at), r.from_stage, r.to_stage, count(*)
+        SELECT r.tenant_id, rd_local_day(r.changed_at, t.timezone), r.from_stage, r.to_stage, count(*)
         FROM new_rows r JOIN stage_history_compacted m ON m.tenant_id = r.tenant_id
-        WHERE r.changed_at < rd_utc_day_start(m.through)
+        JOIN tenants t ON t.tenant_id = r.tenant_id
+        WHERE r.changed_at < rd_local_day_start(m.through, t.timezone)
         GROUP BY 1, 2, 3, 4;
     ELSIF TG_OP = 'DELETE' THEN
         PERFORM pg_advisory_xact_lock_shared(1382, (tenant_id % 2147483647)::int)
         FROM (SELECT DISTINCT tenant_id FROM old_rows ORDER BY 1) t;
         INSERT INTO stage_history_late (tenant_id, day, from_stage, to_stage, n)
-        SELECT r.tenant_id, rd_utc_day(r.changed_at), r.from_stage, r.to_stage, -count(*)
+        SELECT r.tenant_id, rd_local_day(r.changed_at, t.timezone), r.from_stage, r.to_stage, -count(*)
         FROM old_rows r JOIN stage_history_compacted m ON m.tenant_id = r.tenant_id
-        WHERE r.changed_at < rd_utc_day_start(m.through)
+        JOIN tenants t ON t.tenant_id = r.tenant_id
+        WHERE r.changed_at < rd_local_day_start(m.through, t.timezone)
         GROUP BY 1, 2, 3, 4;
     ELSE
         PERFORM pg_advisory_xact_lock_shared(1382, (tenant_id % 2147483647)::int)
         FROM (SELECT tenant_id FROM new_rows UNION SELECT tenant_id FROM old_rows ORDER BY 1) t;
         INSERT INTO stage_history_late (tenant_id, day, from_stage, to_stage, n)
-        SELECT r.tenant_id, rd_utc_day(r.changed_at), r.from_stage, r.to_stage, sum(r.n)
+        SELECT r.tenant_id, rd_local_day(r.changed_at, t.timezone), r.from_stage, r.to_stage, sum(r.n)
         FROM (SELECT tenant_id, changed_at, from_stage, to_stage, 1 AS n FROM new_rows
               UNION ALL
               SELECT tenant_id, changed_at, from_stage, to_stage, -1 FROM old_rows) r
         JOIN stage_history_compacted m ON m.tenant_id = r.tenant_id
-        WHERE r.changed_at < rd_utc_day_start(m.through)
+        JOIN tenants t ON t.tenant_id = r.tenant_id
+        WHERE r.changed_at < rd_local_day_start(m.through, t.timezone)
         GROUP BY 1, 2, 3, 4
         HAVING sum(r.n) <> 0;
     END IF;
@@ -85,7 +88,7 @@ CREATE OR REPLACE TRIGGER stage_history_track_insert AFTER INSERT ON stage_histo
 CREATE OR REPLACE TRIGGER stage_history_track_truncate AFTER TRUNCATE ON stage_history FOR EACH STATEMENT EXECUTE FUNCTION rd_stage_history_track();
 CREATE OR REPLACE TRIGGER stage_history_track_update AFTER UPDATE ON stage_history REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION rd_stage_history_track();
 
--- Folds the tenant's deltas into stage_history_days, then, when a UTC day has ended since its
+-- Folds the tenant's deltas into stage_history_days, then, when a local day has ended since its
 -- mark, aggregates the changes of the days up to today's start and moves the mark there.
 -- Returns the number of days the mark moved (0: none had ended), or -1 when writers of the
 -- tenant kept its lock for a whole second (the next round tries again).
@@ -96,7 +99,8 @@ CREATE OR REPLACE FUNCTION rd_stage_history_compact(p_tenant bigint)
  SET plan_cache_mode TO 'force_generic_plan'
 AS $function$
 DECLARE
-    upto date := rd_utc_day(now());
+    zone text := rd_tenant_zone(p_tenant);
+    upto date := rd_local_day(now(), zone);
     since date;
     folded bigint;
 BEGIN
@@ -130,10 +134,10 @@ BEGIN
         RETURN 0;
     END IF;
     INSERT INTO stage_history_days (tenant_id, day, from_stage, to_stage, n)
-    SELECT p_tenant, rd_utc_day(h.changed_at), h.from_stage, h.to_stage, count(*)
+    SELECT p_tenant, rd_local_day(h.changed_at, zone), h.from_stage, h.to_stage, count(*)
     FROM stage_history h
-    WHERE h.tenant_id = p_tenant AND h.changed_at >= rd_utc_day_start(coalesce(since, '-infinity'))
-      AND h.changed_at < rd_utc_day_start(upto)
+    WHERE h.tenant_id = p_tenant AND h.changed_at >= rd_local_day_start(coalesce(since, '-infinity'), zone)
+      AND h.changed_at < rd_local_day_start(upto, zone)
     GROUP BY 2, 3, 4;
     INSERT INTO stage_history_compacted AS c (tenant_id, through) VALUES (p_tenant, upto)
     ON CONFLICT (tenant_id) DO UPDATE SET through = EXCLUDED.through;
@@ -152,15 +156,16 @@ AS $function$
 DECLARE
     as_of timestamptz := least(p_to, now());
     w int;
+    zone text;
     stages json := '{}';
     mark date;
-    d_lo date;           -- whole UTC days [d_lo, d_hi) come from the aggregate,
+    d_lo date;           -- whole local days [d_lo, d_hi) come from the aggregate,
     d_hi date;
     lo_ts timestamptz;   -- [p_from, lo_ts) and [hi_ts, p_to) from stage_history
     hi_ts timestamptz;
     transitions json;
 BEGIN
-    SELECT t.advocacy_window_days INTO w FROM tenants t WHERE t.tenant_id = p_tenant;
+    SELECT t.advocacy_window_days, t.timezone INTO w, zone FROM tenants t WHERE t.tenant_id = p_tenant;
     IF FOUND THEN
         -- rd_stage's rule: advocate = an order and last_advocacy_at in (as_of - w, as_of];
         -- otherwise by order count, then engagement
@@ -181,11 +186,11 @@ BEGIN
     END IF;
 
     SELECT c.through INTO mark FROM stage_history_compacted c WHERE c.tenant_id = p_tenant;
-    d_lo := rd_utc_day(p_from - interval '1 microsecond') + 1;
-    d_hi := least(rd_utc_day(p_to), coalesce(mark, '-infinity'));
+    d_lo := rd_local_day(p_from - interval '1 microsecond', zone) + 1;
+    d_hi := least(rd_local_day(p_to, zone), coalesce(mark, '-infinity'));
     IF d_lo < d_hi THEN
-        lo_ts := rd_utc_day_start(d_lo);
-        hi_ts := rd_utc_day_start(d_hi);
+        lo_ts := rd_local_day_start(d_lo, zone);
+        hi_ts := rd_local_day_start(d_hi, zone);
     ELSE
         d_lo := NULL;
         lo_ts := p_to;

@@ -27,18 +27,22 @@ AS $function$ SELECT (extract(epoch FROM p_t) * 1000000)::bigint $function$;
 
 -- Everything a period report needs from PostgreSQL besides the customers and orders, in the
 -- same statement as the snapshot it is read in: the period with its defaults resolved (the
--- head of the reply), its bounds and window in microseconds since 1970, the boundaries of
--- p_unit's periods (the period before the first, the
--- starts, the end of the last; empty when the period holds none) both in microseconds and as
--- JSON timestamps, the spend of the period, and the snapshot itself.
+-- head of the reply, with the time zone), its bounds in microseconds since 1970, the boundaries
+-- of p_unit's periods (the period before the first, the starts, the end of the last; empty
+-- when the period holds none) both in microseconds and as JSON timestamps, where the activity
+-- window of each instant starts (W days before it: from's, to's, each boundary's), the spend
+-- of the period, and the snapshot itself. It runs with TimeZone set to the tenant's zone
+-- (src/store/reports.c): date_trunc, the units and the window's days are local, so a period
+-- with a daylight-saving change is an hour shorter or longer, exactly.
 CREATE OR REPLACE FUNCTION rd_report_frame(p_tenant bigint, p_from timestamp with time zone, p_to timestamp with time zone, p_window integer, p_unit text)
- RETURNS TABLE(head text, from_us bigint, to_us bigint, window_days integer, bounds_us bigint[], bounds json, acquisition_spend numeric, retention_spend numeric, snap text)
+ RETURNS TABLE(head text, from_us bigint, to_us bigint, window_days integer, bounds_us bigint[], bounds json, from_window_us bigint, to_window_us bigint, bounds_window_us bigint[], acquisition_spend numeric, retention_spend numeric, snap text)
  LANGUAGE sql
  STABLE
 AS $function$
     WITH x AS (
         SELECT coalesce(p_from, coalesce(p_to, now()) - interval '12 months') AS f,
-               coalesce(p_to, now()) AS t_, coalesce(p_window, t.activity_window_days) AS w
+               coalesce(p_to, now()) AS t_, coalesce(p_window, t.activity_window_days) AS w,
+               t.timezone AS zone
         FROM tenants t WHERE t.tenant_id = p_tenant),
     starts AS (
         SELECT gs FROM x, generate_series(date_trunc(p_unit, x.f), x.t_ - interval '1 microsecond',
@@ -49,10 +53,12 @@ AS $function$
         UNION ALL SELECT min(gs) - rd_unit_interval(p_unit) FROM starts HAVING count(*) > 0
         UNION ALL SELECT max(gs) + rd_unit_interval(p_unit) FROM starts HAVING count(*) > 0)
     SELECT json_build_object('from', x.f, 'to', x.t_, 'window_days', x.w,
-                             'period_days', extract(epoch FROM x.t_ - x.f) / 86400)::text,
+                             'period_days', extract(epoch FROM x.t_ - x.f) / 86400, 'timezone', x.zone)::text,
            rd_report_us(x.f), rd_report_us(x.t_), x.w,
            (SELECT coalesce(array_agg(rd_report_us(gs) ORDER BY gs), '{}') FROM b),
            (SELECT coalesce(json_agg(gs ORDER BY gs), '[]') FROM b),
+           rd_report_us(x.f - make_interval(days => x.w)), rd_report_us(x.t_ - make_interval(days => x.w)),
+           (SELECT coalesce(array_agg(rd_report_us(gs - make_interval(days => x.w)) ORDER BY gs), '{}') FROM b),
            (SELECT sum(amount) FROM spend WHERE tenant_id = p_tenant AND kind = 'acquisition'
               AND period_start >= x.f::date AND period_start < x.t_::date),
            (SELECT sum(amount) FROM spend WHERE tenant_id = p_tenant AND kind = 'retention'

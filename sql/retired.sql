@@ -22,3 +22,8 @@ DROP FUNCTION IF EXISTS rd_metrics_retention(bigint, timestamp with time zone, t
 DROP FUNCTION IF EXISTS rd_metrics_retention_scan(bigint, timestamp with time zone, timestamp with time zone, integer, text);
 DROP FUNCTION IF EXISTS rd_metrics_cohorts(bigint, timestamp with time zone, timestamp with time zone, text);
 DROP FUNCTION IF EXISTS rd_active_at(bigint, timestamp with time zone, integer);
+-- Days are the tenant's local days (rd_local_day, rd_local_day_start: sql/rules.sql).
+DROP FUNCTION IF EXISTS rd_utc_day(timestamp with time zone);
+DROP FUNCTION IF EXISTS rd_utc_day_start(date);
+-- result columns added (the activity window's start of each instant)
+DROP FUNCTION IF EXISTS rd_report_frame(bigint, timestamp with time zone, timestamp with time zone, integer, text);

@@ -136,9 +136,9 @@ BEGIN
     CROSS JOIN LATERAL (
         SELECT min(placed_at) AS f, max(placed_at) AS l, count(*)::int AS n,
                coalesce(sum(net_value), 0) AS rev,
-               count(DISTINCT rd_utc_day(placed_at))::int AS days,
-               coalesce(sum(net_value) FILTER (WHERE rd_utc_day(placed_at) = (
-                   SELECT rd_utc_day(min(placed_at)) FROM orders
+               count(DISTINCT rd_local_day(placed_at, t.timezone))::int AS days,
+               coalesce(sum(net_value) FILTER (WHERE rd_local_day(placed_at, t.timezone) = (
+                   SELECT rd_local_day(min(placed_at), t.timezone) FROM orders
                    WHERE tenant_id = p_tenant AND customer_id = ids.customer_id AND qualifying)), 0) AS v1
         FROM orders WHERE tenant_id = p_tenant AND customer_id = ids.customer_id AND qualifying) o
     CROSS JOIN LATERAL (

@@ -13,18 +13,52 @@ AS $function$
                        ELSE interval '1 month' END
 $function$;
 
-CREATE OR REPLACE FUNCTION rd_utc_day(p_at timestamp with time zone)
+-- The shop's calendar (SPEC §8). Every tenant has an IANA zone (tenants.timezone, default UTC);
+-- its days, weeks, months, quarters, cohorts, ladder days and CLV purchase occasions are local.
+-- Functions that cut time into days take the zone explicitly; a tenant's report transaction
+-- also sets TimeZone to it (src/store/reports.c), so that date_trunc, interval arithmetic and
+-- the instants written in replies are local there too.
+CREATE OR REPLACE FUNCTION rd_tenant_zone(p_tenant bigint)
+ RETURNS text
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+AS $function$ SELECT timezone FROM tenants WHERE tenant_id = p_tenant $function$;
+
+-- Whether PostgreSQL's zone database knows p_zone by that name (IANA names; no abbreviations
+-- or POSIX offsets, whose meaning is not a place's calendar).
+CREATE OR REPLACE FUNCTION rd_zone_known(p_zone text)
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE
+AS $function$ SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = p_zone) $function$;
+
+-- The local calendar day of an instant.
+CREATE OR REPLACE FUNCTION rd_local_day(p_at timestamp with time zone, p_zone text)
  RETURNS date
  LANGUAGE sql
  IMMUTABLE PARALLEL SAFE
-AS $function$ SELECT (p_at AT TIME ZONE 'UTC')::date $function$;
+AS $function$ SELECT (p_at AT TIME ZONE p_zone)::date $function$;
 
--- The instant a UTC day starts.
-CREATE OR REPLACE FUNCTION rd_utc_day_start(p_day date)
+-- The instant a local day starts (its midnight; on a day whose midnight a clock change skips,
+-- the first instant of the day).
+CREATE OR REPLACE FUNCTION rd_local_day_start(p_day date, p_zone text)
  RETURNS timestamp with time zone
  LANGUAGE sql
  IMMUTABLE PARALLEL SAFE
-AS $function$ SELECT p_day::timestamp AT TIME ZONE 'UTC' $function$;
+AS $function$ SELECT p_day::timestamp AT TIME ZONE p_zone $function$;
+
+-- A parameter as an instant: an RFC 3339 instant as it is; a date YYYY-MM-DD as the local
+-- midnight that starts it, or, with p_end_of_day, the one that ends it (an as_of date counts
+-- its whole day, as lifetimes' observation_period_end does).
+CREATE OR REPLACE FUNCTION rd_param_instant(p text, p_zone text, p_end_of_day boolean)
+ RETURNS timestamp with time zone
+ LANGUAGE sql
+ STABLE
+AS $function$
+    SELECT CASE WHEN p ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}$'
+                THEN rd_local_day_start(p::date + p_end_of_day::int, p_zone)
+                ELSE p::timestamptz END
+$function$;
 
 -- The ladder rule (SPEC §4), one definition used by ingest and by reads at any as_of. STABLE,
 -- which it is (timestamptz - interval depends on the session's TimeZone), so that PostgreSQL

@@ -2,7 +2,8 @@
  *
  *   retentiond [options] serve
  *   retentiond [options] migrate
- *   retentiond [options] tenant create NAME [--currency ISO-4217]
+ *   retentiond [options] tenant create NAME [--currency ISO-4217] [--timezone ZONE]
+ *   retentiond [options] tenant set-timezone NAME ZONE
  *   retentiond [options] tenant set-secret TENANT shopify|woocommerce SECRET
  *   retentiond [options] key create --tenant NAME --scope ingest,read,admin
  *   retentiond [options] import FILE --tenant NAME
@@ -32,7 +33,10 @@ static const char *usage_text =
     "Commands:\n"
     "  serve                                   run the HTTP service\n"
     "  migrate                                 apply pending migrations and sql/ functions\n"
-    "  tenant create NAME [--currency CUR]     create a tenant (shop); CUR is ISO 4217, default USD\n"
+    "  tenant create NAME [--currency CUR] [--timezone ZONE]\n"
+    "                                          create a tenant (shop); CUR is ISO 4217, default USD;\n"
+    "                                          ZONE an IANA time zone, default UTC\n"
+    "  tenant set-timezone NAME ZONE           report the tenant in another time zone from now on\n"
     "  tenant set-secret NAME PLATFORM SECRET  set the shopify or woocommerce webhook secret\n"
     "  key create --tenant NAME --scope LIST   create an API key (LIST: ingest,read,admin); printed once\n"
     "  import FILE --tenant NAME               load NDJSON or CSV history (FILE '-' reads stdin)\n"
@@ -52,7 +56,9 @@ static const char *command_help(const char *cmd)
                "Refuses, naming the file, a database whose applied migration differs from the\n"
                "binary's file of the same number.\n";
     if (strcmp(cmd, "tenant") == 0)
-        return "usage: retentiond tenant create NAME [--currency ISO-4217]   (default USD)\n"
+        return "usage: retentiond tenant create NAME [--currency ISO-4217] [--timezone ZONE]\n"
+               "         (defaults USD and UTC; ZONE is an IANA name such as Europe/Berlin)\n"
+               "       retentiond tenant set-timezone NAME ZONE\n"
                "       retentiond tenant set-secret NAME shopify|woocommerce SECRET\n\n"
                "NAME: letters, digits, '-' and '_' (it appears in webhook URLs).\n";
     if (strcmp(cmd, "key") == 0)
@@ -79,7 +85,7 @@ static void usage(FILE *out)
 typedef struct {
     const char *words[8];
     int nwords;
-    const char *currency, *tenant, *scope, *as_of, *kind;
+    const char *currency, *timezone, *tenant, *scope, *as_of, *kind;
     bool help;
 } cmdline;
 
@@ -116,6 +122,8 @@ static int parse_args(int argc, char **argv, cmdline *cl)
         }
         if (strcmp(name, "currency") == 0)
             cl->currency = value;
+        else if (strcmp(name, "timezone") == 0)
+            cl->timezone = value;
         else if (strcmp(name, "tenant") == 0)
             cl->tenant = value;
         else if (strcmp(name, "scope") == 0)
@@ -220,16 +228,42 @@ static int cmd_tenant(cmdline *cl)
             fprintf(stderr, "retentiond: --currency must be an ISO 4217 code such as USD or EUR\n");
             return 2;
         }
+        const char *zone = cl->timezone ? cl->timezone : "UTC";
         PGconn *conn = connect_or_die();
-        int64_t id = store_tenant_create(conn, name, cur);
+        int64_t id = store_tenant_create(conn, name, cur, zone);
         PQfinish(conn);
+        if (id == STORE_UNKNOWN_ZONE) {
+            fprintf(stderr, "retentiond: --timezone: unknown time zone \"%s\"; use an IANA name such as Europe/Berlin\n",
+                    zone);
+            return 2;
+        }
         if (id < 0)
             return 1;
         if (id == 0) {
             fprintf(stderr, "retentiond: tenant \"%s\" already exists\n", name);
             return 3;
         }
-        printf("tenant %s created (currency %s)\n", name, cur);
+        printf("tenant %s created (currency %s, time zone %s)\n", name, cur, zone);
+        return 0;
+    }
+    if (cl->nwords == 4 && strcmp(cl->words[1], "set-timezone") == 0) {
+        const char *zone = cl->words[3];
+        PGconn *conn = connect_or_die();
+        rd_tenant t;
+        int found = store_tenant_find(conn, cl->words[2], &t);
+        int rc = found <= 0 ? found : store_tenant_set_timezone(conn, t.id, zone);
+        PQfinish(conn);
+        if (rc == STORE_UNKNOWN_ZONE) {
+            fprintf(stderr, "retentiond: unknown time zone \"%s\"; use an IANA name such as Europe/Berlin\n", zone);
+            return 2;
+        }
+        if (rc < 0)
+            return 1;
+        if (rc == 0) {
+            fprintf(stderr, "retentiond: no tenant \"%s\"\n", cl->words[2]);
+            return 3;
+        }
+        printf("tenant %s now reports in time zone %s\n", cl->words[2], zone);
         return 0;
     }
     if (cl->nwords == 5 && strcmp(cl->words[1], "set-secret") == 0) {

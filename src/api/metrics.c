@@ -219,8 +219,8 @@ static void summary_reply(http_req *rq, const query_ctx *q)
     json_object_set_new(counts, "active", json_integer(s->E));
 
     json_t *out = json_object();
-    json_object_set_new(out, "period", json_pack("{s:s, s:s, s:i}", "from", p->from, "to", p->to, "window_days",
-                                                 p->window_days));
+    json_object_set_new(out, "period", json_pack("{s:s, s:s, s:i, s:s}", "from", p->from, "to", p->to, "window_days",
+                                                 p->window_days, "timezone", p->timezone));
     json_object_set_new(out, "counts", counts);
     json_object_set_new(out, "metrics", figures_json(&c));
     json_object_set_new(out, "notes", json_pack("[s, s]",
@@ -257,7 +257,8 @@ static void retention_reply(http_req *rq, const query_ctx *q)
                               "churn_rate", figure(metrics_ratio((double)x->lost, (double)x->S)));
         json_array_append_new(rows, r);
     }
-    json_t *out = json_pack("{s:s, s:s, s:i, s:s, s:o}", "from", p->from, "to", p->to, "window_days", p->window_days,
+    json_t *out = json_pack("{s:s, s:s, s:s, s:i, s:s, s:o}", "from", p->from, "to", p->to, "timezone", p->timezone,
+                            "window_days", p->window_days,
                             "period", q->params[4], "series", rows);
     http_reply_json(rq, 200, out);
 }
@@ -288,7 +289,8 @@ static void cohorts_reply(http_req *rq, const query_ctx *q)
         json_array_append_new(cohorts, json_pack("{s:o, s:I, s:o}", "cohort", bound(q, co->start + 1), "size",
                                                  (json_int_t)co->size, "cells", cells));
     }
-    json_t *out = json_pack("{s:s, s:s, s:f, s:s, s:o}", "from", p->from, "to", p->to, "period_days", p->period_days,
+    json_t *out = json_pack("{s:s, s:s, s:s, s:f, s:s, s:o}", "from", p->from, "to", p->to, "timezone", p->timezone,
+                            "period_days", p->period_days,
                             "period", q->params[4], "cohorts", cohorts);
     const char *mode = http_arg(rq, "mode");
     if (mode)
@@ -327,7 +329,8 @@ static void ladder_reply(http_req *rq, const query_ctx *q)
         json_array_append_new(transitions, json_pack("{s:s, s:s, s:I}", "from", l->transitions[i].from_stage, "to",
                                                      l->transitions[i].to_stage, "count",
                                                      (json_int_t)l->transitions[i].count));
-    json_t *out = json_pack("{s:s, s:s, s:o, s:o}", "from", l->from, "to", l->to, "stages", stages, "transitions",
+    json_t *out = json_pack("{s:s, s:s, s:s, s:o, s:o}", "from", l->from, "to", l->to, "timezone", l->timezone,
+                            "stages", stages, "transitions",
                             transitions);
     http_reply_json(rq, 200, out);
 }

@@ -91,19 +91,28 @@ static rs_money order_value(const rs_customer *c, uint32_t k)
     return c->wide ? c->wide[k] : c->orders[k].v;
 }
 
+void reports_fixed_window(rs_frame *f, int64_t *storage)
+{
+    f->from_window = f->from - f->window;
+    f->to_window = f->to - f->window;
+    for (int i = 0; i < f->nbounds; i++)
+        storage[i] = f->bounds[i] - f->window;
+    f->bounds_window = storage;
+}
+
 bool reports_range(const rs_frame *f, int64_t *lo, int64_t *hi)
 {
     const int64_t *b = f->bounds;
     switch (f->report) {
     case RS_SUMMARY:
-        *lo = f->from - f->window; /* S counts [from - W, from); the period and E end at to */
+        *lo = f->from_window; /* S counts from's window, [from_window, from); the period and E end at to */
         *hi = f->to;
         return true;
     case RS_RETENTION:
         if (f->nbounds < 3)
             return false;
-        /* an order before b[1] - W is active at no boundary of a period; before b[0] it is in none */
-        *lo = b[0] < b[1] - f->window ? b[0] : b[1] - f->window;
+        /* an order before b[1]'s window is active at no boundary of a period; before b[0] it is in none */
+        *lo = b[0] < f->bounds_window[1] ? b[0] : f->bounds_window[1];
         *hi = b[f->nbounds - 1];
         return true;
     case RS_COHORTS:
@@ -164,7 +173,7 @@ static void summary_add(rs_acc *a, const rs_customer *c)
 {
     const rs_frame *f = &a->f;
     rs_summary *m = &a->sum;
-    if (c->known && c->since < f->to)
+    if (c->known && c->since != RS_NONE && c->since < f->to)
         m->customers++;
     if (c->known && c->first != RS_NONE && c->first >= f->from && c->first < f->to)
         m->N++;
@@ -176,8 +185,8 @@ static void summary_add(rs_acc *a, const rs_customer *c)
         int64_t t = c->orders[k].t;
         if (t >= f->to)
             break;
-        s |= t >= f->from - f->window && t < f->from;
-        e |= t >= f->to - f->window;
+        s |= t >= f->from_window && t < f->from;
+        e |= t >= f->to_window;
         if (t >= f->from) {
             n++;
             rev += order_value(c, k);
@@ -261,8 +270,21 @@ static void active_run(rs_acc *a, int from, int to)
         a->series[to - 1].lost++;
 }
 
-/* An order at t makes its customer active at every boundary b with t < b <= t + W, the
- * boundaries [upto(t), upto(t + W)), and falls in period upto(t) - 1. Along a customer's orders
+/* The number of bounds whose window starts at or before t: upto(t + W), moved by the bound or
+ * two whose window is an hour longer or shorter (a daylight-saving change inside it). */
+static inline int window_upto(const rs_acc *a, int64_t t)
+{
+    const int64_t *w = a->f.bounds_window;
+    int h = upto(a, t + a->f.window), n = a->f.nbounds;
+    while (h < n && w[h] <= t)
+        h++;
+    while (h > 0 && w[h - 1] > t)
+        h--;
+    return h;
+}
+
+/* An order at t makes its customer active at every boundary b with t < b whose window holds t,
+ * the boundaries [upto(t), window_upto(t)), and falls in period upto(t) - 1. Along a customer's orders
  * both only grow, so its activity is a few runs of consecutive boundaries, each added to the
  * difference array once. Each period with orders counts as returning (right after another) or
  * as a start, and the period after one with orders, when it has none, as dormant; that part is
@@ -283,7 +305,7 @@ static void retention_add(rs_acc *a, const rs_customer *c)
             continue;
         if (t >= a->hi)
             break;
-        int pn = upto(a, t), h = upto(a, t + a->f.window);
+        int pn = upto(a, t), h = window_upto(a, t);
         if (h > pn) {
             if (act && pn <= act_to) {
                 act_to = h;

@@ -21,7 +21,9 @@
 
 void store_clv_register(void)
 {
-    db_register_statement("clv_as_of", "SELECT to_json(coalesce($1::timestamptz, now()))#>>'{}'", 1);
+    /* a date as_of is the end of that local day, inclusive (lifetimes' observation_period_end) */
+    db_register_statement("clv_as_of",
+                          "SELECT to_json(coalesce(rd_param_instant($1, rd_tenant_zone($2), true), now()))#>>'{}'", 2);
     db_register_statement("clv_sample", "SELECT customer_id, x, t_x, \"T\", mbar FROM rd_clv_sample($1, $2)", 2);
     db_register_statement("clv_lock", "SELECT pg_advisory_xact_lock(1380, ($1::bigint % 2147483647)::int)", 1);
     db_register_statement("clv_model_insert",
@@ -94,14 +96,14 @@ void clv_sample_free(clv_sample *s)
 int store_clv_load_sample(PGconn *conn, int64_t tenant_id, const char *as_of, clv_sample *out)
 {
     memset(out, 0, sizeof *out);
-    PGresult *res = query(conn, "clv_as_of", 1, (const char *const[]){as_of});
+    char tid[24];
+    tenant_text(tid, tenant_id);
+    PGresult *res = query(conn, "clv_as_of", 2, (const char *const[]){as_of, tid});
     if (!res)
         return RD_ERR;
     rd_strlcpy(out->as_of, PQgetvalue(res, 0, 0), sizeof out->as_of);
     PQclear(res);
 
-    char tid[24];
-    tenant_text(tid, tenant_id);
     res = query(conn, "clv_sample", 2, (const char *const[]){tid, out->as_of});
     if (!res)
         return RD_ERR;

@@ -12,9 +12,11 @@
 
 void store_customers_register(void)
 {
-    db_register_statement("customer_profile", "SELECT * FROM rd_customer_profile_page($1, $2, $3)", 3);
+    /* as_of: a date is the end of that local day (rd_param_instant, sql/rules.sql) */
+    db_register_statement("customer_profile",
+                          "SELECT * FROM rd_customer_profile_page($1, $2, rd_param_instant($3, rd_tenant_zone($1), true))", 3);
     db_register_statement("customer_list",
-        "SELECT * FROM rd_customer_list($1, $2, $3, $4, $5, $6, $7, $8, $9, coalesce($10::timestamptz, now()))", 10);
+        "SELECT * FROM rd_customer_list($1, $2, $3, $4, $5, $6, $7, $8, $9, coalesce(rd_param_instant($10, rd_tenant_zone($1), true), now()))", 10);
 }
 
 static const char *text_at(const PGresult *res, int row, int col)

@@ -141,6 +141,27 @@ int db_exec(PGconn *conn, const char *sql, const char *what)
     return rc;
 }
 
+int db_begin_tenant(PGconn *conn, const char *options, const char *tenant_id, const char *what)
+{
+    size_t n = strlen(tenant_id);
+    if (n == 0 || n > 19 || strspn(tenant_id, "0123456789") != n) {
+        rd_log(LOG_ERROR, "msg=\"%s: not a tenant id\"", what);
+        return RD_ERR;
+    }
+    char sql[512];
+    int len = snprintf(sql, sizeof sql,
+                       "BEGIN %s; SELECT set_config('TimeZone', timezone, true) FROM tenants WHERE tenant_id = %s",
+                       options, tenant_id);
+    if (len < 0 || (size_t)len >= sizeof sql) {
+        rd_log(LOG_ERROR, "msg=\"%s: transaction options too long\"", what);
+        return RD_ERR;
+    }
+    if (db_exec(conn, sql, what) == RD_OK)
+        return RD_OK;
+    PQclear(PQexec(conn, "ROLLBACK")); /* a statement after BEGIN failed: leave no transaction open */
+    return RD_ERR;
+}
+
 bool db_result_is_connection_error(const PGresult *res)
 {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;

@@ -17,19 +17,23 @@
  * results): from, to, window_days, period_days, from and to in microseconds since 1970, the
  * boundaries in microseconds and as text, the spend, and the transaction's snapshot. */
 static const char *const frame_sql =
-    "SELECT h->>'from', h->>'to', f.window_days, h->>'period_days', f.from_us, f.to_us, f.bounds_us, "
-    "ARRAY(SELECT b FROM json_array_elements_text(f.bounds) WITH ORDINALITY x(b, i) ORDER BY i), "
+    "SELECT h->>'from', h->>'to', f.window_days, h->>'period_days', h->>'timezone', f.from_us, f.to_us, "
+    "f.bounds_us, ARRAY(SELECT b FROM json_array_elements_text(f.bounds) WITH ORDINALITY x(b, i) ORDER BY i), "
+    "f.from_window_us, f.to_window_us, f.bounds_window_us, "
     "f.acquisition_spend::text, f.retention_spend::text, f.snap "
     "FROM rd_report_frame($1, $2, $3, $4, $5) f CROSS JOIN LATERAL (SELECT f.head::json AS h) j";
-enum { F_FROM, F_TO, F_WINDOW, F_DAYS, F_FROM_US, F_TO_US, F_BOUNDS_US, F_BOUNDS, F_ACQ, F_RET, F_SNAP, F_COLUMNS };
+enum {
+    F_FROM, F_TO, F_WINDOW, F_DAYS, F_ZONE, F_FROM_US, F_TO_US, F_BOUNDS_US, F_BOUNDS,
+    F_FROM_WINDOW, F_TO_WINDOW, F_BOUNDS_WINDOW, F_ACQ, F_RET, F_SNAP, F_COLUMNS
+};
 
-/* The ladder's document as rows: (from, to, kind, a, b, n), kind 0 a rung a with n customers,
+/* The ladder's document as rows: (from, to, zone, kind, a, b, n), kind 0 a rung a with n customers,
  * kind 1 a change from rung a to b made n times, in the document's order; one row of NULLs
  * after from and to when there is neither. The period resolves as rd_report_frame's. */
 static const char *const ladder_sql =
-    "SELECT to_json(x.f) #>> '{}', to_json(x.t_) #>> '{}', r.kind, r.a, r.b, r.n "
+    "SELECT to_json(x.f) #>> '{}', to_json(x.t_) #>> '{}', x.zone, r.kind, r.a, r.b, r.n "
     "FROM (SELECT coalesce($2::timestamptz, coalesce($3::timestamptz, now()) - interval '12 months') AS f, "
-    "             coalesce($3::timestamptz, now()) AS t_ FROM tenants t WHERE t.tenant_id = $1) x "
+    "             coalesce($3::timestamptz, now()) AS t_, t.timezone AS zone FROM tenants t WHERE t.tenant_id = $1) x "
     "CROSS JOIN LATERAL (SELECT rd_metrics_ladder($1, x.f, x.t_) AS d) l "
     "LEFT JOIN LATERAL ("
     "    SELECT 0 AS kind, s.key AS a, NULL::text AS b, s.value::bigint AS n, 0::bigint AS i "
@@ -114,33 +118,47 @@ static double number_or_zero(const PGresult *res, int col, bool *present)
     return *present ? strtod(PQgetvalue(res, 0, col), NULL) : 0;
 }
 
-/* Decodes the frame's row into out->period and *bounds (microseconds, malloc'd). */
-static int frame_decode(const PGresult *res, store_period *p, int64_t **bounds)
+/* A binary int8[] column into *out (malloc'd). Returns its length, or -1 when it is not one. */
+static int int64_array(const PGresult *res, int col, int64_t **out)
+{
+    const char **elem;
+    int *len;
+    int n = array_elements(PQgetvalue(res, 0, col), PQgetlength(res, 0, col), &elem, &len);
+    *out = xmalloc(sizeof **out * (size_t)(n > 0 ? n : 1));
+    for (int i = 0; i < n; i++) {
+        if (len[i] != 8) {
+            n = -1;
+            break;
+        }
+        (*out)[i] = report_be64(elem[i]);
+    }
+    free(elem);
+    free(len);
+    return n;
+}
+
+/* Decodes the frame's row into out->period, *bounds and *bounds_window (microseconds,
+ * malloc'd). */
+static int frame_decode(const PGresult *res, store_period *p, int64_t **bounds, int64_t **bounds_window)
 {
     p->from = text_or_null(res, F_FROM);
     p->to = text_or_null(res, F_TO);
+    p->timezone = text_or_null(res, F_ZONE);
     p->window_days = report_be32(PQgetvalue(res, 0, F_WINDOW));
     p->period_days = strtod(PQgetvalue(res, 0, F_DAYS), NULL);
     p->acquisition_spend = number_or_zero(res, F_ACQ, &p->has_acquisition_spend);
     p->retention_spend = number_or_zero(res, F_RET, &p->has_retention_spend);
-    const char **us, **text;
-    int *us_len, *text_len;
-    int n = array_elements(PQgetvalue(res, 0, F_BOUNDS_US), PQgetlength(res, 0, F_BOUNDS_US), &us, &us_len);
+    const char **text;
+    int *text_len;
+    int n = int64_array(res, F_BOUNDS_US, bounds);
+    int nw = int64_array(res, F_BOUNDS_WINDOW, bounds_window);
     int m = array_elements(PQgetvalue(res, 0, F_BOUNDS), PQgetlength(res, 0, F_BOUNDS), &text, &text_len);
-    int rc = n >= 0 && n == m ? RD_OK : RD_ERR;
-    *bounds = xmalloc(sizeof **bounds * (size_t)(n > 0 ? n : 1));
+    int rc = n >= 0 && n == m && n == nw && p->from && p->to && p->timezone ? RD_OK : RD_ERR;
     p->bounds = xcalloc(n > 0 ? (size_t)n : 1, sizeof *p->bounds);
     for (int i = 0; rc == RD_OK && i < n; i++) {
-        if (us_len[i] != 8) {
-            rc = RD_ERR;
-            break;
-        }
-        (*bounds)[i] = report_be64(us[i]);
         p->bounds[i] = xstrndup(text[i], (size_t)text_len[i]);
         p->nbounds = i + 1;
     }
-    free(us);
-    free(us_len);
     free(text);
     free(text_len);
     return rc;
@@ -151,11 +169,11 @@ int store_period_report_run(PGconn *conn, rs_report report, const char *const pa
     memset(out, 0, sizeof *out);
     const char *fp[5] = {params[0], params[1], params[2], params[3], report == RS_SUMMARY ? NULL : params[4]};
     PGresult *frame = NULL;
-    int64_t *bounds = NULL;
+    int64_t *bounds = NULL, *bounds_window = NULL;
     int rc = RD_ERR;
     /* the cursors are read to their end: plan them for the whole result, not its first rows */
-    if (db_exec(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL cursor_tuple_fraction = 1; "
-                      "SET LOCAL jit = off", "period report") != RD_OK)
+    if (db_begin_tenant(conn, "ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL cursor_tuple_fraction = 1; "
+                              "SET LOCAL jit = off", params[0], "period report") != RD_OK)
         return RD_ERR;
     frame = PQexecPrepared(conn, "report_frame", 5, fp, NULL, NULL, 1);
     if (PQresultStatus(frame) != PGRES_TUPLES_OK || PQnfields(frame) != F_COLUMNS) {
@@ -166,7 +184,7 @@ int store_period_report_run(PGconn *conn, rs_report report, const char *const pa
         rc = STORE_REPORT_NO_TENANT;
         goto out;
     }
-    if (frame_decode(frame, &out->period, &bounds) != RD_OK) {
+    if (frame_decode(frame, &out->period, &bounds, &bounds_window) != RD_OK) {
         rd_log(LOG_ERROR, "msg=\"report_frame: unexpected bounds\"");
         goto out;
     }
@@ -180,7 +198,10 @@ int store_period_report_run(PGconn *conn, rs_report report, const char *const pa
                   .from = report_be64(PQgetvalue(frame, 0, F_FROM_US)),
                   .to = report_be64(PQgetvalue(frame, 0, F_TO_US)),
                   .window = (int64_t)out->period.window_days * 86400 * INT64_C(1000000),
+                  .from_window = report_be64(PQgetvalue(frame, 0, F_FROM_WINDOW)),
+                  .to_window = report_be64(PQgetvalue(frame, 0, F_TO_WINDOW)),
                   .bounds = bounds,
+                  .bounds_window = bounds_window,
                   .nbounds = out->period.nbounds};
     rs_acc *acc = reports_begin(&f);
     rc = report_snapshot_feed(conn, params[0], PQgetvalue(frame, 0, F_SNAP), acc);
@@ -197,6 +218,7 @@ out:
         PQclear(PQexec(conn, "ROLLBACK"));
     PQclear(frame);
     free(bounds);
+    free(bounds_window);
     return rc;
 }
 
@@ -204,6 +226,7 @@ static void period_free(store_period *p)
 {
     free(p->from);
     free(p->to);
+    free(p->timezone);
     for (int i = 0; i < p->nbounds; i++)
         free(p->bounds[i]);
     free(p->bounds);
@@ -221,40 +244,46 @@ void store_period_report_free(store_period_report *r)
 int store_metrics_ladder(PGconn *conn, const char *const params[3], store_ladder *out)
 {
     memset(out, 0, sizeof *out);
+    if (db_begin_tenant(conn, "READ ONLY", params[0], "metrics_ladder") != RD_OK)
+        return RD_ERR;
     PGresult *res = PQexecPrepared(conn, "metrics_ladder", 3, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQnfields(res) != 6) {
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQnfields(res) != 7) {
         db_log_error(res, conn, "metrics_ladder");
         PQclear(res);
+        PQclear(PQexec(conn, "ROLLBACK"));
         return RD_ERR;
     }
     int n = PQntuples(res);
     if (n == 0) {
         PQclear(res);
+        PQclear(PQexec(conn, "ROLLBACK"));
         return STORE_REPORT_NO_TENANT;
     }
     out->from = text_or_null(res, 0);
     out->to = text_or_null(res, 1);
+    out->timezone = text_or_null(res, 2);
     out->stages = xcalloc((size_t)n, sizeof *out->stages);
     out->transitions = xcalloc((size_t)n, sizeof *out->transitions);
     for (int r = 0; r < n; r++) {
-        if (PQgetisnull(res, r, 2))
+        if (PQgetisnull(res, r, 3))
             continue; /* neither rungs nor changes */
-        const char *a = PQgetvalue(res, r, 3);
-        int64_t count = strtoll(PQgetvalue(res, r, 5), NULL, 10);
-        if (atoi(PQgetvalue(res, r, 2)) == 0)
+        const char *a = PQgetvalue(res, r, 4);
+        int64_t count = strtoll(PQgetvalue(res, r, 6), NULL, 10);
+        if (atoi(PQgetvalue(res, r, 3)) == 0)
             out->stages[out->nstages++] = (store_ladder_stage){xstrdup(a), count};
         else
             out->transitions[out->ntransitions++] =
-                (store_ladder_transition){xstrdup(a), xstrdup(PQgetvalue(res, r, 4)), count};
+                (store_ladder_transition){xstrdup(a), xstrdup(PQgetvalue(res, r, 5)), count};
     }
     PQclear(res);
-    return RD_OK;
+    return db_exec(conn, "COMMIT", "metrics_ladder");
 }
 
 void store_ladder_free(store_ladder *l)
 {
     free(l->from);
     free(l->to);
+    free(l->timezone);
     for (int i = 0; i < l->nstages; i++)
         free(l->stages[i].stage);
     for (int i = 0; i < l->ntransitions; i++) {

@@ -5,6 +5,7 @@
 #include "retentiond/store/pool.h"
 #include "retentiond/util.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,13 +49,20 @@ int store_key_lookup(PGconn *conn, const char *key_id, rd_tenant *t, unsigned ch
     return 1;
 }
 
-int64_t store_tenant_create(PGconn *conn, const char *name, const char *currency)
+/* Whether the failed result is rd_tenant_set_timezone refusing the zone's name (22023). */
+static bool unknown_zone(const PGresult *res)
 {
-    const char *params[2] = {name, currency};
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    return state && strcmp(state, "22023") == 0;
+}
+
+int64_t store_tenant_create(PGconn *conn, const char *name, const char *currency, const char *timezone)
+{
+    const char *params[3] = {name, currency, timezone};
     PGresult *res = PQexecParams(conn,
-        "INSERT INTO tenants (name, currency) VALUES ($1, $2) "
+        "INSERT INTO tenants (name, currency, timezone) SELECT $1, $2, $3 WHERE rd_zone_known($3) "
         "ON CONFLICT (name) DO NOTHING RETURNING tenant_id",
-        2, NULL, params, NULL, NULL, 0);
+        3, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         db_log_error(res, conn, "tenant create");
         PQclear(res);
@@ -62,7 +70,34 @@ int64_t store_tenant_create(PGconn *conn, const char *name, const char *currency
     }
     int64_t id = PQntuples(res) ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : 0;
     PQclear(res);
+    if (id == 0) { /* taken, or a zone the INSERT's WHERE left out */
+        res = PQexecParams(conn, "SELECT rd_zone_known($1)", 1, NULL, params + 2, NULL, NULL, 0);
+        int known = PQresultStatus(res) == PGRES_TUPLES_OK ? strcmp(PQgetvalue(res, 0, 0), "t") == 0 : -1;
+        if (known < 0)
+            db_log_error(res, conn, "tenant create");
+        PQclear(res);
+        return known < 0 ? -1 : known ? 0 : STORE_UNKNOWN_ZONE;
+    }
     return id;
+}
+
+int store_tenant_set_timezone(PGconn *conn, int64_t tenant_id, const char *timezone)
+{
+    char tid[24];
+    snprintf(tid, sizeof tid, "%lld", (long long)tenant_id);
+    const char *params[2] = {tid, timezone};
+    PGresult *res = PQexecParams(conn, "SELECT rd_tenant_set_timezone($1, $2)", 2, NULL, params, NULL, NULL, 0);
+    int rc;
+    if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+        rc = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    } else if (unknown_zone(res)) {
+        rc = STORE_UNKNOWN_ZONE;
+    } else {
+        db_log_error(res, conn, "tenant set-timezone");
+        rc = -1;
+    }
+    PQclear(res);
+    return rc;
 }
 
 int store_tenant_find(PGconn *conn, const char *name, rd_tenant *t)

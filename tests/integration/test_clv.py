@@ -4,11 +4,13 @@ Gamma-Gamma estimates; the model report, live profile predictions checked agains
 closed-form P(alive) computed here, lists sorted by the stored predictions, the scheduled
 refit, and degenerate shops that must get a plain 422 (or a finite model), never a 500 or NaN.
 
-Time convention (clv_store.h): as_of is the exclusive end instant of the observation window
-and durations are whole days between UTC calendar days, T running to the day holding the last
-instant before as_of. The CDNOW calibration period ends *with* 1997-09-30, so these tests pass
-as_of = 1997-10-01 (midnight): orders of 1997-09-30 count and T = 272 days for a first purchase
-on 1997-01-01, exactly the published summary (38.86 weeks).
+Time convention (SPEC §8): an instant as_of is the exclusive end of the observation window; a
+date as_of is the end of that local day, inclusive, as lifetimes' observation_period_end.
+Durations are whole days between the shop's calendar days (UTC here), T running to the day
+holding the last instant before as_of. The CDNOW calibration period ends *with* 1997-09-30, so
+these tests pass as_of = 1997-09-30: orders of that day count and T = 272 days for a first
+purchase on 1997-01-01, exactly the published summary (38.86 weeks). The instant
+1997-10-01T00:00:00Z is the same end, and is checked to give the same model.
 """
 import collections
 import datetime
@@ -23,7 +25,7 @@ from harness import FIXTURES, Postgres, Server, module_cluster
 pg = server = None
 
 CAL_END = datetime.date(1997, 9, 30)   # last day of the calibration period (inclusive)
-AS_OF = "1997-10-01"                   # exclusive end instant: midnight after it
+AS_OF = "1997-09-30"                   # a date: the whole of that day counts
 
 # Published BG/NBD maximum-likelihood estimates (weeks) and Gamma-Gamma estimates.
 PUB = {"r": 0.242593, "alpha_weeks": 4.413532, "a": 0.792886, "b": 2.425752, "ll_weeks": -9582.43}
@@ -172,6 +174,15 @@ class Cdnow(unittest.TestCase):
         print(f"\n`retentiond fit` on CDNOW:\n{text}")
         bad = server.cli("fit", "--tenant", "no-such-tenant", check=False)
         self.assertEqual(bad.returncode, 3)
+        # the instant that ends 30 September is the same observation end
+        r = server.post("/v1/models/clv/fit", {"as_of": "1997-10-01T00:00:00Z"}, self.key)
+        self.assertEqual(r.status, 201, r)
+        self.check_published(strict_json(r)["model"])
+        # and the day before is not: 30 September's orders are left out, T a day shorter
+        r = server.post("/v1/models/clv/fit", {"as_of": "1997-09-29"}, self.key)
+        self.assertEqual(r.status, 201, r)
+        self.assertNotEqual(sig3(strict_json(r)["model"]["bgnbd"]["r"]), 0.243)
+        server.post("/v1/models/clv/fit", {"as_of": AS_OF}, self.key)  # leave the published fit newest
 
     def test_metrics_after_fit(self):
         r = server.get("/v1/metrics/clv", self.read_key)

@@ -108,11 +108,21 @@ class UpgradeInPlace(unittest.TestCase):
     def tearDownClass(cls):
         cls.pg.destroy()
 
-    def answers(self, server, key):
+    # keys the replies gained after the older service, each with what it must say for a
+    # tenant the older service created (reports in UTC)
+    ADDED = {"timezone": "UTC"}
+
+    def answers(self, server, key, added=None):
         out = {}
         for path in READS:
             r = server.get(path, key)
-            out[path] = (r.status, r.json if r.body else None)
+            body = r.json if r.body else None
+            if added is not None and r.status == 200:
+                for obj in (body, body.get("period")):
+                    for k, want in added.items():
+                        if isinstance(obj, dict) and k in obj:
+                            self.assertEqual(obj.pop(k), want, (path, k))
+            out[path] = (r.status, body)
         return out
 
     def test_a_database_of_the_older_service_answers_the_same_after_migrate(self):
@@ -132,10 +142,13 @@ class UpgradeInPlace(unittest.TestCase):
         new = Server(self.pg)
         out = new.cli("migrate")
         self.assertIn("recorded as 001_baseline.sql", out.stderr)
-        self.assertEqual(self.pg.sql("SELECT version, name FROM schema_migrations"), [["1", "001_baseline.sql"]])
+        # the history stands as the baseline, and the migrations after it are applied
+        after_baseline = sorted(f for f in os.listdir(os.path.join(ROOT, "migrations")) if f != "001_baseline.sql")
+        self.assertEqual(self.pg.sql("SELECT version, name FROM schema_migrations ORDER BY version"),
+                         [["1", "001_baseline.sql"]] + [[str(int(f[:3])), f] for f in after_baseline])
         new.start()
         try:
-            after = self.answers(new, key)
+            after = self.answers(new, key, self.ADDED)
         finally:
             new.stop()
         for path in READS:

@@ -41,7 +41,7 @@ typedef struct {
     char *id;
     bool known;      /* has a customers row (its orders may arrive first) */
     bool owned;      /* store/report_snapshot.c: orders is the customer's own allocation */
-    int64_t since;   /* coalesce(created_at, first_order_at, first_engaged_at, inserted_at) */
+    int64_t since;   /* known since: least(created_at, first_order_at, first_engaged_at), or RS_NONE */
     int64_t first;   /* first_order_at, or RS_NONE */
     rs_order *orders; /* qualifying, by placed_at */
     const rs_money *wide; /* NULL, or each order's value where one does not fit rs_order.v */
@@ -50,13 +50,22 @@ typedef struct {
 
 typedef enum { RS_SUMMARY, RS_RETENTION, RS_COHORTS } rs_report;
 
-/* One request's period, as rd_report_frame resolves it. */
+/* One request's period, as rd_report_frame resolves it. A customer is active at t with an order
+ * in [start of t's window, t): W days before t in the shop's calendar, which is W * 24 hours
+ * give or take the daylight-saving hours between, hence each instant's own window start. */
 typedef struct {
     rs_report report;
-    int64_t from, to, window; /* window in microseconds */
-    const int64_t *bounds;    /* the period before the first, each start, the end of the last */
-    int nbounds;              /* 0 when the period holds no whole unit start */
+    int64_t from, to;
+    int64_t window;                 /* W * 24 hours in microseconds, about from - from_window */
+    int64_t from_window, to_window; /* where from's and to's windows start */
+    const int64_t *bounds;          /* the period before the first, each start, the end of the last */
+    const int64_t *bounds_window;   /* where each bound's window starts (non-decreasing) */
+    int nbounds;                    /* 0 when the period holds no whole unit start */
 } rs_frame;
+
+/* Fills from_window, to_window and bounds_window (into storage, nbounds long) as exactly
+ * `window` before each instant: a calendar without daylight saving, such as UTC. */
+void reports_fixed_window(rs_frame *f, int64_t *storage);
 
 typedef struct {
     int64_t customers, S, E, N, lost, retained, reactivated;

@@ -80,6 +80,13 @@ PGconn *db_connect(const char *conninfo);
 /* Runs a command without results; on failure logs it with `what` and returns RD_ERR. */
 int db_exec(PGconn *conn, const char *sql, const char *what);
 
+/* Opens a transaction, BEGIN `options`, in the shop's calendar: TimeZone is set to the tenant's
+ * zone until it ends (sql/rules.sql), so date parameters are its local midnights, date_trunc and
+ * interval arithmetic are local, and PostgreSQL writes instants with the local offset. With no
+ * such tenant it stays the session's UTC. tenant_id is the id's decimal text. One round trip;
+ * on failure no transaction is left open. */
+int db_begin_tenant(PGconn *conn, const char *options, const char *tenant_id, const char *what);
+
 /* Logs a failed result with context. */
 void db_log_error(const PGresult *res, PGconn *conn, const char *what);
 

@@ -12,9 +12,11 @@
 #include <stdint.h>
 #include <string.h>
 
-/* customers: id, since (see rs_customer), first order */
+/* customers: id, since (when the customer became known, SPEC §8: the earliest business time
+ * of the record, the first order and the first engagement event; never when a row was
+ * inserted), first order */
 #define REPORT_CUSTOMER_COLUMNS \
-    "customer_id, coalesce(created_at, first_order_at, first_engaged_at, inserted_at), first_order_at"
+    "customer_id, least(created_at, first_order_at, first_engaged_at), first_order_at"
 
 /* orders: customer, time, and the net value in 1 / RS_MONEY_SCALE (10^6, RS_MONEY_DECIMALS 6):
  * as an int8 where it fits (a value below 9 * 10^12 of the shop's currency), otherwise as the

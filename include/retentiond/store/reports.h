@@ -21,6 +21,7 @@ void store_reports_register(void);
  * the tenant's, by default. Instants are text as PostgreSQL writes a timestamptz in JSON. */
 typedef struct {
     char *from, *to;
+    char *timezone;     /* the tenant's, which the instants are written in */
     int window_days;
     double period_days;
     int nbounds;        /* the unit's boundaries, as in rs_frame (0 for the summary) */
@@ -53,7 +54,7 @@ typedef struct {
 } store_ladder_transition;
 
 typedef struct {
-    char *from, *to;                      /* as in store_period */
+    char *from, *to, *timezone;           /* as in store_period */
     int nstages;                          /* the rungs with customers, in no order */
     store_ladder_stage *stages;
     int ntransitions;                     /* most frequent first, then by rung names */
@@ -69,7 +70,7 @@ void store_ladder_free(store_ladder *l);
  * refresh, so that a profile, which refreshes them at 5, does not pay for it). */
 int store_rfm_refresh(PGconn *conn, int64_t tenant_id);
 
-/* Adds a tenant's rung changes of the UTC days ended since the last call to the daily
+/* Adds a tenant's rung changes of the local days ended since the last call to the daily
  * aggregate the ladder reads, and folds in late changes to days already added
  * (rd_stage_history_compact, sql/ladder.sql). *days: the days added, or -1 when the tenant's
  * writers held it off for a second (the next call tries again). */

@@ -20,8 +20,16 @@ typedef struct {
  * database error. */
 int store_key_lookup(PGconn *conn, const char *key_id, rd_tenant *t, unsigned char hash[32]);
 
-/* Creates a tenant. Returns its id, 0 if the name is taken, -1 on error. */
-int64_t store_tenant_create(PGconn *conn, const char *name, const char *currency);
+#define STORE_UNKNOWN_ZONE (-2) /* not an IANA time zone PostgreSQL knows */
+
+/* Creates a tenant in an IANA time zone. Returns its id, 0 if the name is taken,
+ * STORE_UNKNOWN_ZONE, or -1 on error. */
+int64_t store_tenant_create(PGconn *conn, const char *name, const char *currency, const char *timezone);
+
+/* Moves a tenant to another time zone (rd_tenant_set_timezone, sql/tenants.sql), recomputing
+ * what depends on its calendar in the same transaction. Returns 1, 0 if there is no such
+ * tenant, STORE_UNKNOWN_ZONE, or -1 on error. */
+int store_tenant_set_timezone(PGconn *conn, int64_t tenant_id, const char *timezone);
 
 /* Finds a tenant by name. Returns 1 and fills *t (scopes 0), 0 if unknown, -1 on error. */
 int store_tenant_find(PGconn *conn, const char *name, rd_tenant *t);
