@@ -561,6 +561,34 @@ def bench_long_reports(pg, srv, key, work, results, secs):
         streamed.stop()
 
 
+# ---------------------------------------------------------------- 3c. the shop's time zone
+
+ZONE_REPORTS = [
+    ("summary", f"/v1/metrics/summary?from={PERIOD_FROM}&to={PERIOD_TO}"),
+    ("retention month", f"/v1/metrics/retention?period=month&from={PERIOD_FROM}&to={PERIOD_TO}"),
+    ("cohorts month", f"/v1/metrics/cohorts?period=month&from={PERIOD_FROM}&to={PERIOD_TO}"),
+]
+
+
+def bench_timezone(pg, srv, shop, key, work, results, secs):
+    """The plain reports in UTC, then the same after `tenant set-timezone SHOP Europe/Berlin`
+    (timed: it recomputes every customer's purchase days), on the same server and orders:
+    ratio = Berlin p50 / UTC p50, the cost of cutting periods in a zone with daylight saving."""
+    out = results["timezone"] = {"reports": []}
+    utc = {name: service_read(srv, key, path, 0, secs, work) for name, path in ZONE_REPORTS}
+    t0 = time.perf_counter()
+    r = subprocess.run([harness.BIN, "tenant", "set-timezone", shop, "Europe/Berlin"], env=srv.env,
+                       capture_output=True, text=True)
+    out["set_timezone_seconds"] = time.perf_counter() - t0 if r.returncode == 0 else None
+    log(f"  time zone: set-timezone Europe/Berlin exit {r.returncode} in {time.perf_counter() - t0:.1f} s")
+    for name, path in ZONE_REPORTS:
+        b = service_read(srv, key, path, 0, secs, work)
+        u = utc[name]
+        log(f"  time zone: {name} p50 Berlin {b['p50_ms']:.2f} ms, UTC {u['p50_ms']:.2f} ms")
+        out["reports"].append({"name": name, "path": path, "berlin": b, "utc": u,
+                               "ratio_p50": ratio(b["p50_ms"], u["p50_ms"])})
+
+
 # ---------------------------------------------------------------- 4. CLV fit
 
 def bench_fit(srv, tenant, results):
@@ -639,6 +667,15 @@ def table(res):
                      f"{b['p50_ms']:.2f} / {b['p99_ms']:.2f} (service, {r['baseline_name']})"
                      + (f" ({b['non200']} non-200)" if b["non200"] else ""),
                      fmt(r["ratio_p50"], "{:.2f}")))
+    tz = res.get("timezone")
+    for r in (tz or {}).get("reports", []):
+        b, u = r["berlin"], r["utc"]
+        rows.append((f"GET {r['name']} in Europe/Berlin p50 / p99 ms (n={b['runs']} / {u['runs']})",
+                     f"{b['p50_ms']:.2f} / {b['p99_ms']:.2f}" + (f" ({b['non200']} non-200)" if b["non200"] else ""),
+                     f"{u['p50_ms']:.2f} / {u['p99_ms']:.2f} (service, the same report in UTC)",
+                     fmt(r["ratio_p50"], "{:.2f}")))
+    if tz:
+        rows.append(("  tenant set-timezone on the shop: seconds", fmt(tz.get("set_timezone_seconds"), "{:.1f}"), "-", ""))
     f = res.get("fit")
     if f:
         shown = fmt(f["seconds"], "{:.2f}") if f["seconds"] is not None else f"n/a ({f['message'][:50]})"
@@ -672,7 +709,7 @@ def main(argv=None):
     ap.add_argument("--deadline", type=float, default=13.0,
                     help="minutes the whole run should take: the read figures shorten their runs to fit")
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--skip", default="", help="comma list of: ingest,backfill,reads,long-reports,fit")
+    ap.add_argument("--skip", default="", help="comma list of: ingest,backfill,reads,long-reports,timezone,fit")
     ap.add_argument("--native-shop", action="store_true",
                     help="load the shop of the read figures with \\copy instead of the timed backfills "
                          "(e.g. --native-shop --skip ingest,fit,reads: the long reports alone)")
@@ -753,6 +790,11 @@ def main(argv=None):
             if "long-reports" not in skip:
                 log("bench: 3b. reports of many periods")
                 bench_long_reports(pg, srv, key, work, res, min(a.read_budget, 5.0))
+                save()
+            check_server(srv, res, "time zone")
+            if "timezone" not in skip:
+                log("bench: 3c. the shop's time zone")
+                bench_timezone(pg, srv, shop, key, work, res, min(a.read_budget, 5.0))
         check_server(srv, res, "the end")
         rss["end"] = rss_kb(srv.proc.pid)
         rss["peak"] = rss_kb(srv.proc.pid, "VmHWM")
