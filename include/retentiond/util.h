@@ -42,6 +42,9 @@ int64_t now_usec(void);
 /* Copies at most n-1 bytes and always terminates. Returns strlen(src). */
 size_t rd_strlcpy(char *dst, const char *src, size_t n);
 
+/* FNV-1a of n bytes: the hash of the customer-id tables. */
+uint32_t rd_hash(const char *s, size_t n);
+
 /* FNV-1a of a string (NULL hashes as ""): a stable key, e.g. for the lock order of group jobs. */
 uint64_t hash_str(const char *s);
 

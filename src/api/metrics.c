@@ -24,10 +24,15 @@ struct query_ctx {
     rs_report report;
     bool ladder;               /* the ladder rather than report */
     char *params[5];           /* tenant id, from, to, window, unit */
+    const char *mode;          /* cohorts: mode=, echoed */
+    store_segments seg;        /* breakdown and filters; their strings in seg_text */
+    char *seg_text[1 + STORE_MAX_FILTERS * 2];
+    int nseg_text;
     int status;                /* the store's answer: RD_OK or STORE_REPORT_* */
     store_period_report rep;
     store_ladder lad;
-    void (*reply)(http_req *rq, const query_ctx *q);
+    /* the reply's document for one report (the whole, or an entry of a breakdown) */
+    json_t *(*body)(const query_ctx *q, const store_period *p, const rs_result *r);
 };
 
 static void query_ctx_free(void *p)
@@ -35,6 +40,8 @@ static void query_ctx_free(void *p)
     query_ctx *q = p;
     for (int i = 0; i < 5; i++)
         free(q->params[i]);
+    for (int i = 0; i < q->nseg_text; i++)
+        free(q->seg_text[i]);
     store_period_report_free(&q->rep);
     store_ladder_free(&q->lad);
     free(q);
@@ -47,12 +54,15 @@ static int query_run(PGconn *conn, void *arg)
     store_period_report_free(&q->rep);
     store_ladder_free(&q->lad);
     int r = q->ladder ? store_metrics_ladder(conn, (const char *const *)q->params, &q->lad)
-                      : store_period_report_run(conn, q->report, (const char *const *)q->params, &q->rep);
+                      : store_period_report_run(conn, q->report, (const char *const *)q->params, &q->seg, &q->rep);
     if (r == RD_ERR)
         return RD_ERR;
     q->status = r;
     return RD_OK;
 }
+
+static void ladder_reply(http_req *rq, const query_ctx *q);
+static void report_reply(http_req *rq, const query_ctx *q);
 
 static int query_after(http_req *rq, db_done_status st)
 {
@@ -68,8 +78,10 @@ static int query_after(http_req *rq, db_done_status st)
                      "choose a later from or a longer period", q->rep.periods, q->params[4],
                      q->report == RS_COHORTS ? "cohort" : "retention", max);
         http_reply_problem(rq, 400, "Bad Request", "invalid query parameters", errors);
+    } else if (q->ladder) {
+        ladder_reply(rq, q);
     } else {
-        q->reply(rq, q);
+        report_reply(rq, q);
     }
     return HTTP_REPLIED;
 }
@@ -121,17 +133,80 @@ static int period_params(http_req *rq, char *params[5], const char *const *units
 }
 
 /* Validates the parameters and hands the report to a database worker. */
+/* Collects the filters among the query's arguments (see segment_params). */
+typedef struct {
+    query_ctx *q;
+    json_t *errors;
+} filter_scan;
+
+static void filter_arg(void *ctx, const char *key, const char *value)
+{
+    filter_scan *fs = ctx;
+    query_ctx *q = fs->q;
+    store_dim d;
+    if (strcmp(key, "breakdown") == 0 || !segments_parse_dim(key, &d))
+        return;
+    if (q->seg.nfilters == STORE_MAX_FILTERS) {
+        rd_error_add(fs->errors, key, "at most %d filters", STORE_MAX_FILTERS);
+        return;
+    }
+    if (!value || !*value) {
+        rd_error_add(fs->errors, key, "a filter needs a value");
+        return;
+    }
+    if (d.dim == SEG_SOURCE && strcmp(value, "api") != 0 && strcmp(value, "shopify") != 0 &&
+        strcmp(value, "woocommerce") != 0 && strcmp(value, "import") != 0) {
+        rd_error_add(fs->errors, key, "must be api, shopify, woocommerce or import");
+        return;
+    }
+    if (d.dim == SEG_FIRST_ORDER_MONTH &&
+        (strlen(value) != 7 || value[4] != '-' || strspn(value, "0123456789") != 4 ||
+         strspn(value + 5, "0123456789") != 2 || atoi(value + 5) < 1 || atoi(value + 5) > 12)) {
+        rd_error_add(fs->errors, key, "must be a month YYYY-MM");
+        return;
+    }
+    char *k = q->seg_text[q->nseg_text++] = xstrdup(key);
+    q->seg_text[q->nseg_text++] = xstrdup(value);
+    segments_parse_dim(k, &q->seg.filters[q->seg.nfilters]);
+    q->seg.filter_values[q->seg.nfilters++] = q->seg_text[q->nseg_text - 1];
+}
+
+/* Validates breakdown= and the filters (channel=, source=, first_order_month=,
+ * attribute:KEY=) into q->seg. Returns RD_OK or sets a 400 reply naming the fields. */
+static int segment_params(http_req *rq, query_ctx *q)
+{
+    json_t *errors = json_array();
+    const char *b = http_arg(rq, "breakdown");
+    if (b) {
+        char *name = q->seg_text[q->nseg_text++] = xstrdup(b);
+        if (segments_parse_dim(name, &q->seg.breakdown))
+            q->seg.has_breakdown = true;
+        else
+            rd_error_add(errors, "breakdown", "must be channel, source, first_order_month or attribute:KEY "
+                                              "(KEY 1 to 100 characters)");
+    }
+    filter_scan fs = {q, errors};
+    http_args_each(rq, filter_arg, &fs);
+    if (json_array_size(errors)) {
+        http_reply_problem(rq, 400, "Bad Request", "invalid query parameters", errors);
+        return RD_ERR;
+    }
+    json_decref(errors);
+    return RD_OK;
+}
+
 static int run_report(http_req *rq, rs_report report, bool ladder, const char *const *units,
-                      void (*reply)(http_req *, const query_ctx *))
+                      json_t *(*body)(const query_ctx *, const store_period *, const rs_result *))
 {
     query_ctx *q = xcalloc(1, sizeof *q);
-    if (period_params(rq, q->params, units, "month") != RD_OK) {
-        free(q);
+    if (period_params(rq, q->params, units, "month") != RD_OK || (!ladder && segment_params(rq, q) != RD_OK)) {
+        query_ctx_free(q);
         return HTTP_REPLIED;
     }
     q->report = report;
     q->ladder = ladder;
-    q->reply = reply;
+    q->body = body;
+    q->mode = http_arg(rq, "mode");
     rq->ctx = q;
     rq->ctx_free = query_ctx_free;
     return http_defer(rq, DB_JOB_SOLO, 0, query_run, query_after);
@@ -143,9 +218,56 @@ static json_t *money(rs_money v)
 }
 
 /* The instant at the frame's boundary i, as PostgreSQL wrote it. */
-static json_t *bound(const query_ctx *q, int i)
+static json_t *bound(const store_period *p, int i)
 {
-    return json_string(q->rep.period.bounds[i]);
+    return json_string(p->bounds[i]);
+}
+
+/* The filters as the reply echoes them: {"channel": "email", ...}. */
+static json_t *filters_json(const query_ctx *q)
+{
+    json_t *f = json_object();
+    for (int i = 0; i < q->seg.nfilters; i++)
+        json_object_set_new(f, q->seg_text[(q->seg.has_breakdown ? 1 : 0) + 2 * i],
+                            json_string(q->seg.filter_values[i]));
+    return f;
+}
+
+/* The whole report's document; or, split by segments, the entries' documents (each with its
+ * value, customers and, for a channel, spend) under the period. */
+static void report_reply(http_req *rq, const query_ctx *q)
+{
+    const store_period_report *rep = &q->rep;
+    if (rep->ngroups == 0) {
+        http_reply_json(rq, 200, q->body(q, &rep->period, &rep->result));
+        return;
+    }
+    if (!q->seg.has_breakdown) { /* filters alone: the filtered whole */
+        const store_report_group *g = &rep->groups[0];
+        store_period p = rep->period;
+        p.has_acquisition_spend = g->has_acquisition_spend, p.acquisition_spend = g->acquisition_spend;
+        p.has_retention_spend = g->has_retention_spend, p.retention_spend = g->retention_spend;
+        json_t *doc = q->body(q, &p, &g->result);
+        json_object_set_new(doc, "filters", filters_json(q));
+        http_reply_json(rq, 200, doc);
+        return;
+    }
+    json_t *entries = json_array();
+    for (int i = 0; i < rep->ngroups; i++) {
+        const store_report_group *g = &rep->groups[i];
+        store_period p = rep->period;
+        p.has_acquisition_spend = g->has_acquisition_spend, p.acquisition_spend = g->acquisition_spend;
+        p.has_retention_spend = g->has_retention_spend, p.retention_spend = g->retention_spend;
+        json_t *e = json_pack("{s:s, s:I}", "value", g->value, "customers", (json_int_t)g->customers);
+        json_t *doc = q->body(q, &p, &g->result);
+        json_object_update(e, doc);
+        json_decref(doc);
+        json_array_append_new(entries, e);
+    }
+    json_t *out = json_pack("{s:s, s:s, s:s, s:s, s:o, s:i, s:o}", "from", rep->period.from, "to", rep->period.to,
+                            "timezone", rep->period.timezone, "breakdown", q->seg_text[0], "filters", filters_json(q),
+                            "top", STORE_BREAKDOWN_TOP, "entries", entries);
+    http_reply_json(rq, 200, out);
 }
 
 /* ---- summary ---- */
@@ -183,10 +305,10 @@ static json_t *figures_json(const metrics_counts *c)
     return m;
 }
 
-static void summary_reply(http_req *rq, const query_ctx *q)
+static json_t *summary_body(const query_ctx *q, const store_period *p, const rs_result *r)
 {
-    const store_period *p = &q->rep.period;
-    const rs_summary *s = &q->rep.result.summary;
+    (void)q;
+    const rs_summary *s = &r->summary;
     metrics_counts c = {.period_days = p->period_days,
                         .S = s->S, .E = s->E, .N = s->N, .lost = s->lost, .retained = s->retained,
                         .reactivated = s->reactivated, .ordering = s->ordering,
@@ -229,26 +351,25 @@ static void summary_reply(http_req *rq, const query_ctx *q)
         "1 + (E - N - retained) / S and need not be 1",
         "ratios with a zero denominator are null; average_lifespan_years is capped at 10 (and flagged) when the "
         "annualised churn is at or below 10 %"));
-    http_reply_json(rq, 200, out);
+    return out;
 }
 
 int api_metrics_summary(http_req *rq)
 {
-    return run_report(rq, RS_SUMMARY, false, NULL, summary_reply);
+    return run_report(rq, RS_SUMMARY, false, NULL, summary_body);
 }
 
 /* ---- retention ---- */
 
 static const char *const period_units[] = {"week", "month", "quarter", NULL};
 
-static void retention_reply(http_req *rq, const query_ctx *q)
+static json_t *retention_body(const query_ctx *q, const store_period *p, const rs_result *res)
 {
-    const store_period *p = &q->rep.period;
     json_t *rows = json_array();
-    for (int k = 0; k < q->rep.result.nperiods; k++) {
-        const rs_period *x = &q->rep.result.periods[k];
+    for (int k = 0; k < res->nperiods; k++) {
+        const rs_period *x = &res->periods[k];
         json_t *r = json_pack("{s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}",
-                              "period_start", bound(q, k + 1), "period_end", bound(q, k + 2),
+                              "period_start", bound(p, k + 1), "period_end", bound(p, k + 2),
                               "S", (json_int_t)x->S, "E", (json_int_t)x->E, "N", (json_int_t)x->N,
                               "lost", (json_int_t)x->lost, "new", (json_int_t)x->N,
                               "returning", (json_int_t)x->returning, "resurrecting", (json_int_t)x->resurrecting,
@@ -260,22 +381,21 @@ static void retention_reply(http_req *rq, const query_ctx *q)
     json_t *out = json_pack("{s:s, s:s, s:s, s:i, s:s, s:o}", "from", p->from, "to", p->to, "timezone", p->timezone,
                             "window_days", p->window_days,
                             "period", q->params[4], "series", rows);
-    http_reply_json(rq, 200, out);
+    return out;
 }
 
 int api_metrics_retention(http_req *rq)
 {
-    return run_report(rq, RS_RETENTION, false, period_units, retention_reply);
+    return run_report(rq, RS_RETENTION, false, period_units, retention_body);
 }
 
 /* ---- cohorts ---- */
 
-static void cohorts_reply(http_req *rq, const query_ctx *q)
+static json_t *cohorts_body(const query_ctx *q, const store_period *p, const rs_result *res)
 {
-    const store_period *p = &q->rep.period;
     json_t *cohorts = json_array();
-    for (int i = 0; i < q->rep.result.ncohorts; i++) {
-        const rs_cohort *co = &q->rep.result.cohorts[i];
+    for (int i = 0; i < res->ncohorts; i++) {
+        const rs_cohort *co = &res->cohorts[i];
         json_t *cells = json_array();
         for (int k = 0; k < co->ncells; k++) {
             const rs_cell *x = &co->cells[k];
@@ -286,16 +406,15 @@ static void cohorts_reply(http_req *rq, const query_ctx *q)
                                   "cumulative_revenue_per_customer", x->cumulative_revenue_per_customer);
             json_array_append_new(cells, c);
         }
-        json_array_append_new(cohorts, json_pack("{s:o, s:I, s:o}", "cohort", bound(q, co->start + 1), "size",
+        json_array_append_new(cohorts, json_pack("{s:o, s:I, s:o}", "cohort", bound(p, co->start + 1), "size",
                                                  (json_int_t)co->size, "cells", cells));
     }
     json_t *out = json_pack("{s:s, s:s, s:s, s:f, s:s, s:o}", "from", p->from, "to", p->to, "timezone", p->timezone,
                             "period_days", p->period_days,
                             "period", q->params[4], "cohorts", cohorts);
-    const char *mode = http_arg(rq, "mode");
-    if (mode)
-        json_object_set_new(out, "mode", json_string(mode));
-    http_reply_json(rq, 200, out);
+    if (q->mode)
+        json_object_set_new(out, "mode", json_string(q->mode));
+    return out;
 }
 
 int api_metrics_cohorts(http_req *rq)
@@ -307,7 +426,7 @@ int api_metrics_cohorts(http_req *rq)
         http_reply_problem(rq, 400, "Bad Request", "invalid query parameters", e);
         return HTTP_REPLIED;
     }
-    return run_report(rq, RS_COHORTS, false, period_units, cohorts_reply);
+    return run_report(rq, RS_COHORTS, false, period_units, cohorts_body);
 }
 
 /* ---- ladder ---- */
@@ -337,5 +456,5 @@ static void ladder_reply(http_req *rq, const query_ctx *q)
 
 int api_metrics_ladder(http_req *rq)
 {
-    return run_report(rq, RS_SUMMARY, true, NULL, ladder_reply);
+    return run_report(rq, RS_SUMMARY, true, NULL, NULL);
 }

@@ -42,6 +42,11 @@ struct rs_acc {
     size_t *row;
     int64_t *size, *active, *last; /* last: members whose last active period is this one */
     rs_money *rev;
+    /* a report split by groups: each customer goes to the accumulator of its group */
+    int ngroups;
+    rs_acc **groups;
+    rs_group_fn group_of;
+    void *group_ctx;
 };
 
 /* The number of bounds at or before x. The bounds' span is cut into slots of an eighth of the
@@ -367,8 +372,36 @@ static void cohorts_add(rs_acc *a, const rs_customer *c)
 
 void reports_add_customer(rs_acc *a, const rs_customer *c)
 {
+    if (a->groups) {
+        int g = a->group_of(a->group_ctx, c);
+        if (g >= 0 && g < a->ngroups)
+            a = a->groups[g];
+        else
+            return;
+    }
     if (a->add)
         a->add(a, c);
+}
+
+rs_acc *reports_begin_groups(const rs_frame *f, int ngroups, rs_group_fn group_of, void *ctx)
+{
+    rs_acc *a = xcalloc(1, sizeof *a);
+    a->f = *f;
+    a->ngroups = ngroups;
+    a->groups = xcalloc(ngroups > 0 ? (size_t)ngroups : 1, sizeof *a->groups);
+    for (int g = 0; g < ngroups; g++)
+        a->groups[g] = reports_begin(f);
+    a->group_of = group_of;
+    a->group_ctx = ctx;
+    return a;
+}
+
+void reports_finish_groups(rs_acc *a, rs_result *out)
+{
+    for (int g = 0; g < a->ngroups; g++)
+        reports_finish(a->groups[g], &out[g]);
+    free(a->groups);
+    free(a);
 }
 
 static void summary_finish(rs_acc *a, rs_result *out)

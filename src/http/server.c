@@ -127,6 +127,25 @@ const char *http_arg(http_req *rq, const char *name)
     return MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
+typedef struct {
+    void (*fn)(void *ctx, const char *key, const char *value);
+    void *ctx;
+} args_each_ctx;
+
+static enum MHD_Result arg_visit(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    args_each_ctx *a = cls;
+    a->fn(a->ctx, key, value);
+    return MHD_YES;
+}
+
+void http_args_each(http_req *rq, void (*fn)(void *ctx, const char *key, const char *value), void *ctx)
+{
+    args_each_ctx a = {fn, ctx};
+    MHD_get_connection_values(rq->conn, MHD_GET_ARGUMENT_KIND, arg_visit, &a);
+}
+
 const char *http_header(http_req *rq, const char *name)
 {
     return MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, name);

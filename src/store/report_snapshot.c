@@ -102,21 +102,13 @@ static void snap_drop(snap *s)
     publish(s, false);
 }
 
-static uint32_t hash_id(const char *id, size_t len)
-{
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)id[i]) * 16777619u;
-    return h;
-}
-
 static void slots_grow(snap *s)
 {
     uint32_t n = s->nslots ? s->nslots * 2 : 1024;
     uint32_t *slots = xcalloc(n, sizeof *slots);
     for (uint32_t i = 0; i < s->shop.n; i++) {
         const char *id = s->shop.c[i].id;
-        uint32_t k = hash_id(id, strlen(id)) & (n - 1);
+        uint32_t k = rd_hash(id, strlen(id)) & (n - 1);
         while (slots[k])
             k = (k + 1) & (n - 1);
         slots[k] = i + 1;
@@ -132,7 +124,7 @@ static rs_customer *customer(snap *s, const char *id, size_t len)
 {
     if (2 * (s->shop.n + 1) > s->nslots)
         slots_grow(s);
-    uint32_t k = hash_id(id, len) & (s->nslots - 1);
+    uint32_t k = rd_hash(id, len) & (s->nslots - 1);
     for (; s->slots[k]; k = (k + 1) & (s->nslots - 1)) {
         rs_customer *c = &s->shop.c[s->slots[k] - 1];
         if (strlen(c->id) == len && memcmp(c->id, id, len) == 0)

@@ -164,7 +164,59 @@ static int frame_decode(const PGresult *res, store_period *p, int64_t **bounds, 
     return rc;
 }
 
-int store_period_report_run(PGconn *conn, rs_report report, const char *const params[5], store_period_report *out)
+/* Feeds the report: the snapshot when it serves, else the stream. */
+static int feed(PGconn *conn, const char *tenant_id, const char *snap, const rs_frame *f, rs_acc *acc)
+{
+    int rc = report_snapshot_feed(conn, tenant_id, snap, acc);
+    if (rc == REPORT_SNAPSHOT_SKIP) {
+        stats_add(&stats.snapshot_fallbacks, 1);
+        rc = report_stream_feed(conn, tenant_id, f, acc);
+    }
+    return rc;
+}
+
+/* The report split by sg's segments into out->groups. */
+static int run_segments(PGconn *conn, const char *tenant_id, const char *snap, const rs_frame *f,
+                        const store_segments *sg, store_period_report *out)
+{
+    segmenter *seg;
+    if (segments_read(conn, tenant_id, sg, &seg) != RD_OK)
+        return RD_ERR;
+    int n = segments_count(seg);
+    out->ngroups = n;
+    out->groups = xcalloc((size_t)n, sizeof *out->groups);
+    rs_result *results = xcalloc((size_t)n, sizeof *results);
+    rs_acc *acc = reports_begin_groups(f, n, segments_group_of, seg);
+    int rc = feed(conn, tenant_id, snap, f, acc);
+    reports_finish_groups(acc, results);
+    double *acq = xcalloc((size_t)n, sizeof *acq), *ret = xcalloc((size_t)n, sizeof *ret);
+    bool *has_acq = xcalloc((size_t)n, sizeof *has_acq), *has_ret = xcalloc((size_t)n, sizeof *has_ret);
+    bool by_channel = sg->has_breakdown ? sg->breakdown.dim == SEG_CHANNEL : false;
+    for (int i = 0; !sg->has_breakdown && i < sg->nfilters; i++)
+        by_channel |= sg->filters[i].dim == SEG_CHANNEL;
+    if (rc == RD_OK && by_channel)
+        rc = segments_spend(conn, tenant_id, out->period.from, out->period.to, seg, acq, has_acq, ret, has_ret);
+    for (int g = 0; g < n; g++) {
+        const char *v = segments_value(seg, g);
+        store_report_group *e = &out->groups[g];
+        *e = (store_report_group){.value = v ? xstrdup(v) : NULL, .customers = segments_customers(seg, g),
+                                  .result = results[g]};
+        if (by_channel) { /* spend has no other dimension: other entries have none */
+            e->has_acquisition_spend = has_acq[g], e->acquisition_spend = acq[g];
+            e->has_retention_spend = has_ret[g], e->retention_spend = ret[g];
+        }
+    }
+    free(acq);
+    free(ret);
+    free(has_acq);
+    free(has_ret);
+    free(results);
+    segments_free(seg);
+    return rc;
+}
+
+int store_period_report_run(PGconn *conn, rs_report report, const char *const params[5], const store_segments *sg,
+                            store_period_report *out)
 {
     memset(out, 0, sizeof *out);
     const char *fp[5] = {params[0], params[1], params[2], params[3], report == RS_SUMMARY ? NULL : params[4]};
@@ -203,13 +255,13 @@ int store_period_report_run(PGconn *conn, rs_report report, const char *const pa
                   .bounds = bounds,
                   .bounds_window = bounds_window,
                   .nbounds = out->period.nbounds};
-    rs_acc *acc = reports_begin(&f);
-    rc = report_snapshot_feed(conn, params[0], PQgetvalue(frame, 0, F_SNAP), acc);
-    if (rc == REPORT_SNAPSHOT_SKIP) {
-        stats_add(&stats.snapshot_fallbacks, 1);
-        rc = report_stream_feed(conn, params[0], &f, acc);
+    if (sg && (sg->has_breakdown || sg->nfilters)) {
+        rc = run_segments(conn, params[0], PQgetvalue(frame, 0, F_SNAP), &f, sg, out);
+    } else {
+        rs_acc *acc = reports_begin(&f);
+        rc = feed(conn, params[0], PQgetvalue(frame, 0, F_SNAP), &f, acc);
+        reports_finish(acc, &out->result);
     }
-    reports_finish(acc, &out->result);
     if (rc == RD_OK)
         rc = db_exec(conn, "COMMIT", "period report");
 
@@ -237,6 +289,13 @@ void store_period_report_free(store_period_report *r)
 {
     period_free(&r->period);
     reports_result_free(&r->result);
+    for (int g = 0; g < r->ngroups; g++) {
+        free(r->groups[g].value);
+        reports_result_free(&r->groups[g].result);
+    }
+    free(r->groups);
+    r->groups = NULL;
+    r->ngroups = 0;
 }
 
 /* ---- the ladder ---- */

@@ -112,6 +112,17 @@ void reports_add_customer(rs_acc *acc, const rs_customer *c);
 
 /* Ends the report into *out (released with reports_result_free) and frees acc. */
 void reports_finish(rs_acc *acc, rs_result *out);
+
+/* A breakdown or a filter: the group of a customer (0 .. ngroups - 1), or -1 to leave them out. */
+typedef int (*rs_group_fn)(void *ctx, const rs_customer *c);
+
+/* Starts a report split into ngroups reports of f, each customer added to its group's
+ * (reports_add_customer as usual). */
+rs_acc *reports_begin_groups(const rs_frame *f, int ngroups, rs_group_fn group_of, void *ctx);
+
+/* Ends a split report into out[0 .. ngroups) (each released with reports_result_free) and
+ * frees acc. */
+void reports_finish_groups(rs_acc *acc, rs_result *out);
 void reports_result_free(rs_result *r);
 
 /* The orders the report reads: placed in [*lo, *hi). Returns false when it reads no customer

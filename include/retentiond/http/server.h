@@ -95,6 +95,9 @@ void http_resume(http_req *rq, db_done_status st);
 
 /* Query-string argument, or NULL. */
 const char *http_arg(http_req *rq, const char *name);
+
+/* Calls fn for each query argument, in the order of the request (value NULL for a bare key). */
+void http_args_each(http_req *rq, void (*fn)(void *ctx, const char *key, const char *value), void *ctx);
 /* Request header (case-insensitive), or NULL. */
 const char *http_header(http_req *rq, const char *name);
 /* True when the request's media type (Content-Type without parameters) equals `type`. */

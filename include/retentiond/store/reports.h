@@ -7,6 +7,7 @@
 #define RETENTIOND_STORE_REPORTS_H
 
 #include "retentiond/domain/reports.h"
+#include "retentiond/store/report_segments.h"
 
 #include <libpq-fe.h>
 #include <stdbool.h>
@@ -30,16 +31,30 @@ typedef struct {
     double acquisition_spend, retention_spend; /* in the period, in the shop's currency */
 } store_period;
 
+/* One entry of a breakdown (or the filtered whole): its value (NULL for the whole), its
+ * customers rows, its report and, for a channel, its spend. */
+typedef struct {
+    char *value;
+    int64_t customers;
+    rs_result result;
+    bool has_acquisition_spend, has_retention_spend;
+    double acquisition_spend, retention_spend;
+} store_report_group;
+
 typedef struct {
     store_period period;
-    rs_result result;
-    int periods;        /* STORE_REPORT_TOO_LONG: how many the request spans */
+    rs_result result;            /* without segments */
+    int ngroups;                 /* with segments (report_segments.h): the entries */
+    store_report_group *groups;
+    int periods;                 /* STORE_REPORT_TOO_LONG: how many the request spans */
 } store_period_report;
 
 /* A summary, retention series or cohort matrix. params: tenant id, from, to, window, unit
- * (week|month|quarter; ignored by the summary). Returns RD_OK, RD_ERR, STORE_REPORT_NO_TENANT
- * or STORE_REPORT_TOO_LONG; the caller frees *out with store_period_report_free in every case. */
-int store_period_report_run(PGconn *conn, rs_report report, const char *const params[5], store_period_report *out);
+ * (week|month|quarter; ignored by the summary); sg: a breakdown and filters, or NULL. Returns
+ * RD_OK, RD_ERR, STORE_REPORT_NO_TENANT or STORE_REPORT_TOO_LONG; the caller frees *out with
+ * store_period_report_free in every case. */
+int store_period_report_run(PGconn *conn, rs_report report, const char *const params[5], const store_segments *sg,
+                            store_period_report *out);
 void store_period_report_free(store_period_report *r);
 
 /* The ladder (rd_metrics_ladder): customers per rung now, rung changes in the period. */
