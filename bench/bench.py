@@ -561,7 +561,29 @@ def bench_long_reports(pg, srv, key, work, results, secs):
         streamed.stop()
 
 
-# ---------------------------------------------------------------- 3c. the shop's time zone
+# ---------------------------------------------------------------- 3c. breakdowns
+
+BREAKDOWN_REPORTS = [
+    ("summary by channel", f"/v1/metrics/summary?from={PERIOD_FROM}&to={PERIOD_TO}&breakdown=channel",
+     "summary", f"/v1/metrics/summary?from={PERIOD_FROM}&to={PERIOD_TO}"),
+    ("retention month by channel", f"/v1/metrics/retention?period=month&from={PERIOD_FROM}&to={PERIOD_TO}&breakdown=channel",
+     "retention month", f"/v1/metrics/retention?period=month&from={PERIOD_FROM}&to={PERIOD_TO}"),
+]
+
+
+def bench_breakdowns(srv, key, work, results, secs):
+    """Each report broken down by channel against the same report whole, on the same server and
+    orders (ratio = breakdown p50 / whole p50)."""
+    out = results["breakdowns"] = []
+    for name, path, base_name, base_path in BREAKDOWN_REPORTS:
+        s = service_read(srv, key, path, 0, secs, work)
+        b = service_read(srv, key, base_path, 0, secs, work)
+        log(f"  breakdowns: {name} p50 {s['p50_ms']:.2f} ms, {base_name} {b['p50_ms']:.2f} ms")
+        out.append({"name": name, "path": path, "service": s, "baseline_name": base_name, "baseline_path": base_path,
+                    "baseline": b, "ratio_p50": ratio(s["p50_ms"], b["p50_ms"])})
+
+
+# ---------------------------------------------------------------- 3d. the shop's time zone
 
 ZONE_REPORTS = [
     ("summary", f"/v1/metrics/summary?from={PERIOD_FROM}&to={PERIOD_TO}"),
@@ -667,6 +689,12 @@ def table(res):
                      f"{b['p50_ms']:.2f} / {b['p99_ms']:.2f} (service, {r['baseline_name']})"
                      + (f" ({b['non200']} non-200)" if b["non200"] else ""),
                      fmt(r["ratio_p50"], "{:.2f}")))
+    for r in res.get("breakdowns", []):
+        s, b = r["service"], r["baseline"]
+        rows.append((f"GET {r['name']} p50 / p99 ms (n={s['runs']} / {b['runs']})",
+                     f"{s['p50_ms']:.2f} / {s['p99_ms']:.2f}" + (f" ({s['non200']} non-200)" if s["non200"] else ""),
+                     f"{b['p50_ms']:.2f} / {b['p99_ms']:.2f} (service, {r['baseline_name']} whole)",
+                     fmt(r["ratio_p50"], "{:.2f}")))
     tz = res.get("timezone")
     for r in (tz or {}).get("reports", []):
         b, u = r["berlin"], r["utc"]
@@ -709,7 +737,7 @@ def main(argv=None):
     ap.add_argument("--deadline", type=float, default=13.0,
                     help="minutes the whole run should take: the read figures shorten their runs to fit")
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--skip", default="", help="comma list of: ingest,backfill,reads,long-reports,timezone,fit")
+    ap.add_argument("--skip", default="", help="comma list of: ingest,backfill,reads,long-reports,breakdowns,timezone,fit")
     ap.add_argument("--native-shop", action="store_true",
                     help="load the shop of the read figures with \\copy instead of the timed backfills "
                          "(e.g. --native-shop --skip ingest,fit,reads: the long reports alone)")
@@ -791,9 +819,14 @@ def main(argv=None):
                 log("bench: 3b. reports of many periods")
                 bench_long_reports(pg, srv, key, work, res, min(a.read_budget, 5.0))
                 save()
+            check_server(srv, res, "breakdowns")
+            if "breakdowns" not in skip:
+                log("bench: 3c. breakdowns")
+                bench_breakdowns(srv, key, work, res, min(a.read_budget, 5.0))
+                save()
             check_server(srv, res, "time zone")
             if "timezone" not in skip:
-                log("bench: 3c. the shop's time zone")
+                log("bench: 3d. the shop's time zone")
                 bench_timezone(pg, srv, shop, key, work, res, min(a.read_budget, 5.0))
         check_server(srv, res, "the end")
         rss["end"] = rss_kb(srv.proc.pid)
