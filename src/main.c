@@ -37,8 +37,11 @@ static const char *usage_text =
     "                                          create a tenant (shop); CUR is ISO 4217, default USD;\n"
     "                                          ZONE an IANA time zone, default UTC\n"
     "  tenant set-timezone NAME ZONE           report the tenant in another time zone from now on\n"
+    "  tenant delete NAME --yes                erase the tenant with all its data, keys and secrets\n"
     "  tenant set-secret NAME PLATFORM SECRET  set the shopify or woocommerce webhook secret\n"
     "  key create --tenant NAME --scope LIST   create an API key (LIST: ingest,read,admin); printed once\n"
+    "  key list --tenant NAME                  the tenant's keys: id, scopes, created, last used, revoked\n"
+    "  key revoke KEY_ID                       revoke a key (refused within the key cache's 30 s)\n"
     "  import FILE --tenant NAME               load NDJSON or CSV history (FILE '-' reads stdin)\n"
     "  fit --tenant NAME [--as-of DATE]        fit the predictive CLV model now\n"
     "\n"
@@ -59,11 +62,14 @@ static const char *command_help(const char *cmd)
         return "usage: retentiond tenant create NAME [--currency ISO-4217] [--timezone ZONE]\n"
                "         (defaults USD and UTC; ZONE is an IANA name such as Europe/Berlin)\n"
                "       retentiond tenant set-timezone NAME ZONE\n"
+               "       retentiond tenant delete NAME --yes\n"
                "       retentiond tenant set-secret NAME shopify|woocommerce SECRET\n\n"
                "NAME: letters, digits, '-' and '_' (it appears in webhook URLs).\n";
     if (strcmp(cmd, "key") == 0)
-        return "usage: retentiond key create --tenant NAME --scope ingest|read|admin[,...]\n\n"
-               "Prints the new key once; only its hash is stored.\n";
+        return "usage: retentiond key create --tenant NAME --scope ingest|read|admin[,...]\n"
+               "       retentiond key list --tenant NAME\n"
+               "       retentiond key revoke KEY_ID\n\n"
+               "create prints the new key once; only its hash is stored. list shows ids, never keys.\n";
     if (strcmp(cmd, "import") == 0)
         return "usage: retentiond import FILE --tenant NAME\n\n"
                "FILE is NDJSON (one {\"kind\": ...} object per line, as POST /v1/batch) or CSV whose\n"
@@ -86,7 +92,7 @@ typedef struct {
     const char *words[8];
     int nwords;
     const char *currency, *timezone, *tenant, *scope, *as_of, *kind;
-    bool help;
+    bool help, yes;
 } cmdline;
 
 static int parse_args(int argc, char **argv, cmdline *cl)
@@ -96,6 +102,10 @@ static int parse_args(int argc, char **argv, cmdline *cl)
         char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             cl->help = true;
+            continue;
+        }
+        if (strcmp(a, "--yes") == 0) {
+            cl->yes = true;
             continue;
         }
         if (strncmp(a, "--", 2) != 0 || strcmp(a, "-") == 0) {
@@ -283,12 +293,68 @@ static int cmd_tenant(cmdline *cl)
             printf("%s webhook secret set for tenant %s\n", platform, cl->words[2]);
         return rc;
     }
+    if (cl->nwords == 3 && strcmp(cl->words[1], "delete") == 0) {
+        if (!cl->yes) {
+            fprintf(stderr, "retentiond: tenant delete erases all of tenant \"%s\"'s data, keys and secrets for good; "
+                            "add --yes to do it\n", cl->words[2]);
+            return 2;
+        }
+        PGconn *conn = connect_or_die();
+        rd_tenant t;
+        int found = store_tenant_find(conn, cl->words[2], &t);
+        int rc = found <= 0 ? found : store_tenant_delete(conn, t.id) == RD_OK ? 1 : -1;
+        PQfinish(conn);
+        if (rc < 0)
+            return 1;
+        if (rc == 0) {
+            fprintf(stderr, "retentiond: no tenant \"%s\"\n", cl->words[2]);
+            return 3;
+        }
+        printf("tenant %s deleted with all its data, keys and secrets\n", cl->words[2]);
+        return 0;
+    }
     fputs(command_help("tenant"), stderr);
     return 2;
 }
 
+static int cmd_key_list(const char *tenant)
+{
+    PGconn *conn = connect_or_die();
+    rd_tenant t;
+    int found = store_tenant_find(conn, tenant, &t);
+    if (found <= 0) {
+        PQfinish(conn);
+        if (found == 0)
+            fprintf(stderr, "retentiond: no tenant \"%s\"\n", tenant);
+        return found == 0 ? 3 : 1;
+    }
+    int rc = store_key_list(conn, t.id, stdout) == RD_OK ? 0 : 1;
+    PQfinish(conn);
+    return rc;
+}
+
+static int cmd_key_revoke(const char *key_id)
+{
+    PGconn *conn = connect_or_die();
+    int found = store_key_revoke(conn, key_id);
+    PQfinish(conn);
+    if (found < 0)
+        return 1;
+    if (found == 0) {
+        fprintf(stderr, "retentiond: no active key \"%s\"\n", key_id);
+        return 3;
+    }
+    printf("key %s revoked; running servers refuse it within %d seconds (their key cache)\n", key_id,
+           AUTH_CACHE_TTL);
+    return 0;
+}
+
 static int cmd_key(cmdline *cl)
 {
+    if (cl->nwords == 2 && strcmp(cl->words[1], "list") == 0 && cl->tenant)
+        return cmd_key_list(cl->tenant);
+    if (cl->nwords == 3 && strcmp(cl->words[1], "revoke") == 0)
+        return cmd_key_revoke(cl->words[2]);
     if (cl->nwords != 2 || strcmp(cl->words[1], "create") != 0 || !cl->tenant || !cl->scope) {
         fputs(command_help("key"), stderr);
         return 2;

@@ -27,6 +27,7 @@
 #include "retentiond/platform/signature.h"
 #include "retentiond/platform/woocommerce.h"
 #include "retentiond/store/ingest.h"
+#include "retentiond/store/privacy.h"
 #include "retentiond/store/tenants.h"
 #include "retentiond/store/webhooks_store.h"
 
@@ -38,7 +39,10 @@
 typedef enum { PLATFORM_SHOPIFY, PLATFORM_WOOCOMMERCE } wh_platform;
 
 /* What a delivery asks of the store, whichever platform sent it. */
-typedef enum { ACT_RECORDS, ACT_REFUND, ACT_DELETE, ACT_IGNORED, ACT_INVALID } wh_action;
+typedef enum {
+    ACT_RECORDS, ACT_REFUND, ACT_DELETE, ACT_IGNORED, ACT_INVALID,
+    ACT_REDACT_CUSTOMER, ACT_REDACT_SHOP, ACT_DATA_REQUEST, /* Shopify's compliance topics */
+} wh_action;
 
 /* How a delivery ended; after_db turns it into the reply. */
 typedef enum {
@@ -49,6 +53,8 @@ typedef enum {
     WH_DUPLICATE,     /* this delivery id was processed before: 200 duplicate */
     WH_STORED,        /* records written: 200 with the store's outcome */
     WH_PENDING,       /* a refund for an order not stored yet: kept, applied when it arrives */
+    WH_ERASED,        /* a compliance erasure committed: 200 with what was removed */
+    WH_REQUEST,       /* a data request recorded: 200 */
 } wh_result;
 
 typedef struct {
@@ -66,6 +72,7 @@ typedef struct {
     const char *reason;       /* borrowed: why ignored */
     json_t *errors;           /* field problems (WH_INVALID) */
     const char *outcome;      /* the store's outcome for the first record */
+    store_erasure erasure;    /* WH_ERASED */
     char detail[320];         /* WH_BAD_JSON */
 } wh_ctx;
 
@@ -171,6 +178,27 @@ static int store_delivery(PGconn *conn, wh_ctx *c)
         c->set.orders[0].status = xstrdup("cancelled");
         break;
     }
+    case ACT_REDACT_CUSTOMER:
+    case ACT_REDACT_SHOP: {
+        char by[64];
+        snprintf(by, sizeof by, "shopify %s", c->action == ACT_REDACT_SHOP ? "shop/redact" : "customers/redact");
+        int rc = c->action == ACT_REDACT_SHOP
+                     ? store_erase_shop(conn, c->tenant.id, by, true, &c->erasure)
+                     : store_erase(conn, c->tenant.id, (const char *const *)c->shopify.subjects,
+                                   (int)c->shopify.n_subjects, (const char *const *)c->shopify.orders,
+                                   (int)c->shopify.n_orders, by, true, &c->erasure);
+        if (rc != RD_OK)
+            return RD_ERR;
+        c->result = WH_ERASED;
+        return RD_OK;
+    }
+    case ACT_DATA_REQUEST:
+        if (store_privacy_request_add(conn, c->tenant.id, "shopify", c->shopify.request_id,
+                                      c->shopify.n_subjects ? c->shopify.subjects[0] : NULL,
+                                      (const char *const *)c->shopify.orders, (int)c->shopify.n_orders) != RD_OK)
+            return RD_ERR;
+        c->result = WH_REQUEST;
+        return RD_OK;
     default:
         return RD_OK;
     }
@@ -211,8 +239,17 @@ static wh_action map_payload(wh_ctx *c, const json_t *payload)
         shopify_action a = shopify_map(c->topic, payload, c->tenant.currency, &c->set, &c->shopify, c->errors);
         c->order_id = c->shopify.order_id;
         c->reason = c->shopify.reason;
-        return a == SHOPIFY_RECORDS ? ACT_RECORDS : a == SHOPIFY_REFUND ? ACT_REFUND
-               : a == SHOPIFY_DELETE ? ACT_DELETE : a == SHOPIFY_IGNORED ? ACT_IGNORED : ACT_INVALID;
+        switch (a) {
+        case SHOPIFY_RECORDS: return ACT_RECORDS;
+        case SHOPIFY_REFUND: return ACT_REFUND;
+        case SHOPIFY_DELETE: return ACT_DELETE;
+        case SHOPIFY_REDACT_CUSTOMER: return ACT_REDACT_CUSTOMER;
+        case SHOPIFY_REDACT_SHOP: return ACT_REDACT_SHOP;
+        case SHOPIFY_DATA_REQUEST: return ACT_DATA_REQUEST;
+        case SHOPIFY_IGNORED: return ACT_IGNORED;
+        case SHOPIFY_INVALID: return ACT_INVALID;
+        }
+        return ACT_INVALID;
     }
     woocommerce_action a = woocommerce_map(c->topic, payload, c->tenant.currency, &c->set, &c->woo, c->errors);
     c->order_id = c->woo.order_id;
@@ -229,6 +266,7 @@ static void wh_reset(wh_ctx *c)
     woocommerce_result_free(&c->woo);
     json_array_clear(c->errors);
     c->order_id = c->reason = c->outcome = NULL;
+    memset(&c->erasure, 0, sizeof c->erasure);
     c->detail[0] = '\0';
     c->result = WH_UNAUTHORIZED;
 }
@@ -319,6 +357,17 @@ static int wh_after(http_req *rq, db_done_status st)
         reply_status(rq, "pending", "order_id", c->order_id,
                      "the refund is recorded and will be applied when the order arrives");
         break;
+    case WH_ERASED: {
+        rd_log(LOG_INFO, "msg=\"compliance erasure\" platform=%s tenant=%s topic=%s customers=%lld",
+               platform_name(c->platform), c->tenant.name, topic, (long long)c->erasure.customers);
+        http_reply_json(rq, 200, json_pack("{s:s, s:o}", "status", "erased", "erased", api_erasure_json(&c->erasure)));
+        break;
+    }
+    case WH_REQUEST:
+        reply_status(rq, "recorded", "request_id", c->shopify.request_id,
+                     "the data request is listed by GET /v1/privacy/requests; answer it with GET "
+                     "/v1/customers/{id}/export");
+        break;
     case WH_STORED: {
         const char *outcome = c->outcome ? c->outcome : "duplicate";
         if (c->set.n_orders)
@@ -375,7 +424,11 @@ static int webhook(http_req *rq, wh_platform platform, const char *sig_header, c
 
 int api_webhook_shopify(http_req *rq)
 {
-    return webhook(rq, PLATFORM_SHOPIFY, "X-Shopify-Hmac-Sha256", "X-Shopify-Topic", "X-Shopify-Webhook-Id");
+    /* X-Shopify-Event-Id names the event, the same on every delivery of it (Shopify's advice is
+     * to deduplicate on it); older deliveries carry only X-Shopify-Webhook-Id */
+    const char *event = http_header(rq, "X-Shopify-Event-Id");
+    return webhook(rq, PLATFORM_SHOPIFY, "X-Shopify-Hmac-Sha256", "X-Shopify-Topic",
+                   event && *event ? "X-Shopify-Event-Id" : "X-Shopify-Webhook-Id");
 }
 
 int api_webhook_woocommerce(http_req *rq)

@@ -125,6 +125,8 @@ int auth_lookup_run(PGconn *conn, void *arg)
     auth_key_hash(rq->api_key, presented);
     if (CRYPTO_memcmp(stored, presented, 32) != 0)
         return RD_OK;
+    if (store_key_used(conn, key_id) != RD_OK) /* key list's "last used", as of the cache's refresh */
+        return RD_ERR;
     rq->tenant = t;
     pthread_mutex_lock(&cache_lock);
     cache_entry *e = &cache[slot_of(presented)];

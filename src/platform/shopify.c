@@ -182,6 +182,21 @@ static const char *order_status(const json_t *p)
     return "placed";
 }
 
+/* The guest key of an e-mail address, "email:<lower-cased e-mail>", or NULL when there is no
+ * address or the key would be longer than an id may be. */
+static char *guest_key(const char *email)
+{
+    if (!email || strlen(email) + 6 > RD_ID_MAX)
+        return NULL;
+    buf b = {0};
+    buf_puts(&b, "email:");
+    for (const char *c = email; *c; c++) {
+        char l = (char)tolower((unsigned char)*c);
+        buf_append(&b, &l, 1);
+    }
+    return buf_steal(&b);
+}
+
 /* customer.id; else "email:<lower-cased e-mail>"; else "guest:order:<order id>". */
 static char *order_customer_id(const json_t *p, const char *order_id, json_t *errors)
 {
@@ -199,16 +214,11 @@ static char *order_customer_id(const json_t *p, const char *order_id, json_t *er
         email = email_field(p, "contact_email");
     if (!email)
         email = email_field(cust, "email");
+    char *key = guest_key(email);
+    if (key)
+        return key;
     buf b = {0};
-    if (email && strlen(email) + 6 <= RD_ID_MAX) {
-        buf_puts(&b, "email:");
-        for (const char *c = email; *c; c++) {
-            char l = (char)tolower((unsigned char)*c);
-            buf_append(&b, &l, 1);
-        }
-    } else {
-        buf_printf(&b, "guest:order:%s", order_id);
-    }
+    buf_printf(&b, "guest:order:%s", order_id);
     return buf_steal(&b);
 }
 
@@ -411,9 +421,61 @@ static bool topic_is(const char *topic, const char *const *list)
     return false;
 }
 
+/* customers/redact, customers/data_request: {shop_id, shop_domain, customer {id, email, phone},
+ * orders_to_redact | orders_requested [ids], data_request {id}}; shop/redact: {shop_id,
+ * shop_domain}. The person is customer.id and, when an e-mail is given, the guest key of the
+ * same address (docs/webhooks.md: orders without an account are keyed by it). */
+static shopify_action map_compliance(const char *topic, const json_t *p, shopify_result *out, json_t *errors)
+{
+    if (strcmp(topic, "shop/redact") == 0)
+        return SHOPIFY_REDACT_SHOP;
+    bool request = strcmp(topic, "customers/data_request") == 0;
+    size_t before = json_array_size(errors);
+    const char *why;
+    const json_t *cust = json_object_get(p, "customer");
+    const json_t *cid = json_object_get(cust, "id");
+    if (cid && !json_is_null(cid)) {
+        char *id = rd_id_from_json(cid, &why);
+        if (!id)
+            rd_error_add(errors, "customer.id", "%s", why);
+        else
+            out->subjects[out->n_subjects++] = id;
+    }
+    char *key = guest_key(email_field(cust, "email"));
+    if (key)
+        out->subjects[out->n_subjects++] = key;
+    const char *list = request ? "orders_requested" : "orders_to_redact";
+    const json_t *orders = json_object_get(p, list);
+    if (orders && !json_is_null(orders) && !json_is_array(orders))
+        rd_error_add(errors, list, "must be an array of order ids");
+    size_t i;
+    const json_t *o;
+    out->orders = xcalloc(json_array_size(orders) + 1, sizeof *out->orders);
+    json_array_foreach(orders, i, o) {
+        char *id = rd_id_from_json(o, &why);
+        if (!id) {
+            rd_error_add(errors, list, "element %zu: %s", i, why);
+            continue;
+        }
+        out->orders[out->n_orders++] = id;
+    }
+    if (request) {
+        const json_t *rid = json_object_get(json_object_get(p, "data_request"), "id");
+        out->request_id = rid ? rd_id_from_json(rid, &why) : NULL;
+        if (!out->request_id)
+            rd_error_add(errors, "data_request.id", "%s", rid ? why : "is required");
+    }
+    if (out->n_subjects == 0 && out->n_orders == 0 && json_array_size(errors) == before)
+        rd_error_add(errors, "customer", "names no customer (id or email) and no orders");
+    if (json_array_size(errors) > before)
+        return SHOPIFY_INVALID;
+    return request ? SHOPIFY_DATA_REQUEST : SHOPIFY_REDACT_CUSTOMER;
+}
+
 shopify_action shopify_map(const char *topic, const json_t *payload, const char *shop_currency,
                            ingest_set *set, shopify_result *out, json_t *errors)
 {
+    static const char *const compliance_topics[] = {"customers/redact", "shop/redact", "customers/data_request", NULL};
     /* every order topic sends the whole order resource */
     static const char *const order_topics[] = {"orders/create", "orders/updated", "orders/paid",
                                                "orders/cancelled", "orders/fulfilled",
@@ -425,7 +487,8 @@ shopify_action shopify_map(const char *topic, const json_t *payload, const char 
         return out->action = SHOPIFY_IGNORED;
     }
     bool known = topic_is(topic, order_topics) || topic_is(topic, customer_topics) ||
-                 strcmp(topic, "refunds/create") == 0 || strcmp(topic, "orders/delete") == 0;
+                 topic_is(topic, compliance_topics) || strcmp(topic, "refunds/create") == 0 ||
+                 strcmp(topic, "orders/delete") == 0;
     if (!known) {
         set_reason(out, "topic %.64s is not used by retentiond", topic);
         return out->action = SHOPIFY_IGNORED;
@@ -440,6 +503,8 @@ shopify_action shopify_map(const char *topic, const json_t *payload, const char 
         out->action = map_customer(payload, set, errors);
     else if (strcmp(topic, "refunds/create") == 0)
         out->action = map_refund(payload, out, errors);
+    else if (topic_is(topic, compliance_topics))
+        out->action = map_compliance(topic, payload, out, errors);
     else { /* orders/delete: the body is {"id": N} */
         const char *why;
         out->order_id = rd_id_from_json(json_object_get(payload, "id"), &why);
@@ -460,5 +525,11 @@ void shopify_result_free(shopify_result *r)
     free(r->refunds);
     free(r->order_id);
     free(r->refund_at);
+    for (size_t i = 0; i < r->n_subjects; i++)
+        free(r->subjects[i]);
+    for (size_t i = 0; i < r->n_orders; i++)
+        free(r->orders[i]);
+    free(r->orders);
+    free(r->request_id);
     memset(r, 0, sizeof *r);
 }

@@ -41,30 +41,6 @@ void store_ingest_register(void)
 
 /* Appends one element to a PostgreSQL array literal under construction ("{" already there
  * when the buffer is empty it is started). NULL becomes an SQL NULL. */
-static void arr_add(buf *b, const char *s)
-{
-    buf_puts(b, b->len ? "," : "{");
-    if (!s) {
-        buf_puts(b, "NULL");
-        return;
-    }
-    buf_append(b, "\"", 1);
-    for (const char *p = s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            buf_append(b, "\\", 1);
-        buf_append(b, p, 1);
-    }
-    buf_append(b, "\"", 1);
-}
-
-static const char *arr_end(buf *b)
-{
-    if (!b->len)
-        buf_puts(b, "{");
-    buf_puts(b, "}");
-    return b->data;
-}
-
 static const char *outcome_name(const char *s)
 {
     static const char *const names[] = {"created", "updated", "duplicate", "stale", "superseded"};
@@ -109,16 +85,16 @@ static int write_customers(PGconn *conn, const char *tid, const ingest_set *s, i
     buf a[6] = {{0}};
     for (size_t i = 0; i < s->n_customers; i++) {
         const rd_customer *x = &s->customers[i];
-        arr_add(&a[0], x->customer_id);
-        arr_add(&a[1], x->email);
-        arr_add(&a[2], x->created_at);
-        arr_add(&a[3], x->channel);
-        arr_add(&a[4], x->referred_by);
-        arr_add(&a[5], x->attributes);
+        db_array_add(&a[0], x->customer_id);
+        db_array_add(&a[1], x->email);
+        db_array_add(&a[2], x->created_at);
+        db_array_add(&a[3], x->channel);
+        db_array_add(&a[4], x->referred_by);
+        db_array_add(&a[5], x->attributes);
     }
     const char *p[7] = {tid};
     for (int i = 0; i < 6; i++)
-        p[i + 1] = arr_end(&a[i]);
+        p[i + 1] = db_array_end(&a[i]);
     int rc = run(conn, "ingest_customers", 7, p, c, outcome);
     for (int i = 0; i < 6; i++)
         buf_free(&a[i]);
@@ -130,19 +106,19 @@ static int write_customers(PGconn *conn, const char *tid, const ingest_set *s, i
 /* Appends one order to the 13 parameter arrays of rd_ingest_orders. */
 static void order_add(buf a[ORDER_ARRAYS], const rd_order *x)
 {
-    arr_add(&a[0], x->order_id);
-    arr_add(&a[1], x->customer_id);
-    arr_add(&a[2], x->placed_at);
-    arr_add(&a[3], x->updated_at);
-    arr_add(&a[4], x->currency);
-    arr_add(&a[5], x->total);
-    arr_add(&a[6], x->refunded);
-    arr_add(&a[7], x->shop_total);
-    arr_add(&a[8], x->shop_refunded);
-    arr_add(&a[9], x->status);
-    arr_add(&a[10], x->source);
-    arr_add(&a[11], x->test ? "t" : "f");
-    arr_add(&a[12], x->email);
+    db_array_add(&a[0], x->order_id);
+    db_array_add(&a[1], x->customer_id);
+    db_array_add(&a[2], x->placed_at);
+    db_array_add(&a[3], x->updated_at);
+    db_array_add(&a[4], x->currency);
+    db_array_add(&a[5], x->total);
+    db_array_add(&a[6], x->refunded);
+    db_array_add(&a[7], x->shop_total);
+    db_array_add(&a[8], x->shop_refunded);
+    db_array_add(&a[9], x->status);
+    db_array_add(&a[10], x->source);
+    db_array_add(&a[11], x->test ? "t" : "f");
+    db_array_add(&a[12], x->email);
 }
 
 #define EVENT_ARRAYS 5
@@ -150,11 +126,11 @@ static void order_add(buf a[ORDER_ARRAYS], const rd_order *x)
 /* Appends one event to the 5 parameter arrays of rd_ingest_events. */
 static void event_add(buf a[EVENT_ARRAYS], const rd_event *x)
 {
-    arr_add(&a[0], x->event_id);
-    arr_add(&a[1], x->customer_id);
-    arr_add(&a[2], x->type);
-    arr_add(&a[3], x->occurred_at);
-    arr_add(&a[4], x->properties);
+    db_array_add(&a[0], x->event_id);
+    db_array_add(&a[1], x->customer_id);
+    db_array_add(&a[2], x->type);
+    db_array_add(&a[3], x->occurred_at);
+    db_array_add(&a[4], x->properties);
 }
 
 /* Closes n arrays into params[1..n] (params[0] is the tenant). */
@@ -162,7 +138,7 @@ static void close_params(buf *a, int n, const char *tid, const char **params)
 {
     params[0] = tid;
     for (int i = 0; i < n; i++)
-        params[i + 1] = arr_end(&a[i]);
+        params[i + 1] = db_array_end(&a[i]);
 }
 
 static void arrays_free(buf *a, int n)
@@ -260,15 +236,15 @@ static int write_spend(PGconn *conn, const char *tid, const ingest_set *s, inges
     buf a[5] = {{0}};
     for (size_t i = 0; i < s->n_spend; i++) {
         const rd_spend *x = &s->spend[i];
-        arr_add(&a[0], x->kind);
-        arr_add(&a[1], x->channel);
-        arr_add(&a[2], x->period_start);
-        arr_add(&a[3], x->period_end);
-        arr_add(&a[4], x->amount);
+        db_array_add(&a[0], x->kind);
+        db_array_add(&a[1], x->channel);
+        db_array_add(&a[2], x->period_start);
+        db_array_add(&a[3], x->period_end);
+        db_array_add(&a[4], x->amount);
     }
     const char *p[6] = {tid};
     for (int i = 0; i < 5; i++)
-        p[i + 1] = arr_end(&a[i]);
+        p[i + 1] = db_array_end(&a[i]);
     int rc = run(conn, "ingest_spend", 6, p, c, outcome);
     for (int i = 0; i < 5; i++)
         buf_free(&a[i]);

@@ -141,6 +141,30 @@ int db_exec(PGconn *conn, const char *sql, const char *what)
     return rc;
 }
 
+void db_array_add(buf *b, const char *s)
+{
+    buf_puts(b, b->len ? "," : "{");
+    if (!s) {
+        buf_puts(b, "NULL");
+        return;
+    }
+    buf_append(b, "\"", 1);
+    for (const char *p = s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            buf_append(b, "\\", 1);
+        buf_append(b, p, 1);
+    }
+    buf_append(b, "\"", 1);
+}
+
+const char *db_array_end(buf *b)
+{
+    if (!b->len)
+        buf_puts(b, "{");
+    buf_puts(b, "}");
+    return b->data;
+}
+
 int db_begin_tenant(PGconn *conn, const char *options, const char *tenant_id, const char *what)
 {
     size_t n = strlen(tenant_id);

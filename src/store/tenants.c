@@ -182,3 +182,67 @@ int store_secret_get(PGconn *conn, const char *tenant_name, const char *platform
     PQclear(res);
     return n;
 }
+
+int store_tenant_delete(PGconn *conn, int64_t tenant_id)
+{
+    char tid[24];
+    snprintf(tid, sizeof tid, "%lld", (long long)tenant_id);
+    const char *params[1] = {tid};
+    PGresult *res = PQexecParams(conn, "SELECT rd_tenant_delete($1)", 1, NULL, params, NULL, NULL, 0);
+    int rc = PQresultStatus(res) == PGRES_TUPLES_OK ? RD_OK : RD_ERR;
+    if (rc != RD_OK)
+        db_log_error(res, conn, "tenant delete");
+    PQclear(res);
+    return rc;
+}
+
+int store_key_list(PGconn *conn, int64_t tenant_id, FILE *out)
+{
+    char tid[24];
+    snprintf(tid, sizeof tid, "%lld", (long long)tenant_id);
+    const char *params[1] = {tid};
+    PGresult *res = PQexecParams(conn,
+        "SELECT key_id, array_to_string(scopes, ','), to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
+        " coalesce(to_char(last_used_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '-'),"
+        " coalesce(to_char(revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '-') "
+        "FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, key_id",
+        1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        db_log_error(res, conn, "key list");
+        PQclear(res);
+        return RD_ERR;
+    }
+    fprintf(out, "%-16s  %-18s  %-20s  %-20s  %s\n", "key_id", "scopes", "created", "last_used", "revoked");
+    for (int r = 0; r < PQntuples(res); r++)
+        fprintf(out, "%-16s  %-18s  %-20s  %-20s  %s\n", PQgetvalue(res, r, 0), PQgetvalue(res, r, 1),
+                PQgetvalue(res, r, 2), PQgetvalue(res, r, 3), PQgetvalue(res, r, 4));
+    PQclear(res);
+    return RD_OK;
+}
+
+int store_key_revoke(PGconn *conn, const char *key_id)
+{
+    const char *params[1] = {key_id};
+    PGresult *res = PQexecParams(conn,
+        "UPDATE api_keys SET revoked_at = now() WHERE key_id = $1 AND revoked_at IS NULL", 1, NULL, params, NULL,
+        NULL, 0);
+    int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? atoi(PQcmdTuples(res)) > 0 : -1;
+    if (rc < 0)
+        db_log_error(res, conn, "key revoke");
+    PQclear(res);
+    return rc;
+}
+
+int store_key_used(PGconn *conn, const char *key_id)
+{
+    const char *params[1] = {key_id};
+    PGresult *res = PQexecParams(conn,
+        "UPDATE api_keys SET last_used_at = now() WHERE key_id = $1"
+        " AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
+        1, NULL, params, NULL, NULL, 0);
+    int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? RD_OK : RD_ERR;
+    if (rc != RD_OK)
+        db_log_error(res, conn, "key used");
+    PQclear(res);
+    return rc;
+}

@@ -6,6 +6,7 @@
 #include "retentiond/http/server.h"
 #include "retentiond/store/clv_store.h"
 #include "retentiond/store/customers.h"
+#include "retentiond/store/privacy.h"
 #include "retentiond/store/reports.h"
 
 /* Registers every prepared statement the handlers use (call before db_pool_start). */
@@ -38,6 +39,15 @@ int api_metrics_ladder(http_req *rq);
 /* customers.c */
 int api_customer_get(http_req *rq);
 int api_customer_list(http_req *rq);
+
+/* privacy.c: erasure, export, data requests (scope admin) */
+int api_customer_erase(http_req *rq);
+int api_customer_export(http_req *rq);
+int api_privacy_requests(http_req *rq);
+/* rows as an array of objects (booleans, integers, floats and JSON typed; the rest as text) */
+json_t *api_rows_json(const store_rows *r);
+/* an erasure's counts as {"orders": n, ...} */
+json_t *api_erasure_json(const store_erasure *e);
 
 /* numbers.c: the JSON value of a float8, or of a numeric's text (NULL: null), that PostgreSQL
  * computed, as the replies built with jansson print it (see numbers.c). New references. */

@@ -26,6 +26,9 @@ typedef enum {
     SHOPIFY_RECORDS,  /* records were appended to the set (an order also fills refunds) */
     SHOPIFY_REFUND,   /* refunds/create: add refunds[0] to the stored order `order_id` */
     SHOPIFY_DELETE,   /* orders/delete: the stored order `order_id` is cancelled */
+    SHOPIFY_REDACT_CUSTOMER, /* customers/redact: erase `subjects` and the orders `orders` */
+    SHOPIFY_REDACT_SHOP,     /* shop/redact: erase all of the tenant's data */
+    SHOPIFY_DATA_REQUEST,    /* customers/data_request: record request `request_id` */
     SHOPIFY_IGNORED,  /* nothing to store; `reason` says why */
     SHOPIFY_INVALID,  /* the payload lacks what its topic needs; the errors list names it */
 } shopify_action;
@@ -45,6 +48,14 @@ typedef struct {
     char *refund_at;           /* REFUND: the refund's processed_at (else created_at) */
     shopify_refund *refunds;   /* RECORDS with an order: all its refunds; REFUND: exactly one */
     size_t n_refunds;
+    /* the compliance topics: the customer's ids as retentiond keys them (customer.id, and the
+     * guest key "email:<lower-cased e-mail>" of the same person), the orders named
+     * (orders_to_redact / orders_requested), the data request's id */
+    char *subjects[2];
+    size_t n_subjects;
+    char **orders;
+    size_t n_orders;
+    char *request_id;
 } shopify_result;
 
 /* Maps one delivery of `topic` (X-Shopify-Topic) whose parsed body is `payload`.

@@ -13,6 +13,8 @@
 #ifndef RETENTIOND_STORE_POOL_H
 #define RETENTIOND_STORE_POOL_H
 
+#include "retentiond/util.h"
+
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -86,6 +88,11 @@ int db_exec(PGconn *conn, const char *sql, const char *what);
  * such tenant it stays the session's UTC. tenant_id is the id's decimal text. One round trip;
  * on failure no transaction is left open. */
 int db_begin_tenant(PGconn *conn, const char *options, const char *tenant_id, const char *what);
+
+/* A text[] parameter in PostgreSQL's array syntax: add each element (NULL for SQL NULL), then
+ * db_array_end gives the text (owned by b). */
+void db_array_add(buf *b, const char *s);
+const char *db_array_end(buf *b);
 
 /* Logs a failed result with context. */
 void db_log_error(const PGresult *res, PGconn *conn, const char *what);

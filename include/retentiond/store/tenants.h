@@ -5,6 +5,7 @@
 #define RETENTIOND_STORE_TENANTS_H
 
 #include <libpq-fe.h>
+#include <stdio.h>
 #include <stdint.h>
 
 /* A tenant as the layers above use it: the one a request's key or a webhook's URL names, or
@@ -33,6 +34,20 @@ int store_tenant_set_timezone(PGconn *conn, int64_t tenant_id, const char *timez
 
 /* Finds a tenant by name. Returns 1 and fills *t (scopes 0), 0 if unknown, -1 on error. */
 int store_tenant_find(PGconn *conn, const char *name, rd_tenant *t);
+
+/* Erases a tenant with all its data, keys and secrets, in one transaction (rd_tenant_delete,
+ * sql/privacy.sql). RD_OK or RD_ERR. */
+int store_tenant_delete(PGconn *conn, int64_t tenant_id);
+
+/* Writes the tenant's keys to out, one per line: id, scopes, created, last used, revoked
+ * (never the key). RD_OK or RD_ERR. */
+int store_key_list(PGconn *conn, int64_t tenant_id, FILE *out);
+
+/* Revokes an active key. Returns 1, 0 if there is no such active key, -1 on error. */
+int store_key_revoke(PGconn *conn, const char *key_id);
+
+/* Records that a key was just used (at most once a minute; the lookup of a cache miss). */
+int store_key_used(PGconn *conn, const char *key_id);
 
 /* Stores a key's id, hash and scopes. Returns RD_OK or RD_ERR. */
 int store_key_create(PGconn *conn, int64_t tenant_id, const char *key_id, const unsigned char hash[32],
