@@ -351,6 +351,51 @@ END_TEST
 
 /* ---- WooCommerce ---- */
 
+/* Shopify's compliance payloads (shapes of its documentation: shop_id, shop_domain, customer
+ * {id, email, phone}, orders_to_redact / orders_requested, data_request {id}). */
+START_TEST(shopify_compliance_topics)
+{
+    json_t *errors = json_array();
+    ingest_set set;
+    shopify_result r;
+    json_t *redact = json_loads("{\"shop_id\": 954889, \"shop_domain\": \"x.myshopify.com\", \"customer\": "
+                                "{\"id\": 191167, \"email\": \"John@Example.com\", \"phone\": \"555-625-1199\"},"
+                                " \"orders_to_redact\": [299938, \"299939\"]}", 0, NULL);
+    ck_assert_int_eq(shopify_one("customers/redact", redact, "USD", &set, &r, errors), SHOPIFY_REDACT_CUSTOMER);
+    ck_assert_uint_eq(r.n_subjects, 2);
+    ck_assert_str_eq(r.subjects[0], "191167");
+    ck_assert_str_eq(r.subjects[1], "email:john@example.com");   /* the guest key of the same address */
+    ck_assert_uint_eq(r.n_orders, 2);
+    ck_assert_str_eq(r.orders[0], "299938");
+    ck_assert_str_eq(r.orders[1], "299939");
+    ck_assert_uint_eq(ingest_set_size(&set), 0);
+    shopify_result_free(&r);
+
+    json_t *request = json_loads("{\"shop_id\": 954889, \"shop_domain\": \"x.myshopify.com\", \"orders_requested\":"
+                                 " [299938], \"customer\": {\"id\": 191167, \"email\": null}, \"data_request\":"
+                                 " {\"id\": 9999}}", 0, NULL);
+    ck_assert_int_eq(shopify_one("customers/data_request", request, "USD", &set, &r, errors), SHOPIFY_DATA_REQUEST);
+    ck_assert_str_eq(r.request_id, "9999");
+    ck_assert_uint_eq(r.n_subjects, 1);
+    shopify_result_free(&r);
+    json_object_del(request, "data_request");
+    ck_assert_int_eq(shopify_one("customers/data_request", request, "USD", &set, &r, errors), SHOPIFY_INVALID);
+    shopify_result_free(&r);
+
+    json_t *shop = json_loads("{\"shop_id\": 954889, \"shop_domain\": \"x.myshopify.com\"}", 0, NULL);
+    ck_assert_int_eq(shopify_one("shop/redact", shop, "USD", &set, &r, errors), SHOPIFY_REDACT_SHOP);
+    shopify_result_free(&r);
+    json_array_clear(errors);
+    ck_assert_int_eq(shopify_one("customers/redact", shop, "USD", &set, &r, errors), SHOPIFY_INVALID);
+    ck_assert_uint_ge(json_array_size(errors), 1);
+    shopify_result_free(&r);
+    json_decref(redact);
+    json_decref(request);
+    json_decref(shop);
+    json_decref(errors);
+}
+END_TEST
+
 START_TEST(woo_order_fixture)
 {
     json_t *p = load_fixture("woocommerce_order_created.json"), *errors = json_array();
@@ -475,6 +520,7 @@ static Suite *platform_suite(void)
     tcase_add_test(shop, shopify_refund_fixture);
     tcase_add_test(shop, shopify_customer_fixture);
     tcase_add_test(shop, shopify_unknown_and_invalid);
+    tcase_add_test(shop, shopify_compliance_topics);
     suite_add_tcase(s, shop);
     TCase *woo = tcase_create("woocommerce");
     tcase_add_test(woo, woo_order_fixture);
