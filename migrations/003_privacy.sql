@@ -29,3 +29,7 @@ CREATE TABLE privacy_requests (
 -- When a key was last used (`retentiond key list`): set when a server looks the key up, which
 -- it does again once its cache entry is AUTH_CACHE_TTL (30 s) old, at most once a minute.
 ALTER TABLE api_keys ADD COLUMN last_used_at timestamptz;
+
+-- When a customer record was last changed at its source (a platform's updated_at, or Shopify's
+-- X-Shopify-Triggered-At): a late retry of an older state changes nothing (sql/ingest.sql).
+ALTER TABLE customers ADD COLUMN record_updated_at timestamptz;

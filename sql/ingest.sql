@@ -71,7 +71,7 @@ END $function$;
 -- Customers: insert or fill in. Fields given replace stored ones; fields absent keep theirs.
 -- Outcome: created (new, or first explicit post of a customer implied by an order/event) |
 -- updated | duplicate.
-CREATE OR REPLACE FUNCTION rd_ingest_customers(p_tenant bigint, p_ids text[], p_email text[], p_created timestamp with time zone[], p_channel text[], p_referred_by text[], p_attributes jsonb[])
+CREATE OR REPLACE FUNCTION rd_ingest_customers(p_tenant bigint, p_ids text[], p_email text[], p_created timestamp with time zone[], p_channel text[], p_referred_by text[], p_attributes jsonb[], p_updated timestamp with time zone[])
  RETURNS TABLE(idx integer, outcome text)
  LANGUAGE plpgsql
  SET plan_cache_mode TO 'force_generic_plan'
@@ -83,26 +83,35 @@ BEGIN
     RETURN QUERY
     WITH input AS (
         SELECT u.*, u.ord::int AS i FROM unnest(p_ids, p_email, p_created, p_channel, p_referred_by,
-                                                p_attributes)
-            WITH ORDINALITY AS u(customer_id, email, created_at, channel, referred_by, attributes, ord)),
-    last AS (SELECT DISTINCT ON (customer_id) * FROM input ORDER BY customer_id, i DESC),
+                                                p_attributes, p_updated)
+            WITH ORDINALITY AS u(customer_id, email, created_at, channel, referred_by, attributes, updated, ord)),
+    -- the newest state of each customer in the input: by updated (a record without one counts as
+    -- newest), then by position
+    last AS (SELECT DISTINCT ON (customer_id) * FROM input
+             ORDER BY customer_id, updated DESC NULLS FIRST, i DESC),
     upd AS (
         UPDATE customers c SET
             email = coalesce(l.email, c.email), created_at = coalesce(l.created_at, c.created_at),
             channel = coalesce(l.channel, c.channel), referred_by = coalesce(l.referred_by, c.referred_by),
-            attributes = coalesce(l.attributes, c.attributes), is_known = true
+            attributes = coalesce(l.attributes, c.attributes), is_known = true,
+            record_updated_at = greatest(c.record_updated_at, l.updated)
         FROM last l, customers old
         WHERE c.tenant_id = p_tenant AND c.customer_id = l.customer_id
           AND old.tenant_id = c.tenant_id AND old.customer_id = c.customer_id
+          -- a state older than the stored one (a platform's late retry) changes nothing
+          AND NOT (l.updated IS NOT NULL AND c.record_updated_at IS NOT NULL AND l.updated < c.record_updated_at)
           AND (NOT c.is_known
                OR (coalesce(l.email, c.email), coalesce(l.created_at, c.created_at),
                    coalesce(l.channel, c.channel), coalesce(l.referred_by, c.referred_by),
                    coalesce(l.attributes, c.attributes))
                   IS DISTINCT FROM (c.email, c.created_at, c.channel, c.referred_by, c.attributes))
-        RETURNING c.customer_id, old.is_known AS was_known)
-    SELECT input.i, CASE WHEN input.i <> last.i OR upd.customer_id IS NULL THEN 'duplicate'
+        RETURNING c.customer_id, old.is_known AS was_known, old.record_updated_at AS was_updated)
+    SELECT input.i, CASE WHEN input.i <> last.i THEN 'duplicate'
+                         WHEN upd.customer_id IS NULL THEN
+                              CASE WHEN last.updated < cur.record_updated_at THEN 'stale' ELSE 'duplicate' END
                          WHEN NOT upd.was_known THEN 'created' ELSE 'updated' END
     FROM input JOIN last USING (customer_id) LEFT JOIN upd USING (customer_id)
+    LEFT JOIN customers cur ON cur.tenant_id = p_tenant AND cur.customer_id = input.customer_id
     ORDER BY input.i;
 
     -- created_at defaults to the customer's first business time we know of (never the time

@@ -27,3 +27,5 @@ DROP FUNCTION IF EXISTS rd_utc_day(timestamp with time zone);
 DROP FUNCTION IF EXISTS rd_utc_day_start(date);
 -- result columns added (the activity window's start of each instant)
 DROP FUNCTION IF EXISTS rd_report_frame(bigint, timestamp with time zone, timestamp with time zone, integer, text);
+-- p_updated added (a customer record older than the stored one changes nothing)
+DROP FUNCTION IF EXISTS rd_ingest_customers(bigint, text[], text[], timestamp with time zone[], text[], text[], jsonb[]);

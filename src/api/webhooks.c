@@ -61,6 +61,7 @@ typedef struct {
     wh_platform platform;
     /* request headers, copied on the HTTP thread (MHD is not to be asked from a worker) */
     char *signature, *topic, *delivery_id;
+    char *triggered_at;       /* Shopify's X-Shopify-Triggered-At: when the event happened */
     /* filled by the job */
     wh_result result;
     rd_tenant tenant;
@@ -87,6 +88,7 @@ static void wh_ctx_free(void *p)
     free(c->signature);
     free(c->topic);
     free(c->delivery_id);
+    free(c->triggered_at);
     ingest_set_free(&c->set);
     shopify_result_free(&c->shopify);
     woocommerce_result_free(&c->woo);
@@ -291,6 +293,11 @@ static int wh_run(PGconn *conn, void *arg)
     }
     c->action = map_payload(c, payload);
     json_decref(payload);
+    /* a customer record without its own updated_at is as new as the event that sent it, so a
+     * late retry of an older event changes nothing */
+    for (size_t i = 0; c->triggered_at && c->action == ACT_RECORDS && i < c->set.n_customers; i++)
+        if (!c->set.customers[i].updated_at && rd_timestamp_check(c->triggered_at) == RD_OK)
+            c->set.customers[i].updated_at = xstrdup(c->triggered_at);
     if (c->action == ACT_IGNORED || c->action == ACT_INVALID) {
         c->result = c->action == ACT_IGNORED ? WH_IGNORED : WH_INVALID;
         return RD_OK;
@@ -401,6 +408,8 @@ static int webhook(http_req *rq, wh_platform platform, const char *sig_header, c
     c->signature = header_dup(rq, sig_header);
     c->topic = header_dup(rq, topic_header);
     c->delivery_id = header_dup(rq, delivery_header);
+    if (platform == PLATFORM_SHOPIFY)
+        c->triggered_at = header_dup(rq, "X-Shopify-Triggered-At");
     if (!c->signature) {
         if (platform == PLATFORM_WOOCOMMERCE && woocommerce_is_ping(rq->body.data, rq->body.len)) {
             /* sent unsigned when a webhook is saved; it expects 200 */

@@ -324,6 +324,7 @@ int rd_customer_parse(const json_t *obj, rd_customer *out, json_t *errors)
     if (out->referred_by && out->customer_id && strcmp(out->referred_by, out->customer_id) == 0)
         rd_error_add(errors, "referred_by", "a customer cannot refer themselves");
     out->attributes = object_field(obj, "attributes", errors);
+    out->updated_at = time_field(obj, "updated_at", false, errors);
     return json_array_size(errors) == before ? RD_OK : RD_ERR;
 }
 
@@ -517,7 +518,7 @@ int rd_spend_parse(const json_t *obj, const char *shop_currency, rd_spend *out, 
 void rd_customer_free(rd_customer *c)
 {
     free(c->customer_id); free(c->email); free(c->created_at); free(c->channel);
-    free(c->referred_by); free(c->attributes);
+    free(c->referred_by); free(c->attributes); free(c->updated_at);
     memset(c, 0, sizeof *c);
 }
 

@@ -385,6 +385,8 @@ static shopify_action map_customer(const json_t *p, ingest_set *set, json_t *err
         json_object_set_new(canon, "email", json_string(email_field(p, "email")));
     if (str_field(p, "created_at"))
         json_object_set_new(canon, "created_at", json_string(str_field(p, "created_at")));
+    if (str_field(p, "updated_at")) /* a late retry of an older state then changes nothing */
+        json_object_set_new(canon, "updated_at", json_string(str_field(p, "updated_at")));
     /* marketing consent and tags are what campaigns filter on; no names, no addresses */
     json_t *attrs = json_object();
     const json_t *am = json_object_get(p, "accepts_marketing");

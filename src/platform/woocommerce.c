@@ -262,6 +262,10 @@ static woocommerce_action map_customer(const json_t *p, ingest_set *set, json_t 
     if (created)
         json_object_set_new(canon, "created_at", json_string(created));
     free(created);
+    char *modified = gmt_time(p, "date_modified_gmt");
+    if (modified) /* a late retry of an older state then changes nothing */
+        json_object_set_new(canon, "updated_at", json_string(modified));
+    free(modified);
     json_t *attrs = json_object();
     if (str_field(p, "role"))
         json_object_set_new(attrs, "role", json_string(str_field(p, "role")));

@@ -31,7 +31,7 @@ void store_ingest_register(void)
         "SELECT DISTINCT tenant_id FROM rollup_pending WHERE since < now() - $1::interval", 1);
     db_register_statement("ingest_customers",
         "SELECT idx, outcome FROM rd_ingest_customers($1, $2::text[], $3::text[], $4::timestamptz[],"
-        " $5::text[], $6::text[], $7::jsonb[])", 7);
+        " $5::text[], $6::text[], $7::jsonb[], $8::timestamptz[])", 8);
     db_register_statement("ingest_events", "SELECT idx, outcome FROM rd_ingest_events" EVENT_ARGS, 7);
     db_register_statement("ingest_events_each", "SELECT idx, outcome FROM rd_ingest_events_each" EVENT_ARGS, 7);
     db_register_statement("ingest_spend",
@@ -82,7 +82,7 @@ static int run(PGconn *conn, const char *stmt, int nparams, const char *const *p
 
 static int write_customers(PGconn *conn, const char *tid, const ingest_set *s, ingest_counts *c, const char **outcome)
 {
-    buf a[6] = {{0}};
+    buf a[7] = {{0}};
     for (size_t i = 0; i < s->n_customers; i++) {
         const rd_customer *x = &s->customers[i];
         db_array_add(&a[0], x->customer_id);
@@ -91,12 +91,13 @@ static int write_customers(PGconn *conn, const char *tid, const ingest_set *s, i
         db_array_add(&a[3], x->channel);
         db_array_add(&a[4], x->referred_by);
         db_array_add(&a[5], x->attributes);
+        db_array_add(&a[6], x->updated_at);
     }
-    const char *p[7] = {tid};
-    for (int i = 0; i < 6; i++)
+    const char *p[8] = {tid};
+    for (int i = 0; i < 7; i++)
         p[i + 1] = db_array_end(&a[i]);
-    int rc = run(conn, "ingest_customers", 7, p, c, outcome);
-    for (int i = 0; i < 6; i++)
+    int rc = run(conn, "ingest_customers", 8, p, c, outcome);
+    for (int i = 0; i < 7; i++)
         buf_free(&a[i]);
     return rc;
 }

@@ -331,6 +331,27 @@ class ShopifyCompliance(unittest.TestCase):
                          [("9999", "111", ["5001", "5002"])])
         self.assertEqual(server.get("/v1/customers/111/export", key).json["record"]["customer_id"], "111")
 
+    def test_a_late_retry_of_an_older_state_changes_nothing(self):
+        name, key = tenant(secret=True)
+        def update(email, triggered, updated=None, event=None):
+            body = {"id": 444, "email": email, "created_at": "2026-01-01T00:00:00Z"}
+            if updated:
+                body["updated_at"] = updated
+            raw = json.dumps(body).encode()
+            headers = {"Content-Type": "application/json", "X-Shopify-Topic": "customers/update",
+                       "X-Shopify-Webhook-Id": str(uuid.uuid4()), "X-Shopify-Event-Id": event or str(uuid.uuid4()),
+                       "X-Shopify-Triggered-At": triggered, "X-Shopify-Hmac-Sha256": sign(raw)}
+            return server.request("POST", f"/v1/webhooks/shopify/{name}", raw, headers=headers)
+        self.assertEqual(update("new@example.com", "2026-03-02T10:00:00Z").json["status"], "created")
+        # the event of the day before, retried late: older, so it changes nothing
+        r = update("old@example.com", "2026-03-01T10:00:00Z")
+        self.assertEqual((r.status, r.json["status"]), (200, "stale"), r)
+        self.assertEqual(server.get("/v1/customers/444", key).json["email"], "new@example.com")
+        # the payload's own updated_at wins over the header when given
+        r = update("newer@example.com", "2026-02-01T00:00:00Z", updated="2026-03-03T00:00:00Z")
+        self.assertEqual(r.json["status"], "updated", r)
+        self.assertEqual(server.get("/v1/customers/444", key).json["email"], "newer@example.com")
+
     def test_a_payload_without_a_customer_is_422(self):
         name, _ = self.load()
         r = shopify(name, "customers/redact", {"shop_id": 1, "shop_domain": "x", "customer": {}})

@@ -18,6 +18,8 @@
 typedef struct {
     char *customer_id, *email, *created_at, *channel, *referred_by;
     char *attributes;        /* JSON text of an object, or NULL */
+    char *updated_at;        /* when the record was last changed at its source, or NULL: a record
+                                older than the stored one's changes nothing ("stale") */
 } rd_customer;
 
 typedef struct {
