@@ -18,6 +18,7 @@
 #include "retentiond/store/report_snapshot.h"
 #include "retentiond/store/migrate.h"
 #include "retentiond/store/pool.h"
+#include "retentiond/store/report_segments.h"
 #include "retentiond/store/tenants.h"
 #include "retentiond/upkeep.h"
 
@@ -196,6 +197,7 @@ static int cmd_serve(void)
     upkeep_stop();
     db_pool_stop();
     report_snapshot_free_all();
+    segments_cache_free_all();
     rd_log(LOG_INFO, "msg=stopped");
     return 0;
 }

@@ -5,6 +5,7 @@
 #include "retentiond/store/pool.h"
 #include "retentiond/util.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -342,4 +343,69 @@ void segments_free(segmenter *s)
     free(s->ids);
     free(s->group);
     free(s);
+}
+
+void segments_key(const store_segments *sg, const char *timezone, char *out, size_t n)
+{
+    static const char *const names[] = {"channel", "source", "first_order_month", "attribute"};
+    int len = snprintf(out, n, "%s|", timezone ? timezone : "");
+    for (int i = -1; i < sg->nfilters && len >= 0 && (size_t)len < n; i++) {
+        const store_dim *d = i < 0 ? (sg->has_breakdown ? &sg->breakdown : NULL) : &sg->filters[i];
+        if (d)
+            len += snprintf(out + len, n - (size_t)len, "%s%s:%s=%s\x1f", i < 0 ? "by " : "", names[d->dim],
+                            d->key ? d->key : "", i < 0 ? "" : sg->filter_values[i]);
+    }
+}
+
+#define CACHE_ENTRIES 8
+
+static struct {
+    pthread_mutex_t lock;
+    struct {
+        uint64_t generation;
+        char *key;
+        segmenter *seg;
+    } e[CACHE_ENTRIES];
+    int next; /* the slot put fills next: the oldest */
+} cache = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+segmenter *segments_cache_take(uint64_t generation, const char *key)
+{
+    segmenter *s = NULL;
+    pthread_mutex_lock(&cache.lock);
+    for (int i = 0; i < CACHE_ENTRIES && !s; i++)
+        if (cache.e[i].seg && cache.e[i].generation == generation && strcmp(cache.e[i].key, key) == 0) {
+            s = cache.e[i].seg;
+            cache.e[i].seg = NULL;
+            free(cache.e[i].key);
+            cache.e[i].key = NULL;
+        }
+    pthread_mutex_unlock(&cache.lock);
+    return s;
+}
+
+void segments_cache_put(uint64_t generation, const char *key, segmenter *s)
+{
+    pthread_mutex_lock(&cache.lock);
+    int i = cache.next;
+    cache.next = (cache.next + 1) % CACHE_ENTRIES;
+    segmenter *old = cache.e[i].seg;
+    free(cache.e[i].key);
+    cache.e[i].generation = generation;
+    cache.e[i].key = xstrdup(key);
+    cache.e[i].seg = s;
+    pthread_mutex_unlock(&cache.lock);
+    segments_free(old);
+}
+
+void segments_cache_free_all(void)
+{
+    pthread_mutex_lock(&cache.lock);
+    for (int i = 0; i < CACHE_ENTRIES; i++) {
+        segments_free(cache.e[i].seg);
+        free(cache.e[i].key);
+        cache.e[i].seg = NULL;
+        cache.e[i].key = NULL;
+    }
+    pthread_mutex_unlock(&cache.lock);
 }

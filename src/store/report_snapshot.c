@@ -38,8 +38,13 @@ typedef struct snap {
     size_t accounted;        /* bytes as counted in reg.bytes (under reg.lock) */
     int64_t used;            /* now_usec() of the last report, under reg.lock (least recently used goes first) */
     int64_t unusable_until;  /* now_usec() before which reports are streamed */
+    uint64_t generation;     /* new whenever the copy's customers change (read, re-read, dropped) */
     struct snap *next;
 } snap;
+
+/* The source of snap.generation: unique over all tenants, so one number names one tenant's
+ * copy in one state. */
+static uint64_t generations;
 
 static struct {
     pthread_mutex_t lock; /* the list and `bytes` */
@@ -99,6 +104,7 @@ static void snap_drop(snap *s)
     s->slots = NULL;
     s->snapshot = NULL;
     s->loaded = false;
+    s->generation = __atomic_add_fetch(&generations, 1, __ATOMIC_RELAXED);
     publish(s, false);
 }
 
@@ -281,6 +287,7 @@ static read_status load(PGconn *conn, snap *s, const char *tid)
     if (st == READ_OK) {
         s->loaded = true;
         stats_add(&stats.snapshot_loads, 1);
+        s->generation = __atomic_add_fetch(&generations, 1, __ATOMIC_RELAXED);
     }
     return st;
 }
@@ -349,6 +356,7 @@ static read_status refresh(PGconn *conn, snap *s, const char *tid)
     buf_free(&ids);
     if (st == READ_OK)
         stats_add(&stats.snapshot_refreshed, (uint64_t)n);
+    s->generation = __atomic_add_fetch(&generations, 1, __ATOMIC_RELAXED);
     return st;
 }
 
@@ -411,6 +419,12 @@ void report_snapshot_free_all(void)
 
 int report_snapshot_feed(PGconn *conn, const char *tenant_id, const char *snapshot, rs_acc *acc)
 {
+    return report_snapshot_feed_with(conn, tenant_id, snapshot, NULL, acc);
+}
+
+int report_snapshot_feed_with(PGconn *conn, const char *tenant_id, const char *snapshot,
+                              rs_acc *(*begin)(void *ctx, uint64_t generation), void *ctx)
+{
     if (config.report_snapshot_mb <= 0)
         return REPORT_SNAPSHOT_SKIP;
     snap *s = snap_of(strtoll(tenant_id, NULL, 10));
@@ -433,6 +447,13 @@ int report_snapshot_feed(PGconn *conn, const char *tenant_id, const char *snapsh
     free(s->snapshot);
     s->snapshot = xstrdup(snapshot);
     publish(s, true);
+    /* the tenant's generation: the same while the copy's customers are the same, so that what
+     * is derived from them (the breakdowns' groups) can be kept between reports */
+    rs_acc *acc = begin ? begin(ctx, s->generation) : ctx;
+    if (!acc) {
+        pthread_mutex_unlock(&s->lock);
+        return RD_ERR;
+    }
     for (uint32_t i = 0; i < s->shop.n; i++)
         reports_add_customer(acc, &s->shop.c[i]);
     pthread_mutex_unlock(&s->lock);

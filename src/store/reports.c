@@ -175,20 +175,51 @@ static int feed(PGconn *conn, const char *tenant_id, const char *snap, const rs_
     return rc;
 }
 
+/* A split report's set-up, made once the snapshot is current (seg_begin): the groups are kept
+ * between reports of the same copy (segments_cache_*), read again when it changed. */
+typedef struct {
+    PGconn *conn;
+    const char *tenant_id;
+    const store_segments *sg;
+    const rs_frame *f;
+    char key[1024];           /* the segments and the time zone, as the cache names them */
+    uint64_t generation;      /* of the snapshot's copy; 0: streamed */
+    segmenter *seg;
+    rs_acc *acc;
+} seg_run;
+
+static rs_acc *seg_begin(void *ctx, uint64_t generation)
+{
+    seg_run *r = ctx;
+    r->generation = generation;
+    r->seg = generation ? segments_cache_take(generation, r->key) : NULL;
+    if (!r->seg && segments_read(r->conn, r->tenant_id, r->sg, &r->seg) != RD_OK)
+        return NULL;
+    r->acc = reports_begin_groups(r->f, segments_count(r->seg), segments_group_of, r->seg);
+    return r->acc;
+}
+
 /* The report split by sg's segments into out->groups. */
 static int run_segments(PGconn *conn, const char *tenant_id, const char *snap, const rs_frame *f,
                         const store_segments *sg, store_period_report *out)
 {
-    segmenter *seg;
-    if (segments_read(conn, tenant_id, sg, &seg) != RD_OK)
+    seg_run run = {.conn = conn, .tenant_id = tenant_id, .sg = sg, .f = f};
+    segments_key(sg, out->period.timezone, run.key, sizeof run.key);
+    int rc = report_snapshot_feed_with(conn, tenant_id, snap, seg_begin, &run);
+    if (rc == REPORT_SNAPSHOT_SKIP) {
+        stats_add(&stats.snapshot_fallbacks, 1);
+        rc = seg_begin(&run, 0) ? report_stream_feed(conn, tenant_id, f, run.acc) : RD_ERR;
+    }
+    if (!run.acc) {
+        segments_free(run.seg);
         return RD_ERR;
+    }
+    segmenter *seg = run.seg;
     int n = segments_count(seg);
     out->ngroups = n;
     out->groups = xcalloc((size_t)n, sizeof *out->groups);
     rs_result *results = xcalloc((size_t)n, sizeof *results);
-    rs_acc *acc = reports_begin_groups(f, n, segments_group_of, seg);
-    int rc = feed(conn, tenant_id, snap, f, acc);
-    reports_finish_groups(acc, results);
+    reports_finish_groups(run.acc, results);
     double *acq = xcalloc((size_t)n, sizeof *acq), *ret = xcalloc((size_t)n, sizeof *ret);
     bool *has_acq = xcalloc((size_t)n, sizeof *has_acq), *has_ret = xcalloc((size_t)n, sizeof *has_ret);
     bool by_channel = sg->has_breakdown ? sg->breakdown.dim == SEG_CHANNEL : false;
@@ -211,7 +242,10 @@ static int run_segments(PGconn *conn, const char *tenant_id, const char *snap, c
     free(has_acq);
     free(has_ret);
     free(results);
-    segments_free(seg);
+    if (rc == RD_OK && run.generation)
+        segments_cache_put(run.generation, run.key, seg);
+    else
+        segments_free(seg);
     return rc;
 }
 

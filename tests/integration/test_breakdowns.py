@@ -201,6 +201,28 @@ class Shop(unittest.TestCase):
         finally:
             streamed.stop()
 
+    def test_the_groups_follow_changes_to_the_customers_and_the_zone(self):
+        name, key = tenant()
+        r = server.post("/v1/batch", [
+            {"kind": "customer", "customer_id": "p", "channel": "email"},
+            {"kind": "customer", "customer_id": "q", "channel": "email"},
+            {"kind": "customer", "customer_id": "r", "channel": "ads"},
+            {"kind": "order", "order_id": "p1", "customer_id": "p", "placed_at": "2026-03-31T22:30:00Z", "total": "10"},
+            {"kind": "order", "order_id": "r1", "customer_id": "r", "placed_at": "2026-02-01T12:00:00Z", "total": "10"},
+        ], key)
+        self.assertEqual(r.json["rejected"], 0, r)
+
+        def customers(breakdown):
+            body = get(f"/v1/metrics/summary?{PERIOD}&breakdown={breakdown}", key)
+            return {e["value"]: e["customers"] for e in body["entries"] if e["customers"]}
+        self.assertEqual(customers("channel"), {"email": 2, "ads": 1})
+        self.assertEqual(customers("channel"), {"email": 2, "ads": 1})   # the same copy: kept groups
+        self.assertEqual(server.post("/v1/customers", {"customer_id": "r", "channel": "email"}, key).status, 200)
+        self.assertEqual(customers("channel"), {"email": 3})
+        self.assertEqual(customers("first_order_month"), {"2026-03": 1, "2026-02": 1, "(none)": 1})
+        server.cli("tenant", "set-timezone", name, "Europe/Berlin")      # p's first order is 1 April there
+        self.assertEqual(customers("first_order_month"), {"2026-04": 1, "2026-02": 1, "(none)": 1})
+
     def test_bad_segments_are_400_naming_the_field(self):
         for query, field in (("breakdown=colour", "breakdown"), ("breakdown=attribute:", "breakdown"),
                              ("source=fax", "source"), ("first_order_month=2026-13", "first_order_month"),

@@ -11,6 +11,7 @@
 
 #include <libpq-fe.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define STORE_BREAKDOWN_TOP 20
@@ -60,5 +61,16 @@ int segments_spend(PGconn *conn, const char *tenant_id, const char *from, const 
                    double *acq, bool *has_acq, double *ret, bool *has_ret);
 
 void segments_free(segmenter *s);
+
+/* The name of a request's segments in a time zone (what its groups depend on besides the
+ * customers), for the cache below. */
+void segments_key(const store_segments *sg, const char *timezone, char *out, size_t n);
+
+/* A few tenants' groups, each kept with the generation of the report snapshot they were read
+ * for (report_snapshot_feed_with): take removes and returns the groups of (generation, key),
+ * or NULL; put hands them back for the next report of the same copy (evicting the oldest). */
+segmenter *segments_cache_take(uint64_t generation, const char *key);
+void segments_cache_put(uint64_t generation, const char *key, segmenter *s);
+void segments_cache_free_all(void); /* at shutdown */
 
 #endif

@@ -30,6 +30,13 @@ void report_snapshot_register(void);
  * off, the tenant does not fit), with acc untouched and the transaction still usable. */
 int report_snapshot_feed(PGconn *conn, const char *tenant_id, const char *snapshot, rs_acc *acc);
 
+/* The same, with the accumulator made by begin(ctx, generation) once the copy is current and
+ * before it is fed: generation is the same number exactly as long as the copy holds the same
+ * customers (unique over tenants), so what is derived from them can be kept and reused. begin
+ * returning NULL is RD_ERR. */
+int report_snapshot_feed_with(PGconn *conn, const char *tenant_id, const char *snapshot,
+                              rs_acc *(*begin)(void *ctx, uint64_t generation), void *ctx);
+
 /* Frees every copy (at shutdown). */
 void report_snapshot_free_all(void);
 
