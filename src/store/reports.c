@@ -193,8 +193,10 @@ static rs_acc *seg_begin(void *ctx, uint64_t generation)
     seg_run *r = ctx;
     r->generation = generation;
     r->seg = generation ? segments_cache_take(generation, r->key) : NULL;
+    bool kept = r->seg != NULL;
     if (!r->seg && segments_read(r->conn, r->tenant_id, r->sg, &r->seg) != RD_OK)
         return NULL;
+    segments_feed_start(r->seg, kept);
     r->acc = reports_begin_groups(r->f, segments_count(r->seg), segments_group_of, r->seg);
     return r->acc;
 }

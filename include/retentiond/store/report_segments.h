@@ -54,6 +54,11 @@ int64_t segments_customers(const segmenter *s, int group); /* customers rows in 
 /* The group of a customer, or -1 when a filter leaves them out (an rs_group_fn). */
 int segments_group_of(void *segmenter, const rs_customer *c);
 
+/* Before each feed: replay (groups kept from an earlier report of the same snapshot copy, whose
+ * customers come in the same order) returns the groups recorded then, in order; otherwise the
+ * groups are looked up and recorded for the next report. */
+void segments_feed_start(segmenter *s, bool replay);
+
 /* Per group, the spend of [from, to) (dates in the transaction's TimeZone): by the channel
  * breakdown's values, or, without a breakdown, that of the channel filter (spend has no other
  * dimension: call it for those two cases only). acq / ret / has_acq / has_ret are ngroups long. */
