@@ -1,6 +1,22 @@
 -- privacy.sql - erasure (GDPR Art. 17) of customers, of orders, of a shop's whole data, and
 -- the audit row that records it without the personal data (migrations/003_privacy.sql).
 
+-- The kinds an erasure reports, named for the reply: the loop's tables by what they hold.
+CREATE OR REPLACE FUNCTION rd_erase_counts(p_customers bigint, p_orders bigint, p_removed jsonb, p_refunds bigint, p_referrals bigint)
+ RETURNS TABLE(kind text, n bigint)
+ LANGUAGE sql
+ IMMUTABLE
+AS $function$
+    VALUES ('customers', p_customers), ('orders', p_orders),
+           ('events', coalesce((p_removed ->> 'events')::bigint, 0)),
+           ('rung_changes', coalesce((p_removed ->> 'stage_history')::bigint, 0)),
+           ('predictions', coalesce((p_removed ->> 'customer_predictions')::bigint, 0)),
+           ('pending_rollups', coalesce((p_removed ->> 'rollup_pending')::bigint, 0)),
+           ('refunds', p_refunds),
+           ('data_requests', coalesce((p_removed ->> 'privacy_requests')::bigint, 0)),
+           ('referrals_unlinked', p_referrals)
+$function$;
+
 -- Erases customers p_ids (each with everything stored about them: record, orders, events, rung
 -- history, prediction, pending rollup, data requests) and orders p_orders (of anyone: Shopify's
 -- orders_to_redact), in the caller's transaction. Derived content follows: the ladder's daily
@@ -22,14 +38,11 @@ DECLARE
     recompute text[];
     c_customers bigint := 0;
     c_orders bigint := 0;
-    c_events bigint := 0;
-    c_rungs bigint := 0;
-    c_predictions bigint := 0;
-    c_pending bigint := 0;
     c_refunds bigint := 0;
-    c_requests bigint := 0;
     c_referrals bigint := 0;
-    c_rfm bigint := 0;
+    removed jsonb := '{}';   -- rows per table of the loop below
+    t text;
+    k bigint;
 BEGIN
     p_ids := coalesce(p_ids, '{}');
     p_orders := coalesce(p_orders, '{}');
@@ -55,22 +68,17 @@ BEGIN
     SELECT coalesce(array_agg(order_id), '{}'), count(*) INTO gone_orders, c_orders FROM d;
     DELETE FROM webhook_refunds r WHERE r.tenant_id = p_tenant AND r.order_id = ANY (gone_orders || p_orders);
     GET DIAGNOSTICS c_refunds = ROW_COUNT;
-    DELETE FROM events e WHERE e.tenant_id = p_tenant AND e.customer_id = ANY (ids);
-    GET DIAGNOSTICS c_events = ROW_COUNT;
-    DELETE FROM stage_history h WHERE h.tenant_id = p_tenant AND h.customer_id = ANY (ids);
-    GET DIAGNOSTICS c_rungs = ROW_COUNT;
-    DELETE FROM customer_predictions p WHERE p.tenant_id = p_tenant AND p.customer_id = ANY (ids);
-    GET DIAGNOSTICS c_predictions = ROW_COUNT;
-    DELETE FROM rollup_pending p WHERE p.tenant_id = p_tenant AND p.customer_id = ANY (ids);
-    GET DIAGNOSTICS c_pending = ROW_COUNT;
-    DELETE FROM privacy_requests q WHERE q.tenant_id = p_tenant AND q.customer_id = ANY (ids);
-    GET DIAGNOSTICS c_requests = ROW_COUNT;
+    -- every other table of a customer's own rows, by (tenant_id, customer_id)
+    FOREACH t IN ARRAY ARRAY['events', 'stage_history', 'customer_predictions', 'rollup_pending', 'privacy_requests'] LOOP
+        EXECUTE format('DELETE FROM %I x WHERE x.tenant_id = $1 AND x.customer_id = ANY ($2)', t) USING p_tenant, ids;
+        GET DIAGNOSTICS k = ROW_COUNT;
+        removed := removed || jsonb_build_object(t, k);
+    END LOOP;
     UPDATE customers c SET referred_by = NULL WHERE c.tenant_id = p_tenant AND c.referred_by = ANY (ids);
     GET DIAGNOSTICS c_referrals = ROW_COUNT;
     DELETE FROM customers c WHERE c.tenant_id = p_tenant AND c.customer_id = ANY (ids);
     GET DIAGNOSTICS c_customers = ROW_COUNT;
     DELETE FROM rfm_cutoffs r WHERE r.tenant_id = p_tenant;
-    GET DIAGNOSTICS c_rfm = ROW_COUNT;
 
     IF cardinality(recompute) > 0 THEN
         PERFORM rd_refresh_customers(p_tenant, recompute, NULL);
@@ -83,17 +91,12 @@ BEGIN
         INSERT INTO privacy_erasures (tenant_id, subject_hash, requested_by, counts)
         SELECT p_tenant, CASE WHEN s.id IS NULL THEN NULL
                               ELSE encode(sha256(convert_to(p_tenant || ':' || s.id, 'UTF8')), 'hex') END,
-               p_by,
-               jsonb_build_object('customers', c_customers, 'orders', c_orders, 'events', c_events,
-                                  'rung_changes', c_rungs, 'predictions', c_predictions,
-                                  'pending_rollups', c_pending, 'refunds', c_refunds,
-                                  'data_requests', c_requests, 'referrals_unlinked', c_referrals)
-        FROM (SELECT unnest(CASE WHEN cardinality(ids) > 0 THEN ids ELSE ARRAY[NULL::text] END) AS id) s;
+               p_by, counts
+        FROM (SELECT unnest(CASE WHEN cardinality(ids) > 0 THEN ids ELSE ARRAY[NULL::text] END) AS id) s,
+             (SELECT jsonb_object_agg(c.kind, c.n) AS counts FROM rd_erase_counts(c_customers, c_orders, removed,
+                                                                                 c_refunds, c_referrals) c) j;
     END IF;
-    RETURN QUERY VALUES ('customers', c_customers), ('orders', c_orders), ('events', c_events),
-                        ('rung_changes', c_rungs), ('predictions', c_predictions),
-                        ('pending_rollups', c_pending), ('refunds', c_refunds),
-                        ('data_requests', c_requests), ('referrals_unlinked', c_referrals);
+    RETURN QUERY SELECT * FROM rd_erase_counts(c_customers, c_orders, removed, c_refunds, c_referrals);
 END $function$;
 
 -- Erases all of a tenant's data (Shopify shop/redact) and keeps the tenant row, its keys and
@@ -107,32 +110,22 @@ AS $function$
 DECLARE
     counts jsonb := '{}';
     k bigint;
+    t text;
 BEGIN
-    PERFORM 1 FROM tenants t WHERE t.tenant_id = p_tenant FOR UPDATE;
-    DELETE FROM orders o WHERE o.tenant_id = p_tenant;
-    GET DIAGNOSTICS k = ROW_COUNT; counts := counts || jsonb_build_object('orders', k);
-    DELETE FROM events e WHERE e.tenant_id = p_tenant;
-    GET DIAGNOSTICS k = ROW_COUNT; counts := counts || jsonb_build_object('events', k);
-    DELETE FROM stage_history h WHERE h.tenant_id = p_tenant;
-    GET DIAGNOSTICS k = ROW_COUNT; counts := counts || jsonb_build_object('rung_changes', k);
-    DELETE FROM stage_history_days d WHERE d.tenant_id = p_tenant;
-    DELETE FROM stage_history_late l WHERE l.tenant_id = p_tenant;
-    DELETE FROM stage_history_compacted m WHERE m.tenant_id = p_tenant;
-    DELETE FROM customer_predictions p WHERE p.tenant_id = p_tenant;
-    GET DIAGNOSTICS k = ROW_COUNT; counts := counts || jsonb_build_object('predictions', k);
-    DELETE FROM clv_models m WHERE m.tenant_id = p_tenant;
-    GET DIAGNOSTICS k = ROW_COUNT; counts := counts || jsonb_build_object('models', k);
-    DELETE FROM rollup_pending p WHERE p.tenant_id = p_tenant;
-    GET DIAGNOSTICS k = ROW_COUNT; counts := counts || jsonb_build_object('pending_rollups', k);
-    DELETE FROM webhook_refunds r WHERE r.tenant_id = p_tenant;
-    GET DIAGNOSTICS k = ROW_COUNT; counts := counts || jsonb_build_object('refunds', k);
-    DELETE FROM privacy_requests q WHERE q.tenant_id = p_tenant;
-    GET DIAGNOSTICS k = ROW_COUNT; counts := counts || jsonb_build_object('data_requests', k);
-    DELETE FROM spend s WHERE s.tenant_id = p_tenant;
-    GET DIAGNOSTICS k = ROW_COUNT; counts := counts || jsonb_build_object('spend', k);
-    DELETE FROM rfm_cutoffs r WHERE r.tenant_id = p_tenant;
-    DELETE FROM customers c WHERE c.tenant_id = p_tenant;
-    GET DIAGNOSTICS k = ROW_COUNT; counts := counts || jsonb_build_object('customers', k);
+    PERFORM 1 FROM tenants x WHERE x.tenant_id = p_tenant FOR UPDATE;
+    -- (reported as) table: orders first, customers last, as the triggers expect
+    FOREACH t IN ARRAY ARRAY['orders:orders', 'events:events', 'stage_history:rung_changes',
+                             'stage_history_days:', 'stage_history_late:', 'stage_history_compacted:',
+                             'customer_predictions:predictions', 'clv_models:models',
+                             'rollup_pending:pending_rollups', 'webhook_refunds:refunds',
+                             'privacy_requests:data_requests', 'spend:spend', 'rfm_cutoffs:',
+                             'customers:customers'] LOOP
+        EXECUTE format('DELETE FROM %I x WHERE x.tenant_id = $1', split_part(t, ':', 1)) USING p_tenant;
+        GET DIAGNOSTICS k = ROW_COUNT;
+        IF split_part(t, ':', 2) <> '' THEN
+            counts := counts || jsonb_build_object(split_part(t, ':', 2), k);
+        END IF;
+    END LOOP;
     INSERT INTO report_changes (tenant_id, customer_id) VALUES (p_tenant, NULL);
     DELETE FROM report_changes r WHERE r.tenant_id = p_tenant AND r.customer_id IS NOT NULL;
     INSERT INTO privacy_erasures (tenant_id, subject_hash, requested_by, counts)

@@ -72,7 +72,10 @@ static void requested_by(const http_req *rq, char *out, size_t n)
         snprintf(out, n, "key (unknown)");
 }
 
+typedef enum { PRIVACY_ERASE, PRIVACY_EXPORT, PRIVACY_REQUESTS } privacy_kind;
+
 typedef struct {
+    privacy_kind kind;
     char *customer_id;
     char by[64];
     store_erasure erasure;
@@ -89,25 +92,37 @@ static void privacy_ctx_free(void *p)
     free(c);
 }
 
-static privacy_ctx *ctx_new(http_req *rq)
-{
-    privacy_ctx *c = xcalloc(1, sizeof *c);
-    c->customer_id = rq->params[0] ? xstrdup(rq->params[0]) : NULL;
-    requested_by(rq, c->by, sizeof c->by);
-    rq->ctx = c;
-    rq->ctx_free = privacy_ctx_free;
-    return c;
-}
-
-/* ---- DELETE /v1/customers/{id} ---- */
-
-static int erase_run(PGconn *conn, void *arg)
+/* The database work of each route, on a worker. */
+static int privacy_run(PGconn *conn, void *arg)
 {
     http_req *rq = arg;
     privacy_ctx *c = rq->ctx;
     const char *ids[1] = {c->customer_id};
-    return store_erase(conn, rq->tenant.id, ids, 1, NULL, 0, c->by, false, &c->erasure);
+    switch (c->kind) {
+    case PRIVACY_ERASE:
+        return store_erase(conn, rq->tenant.id, ids, 1, NULL, 0, c->by, false, &c->erasure);
+    case PRIVACY_EXPORT:
+        store_export_free(&c->export);
+        return store_customer_export(conn, rq->tenant.id, c->customer_id, &c->export);
+    case PRIVACY_REQUESTS:
+        store_rows_free(&c->requests);
+        return store_privacy_requests(conn, rq->tenant.id, &c->requests);
+    }
+    return RD_ERR;
 }
+
+static int privacy_start(http_req *rq, privacy_kind kind, int (*after)(http_req *rq, db_done_status st))
+{
+    privacy_ctx *c = xcalloc(1, sizeof *c);
+    c->kind = kind;
+    c->customer_id = rq->params[0] ? xstrdup(rq->params[0]) : NULL;
+    requested_by(rq, c->by, sizeof c->by);
+    rq->ctx = c;
+    rq->ctx_free = privacy_ctx_free;
+    return http_defer(rq, DB_JOB_SOLO, 0, privacy_run, after);
+}
+
+/* ---- DELETE /v1/customers/{id} ---- */
 
 static int erase_after(http_req *rq, db_done_status st)
 {
@@ -125,19 +140,10 @@ static int erase_after(http_req *rq, db_done_status st)
 
 int api_customer_erase(http_req *rq)
 {
-    ctx_new(rq);
-    return http_defer(rq, DB_JOB_SOLO, 0, erase_run, erase_after);
+    return privacy_start(rq, PRIVACY_ERASE, erase_after);
 }
 
 /* ---- GET /v1/customers/{id}/export ---- */
-
-static int export_run(PGconn *conn, void *arg)
-{
-    http_req *rq = arg;
-    privacy_ctx *c = rq->ctx;
-    store_export_free(&c->export);
-    return store_customer_export(conn, rq->tenant.id, c->customer_id, &c->export);
-}
 
 static int export_after(http_req *rq, db_done_status st)
 {
@@ -165,19 +171,10 @@ static int export_after(http_req *rq, db_done_status st)
 
 int api_customer_export(http_req *rq)
 {
-    ctx_new(rq);
-    return http_defer(rq, DB_JOB_SOLO, 0, export_run, export_after);
+    return privacy_start(rq, PRIVACY_EXPORT, export_after);
 }
 
 /* ---- GET /v1/privacy/requests ---- */
-
-static int requests_run(PGconn *conn, void *arg)
-{
-    http_req *rq = arg;
-    privacy_ctx *c = rq->ctx;
-    store_rows_free(&c->requests);
-    return store_privacy_requests(conn, rq->tenant.id, &c->requests);
-}
 
 static int requests_after(http_req *rq, db_done_status st)
 {
@@ -191,6 +188,5 @@ static int requests_after(http_req *rq, db_done_status st)
 
 int api_privacy_requests(http_req *rq)
 {
-    ctx_new(rq);
-    return http_defer(rq, DB_JOB_SOLO, 0, requests_run, requests_after);
+    return privacy_start(rq, PRIVACY_REQUESTS, requests_after);
 }

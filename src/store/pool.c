@@ -141,6 +141,27 @@ int db_exec(PGconn *conn, const char *sql, const char *what)
     return rc;
 }
 
+PGresult *db_params(PGconn *conn, const char *sql, int n, const char *const *params, ExecStatusType want,
+                    const char *what)
+{
+    PGresult *res = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) == want)
+        return res;
+    db_log_error(res, conn, what);
+    PQclear(res);
+    return NULL;
+}
+
+int64_t db_command(PGconn *conn, const char *sql, int n, const char *const *params, const char *what)
+{
+    PGresult *res = db_params(conn, sql, n, params, PGRES_COMMAND_OK, what);
+    if (!res)
+        return -1;
+    int64_t rows = strtoll(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    return rows;
+}
+
 void db_array_add(buf *b, const char *s)
 {
     buf_puts(b, b->len ? "," : "{");

@@ -139,10 +139,8 @@ int store_customer_export(PGconn *conn, int64_t tenant_id, const char *customer_
     if (db_exec(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "export") != RD_OK)
         return RD_ERR;
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
-        PGresult *res = PQexecParams(conn, export_sql[i], 2, NULL, params, NULL, NULL, 0);
-        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-            db_log_error(res, conn, "export");
-            PQclear(res);
+        PGresult *res = db_params(conn, export_sql[i], 2, params, PGRES_TUPLES_OK, "export");
+        if (!res) {
             PQclear(PQexec(conn, "ROLLBACK"));
             store_export_free(out);
             return RD_ERR;
@@ -172,14 +170,12 @@ int store_privacy_request_add(PGconn *conn, int64_t tenant_id, const char *platf
     for (int i = 0; i < norders; i++)
         db_array_add(&o, orders[i]);
     const char *params[5] = {tid, platform, request_id, customer_id, db_array_end(&o)};
-    PGresult *res = PQexecParams(conn,
+    int rc = db_command(conn,
         "INSERT INTO privacy_requests (tenant_id, platform, request_id, customer_id, orders) "
         "VALUES ($1, $2, $3, $4, $5::text[]) ON CONFLICT (tenant_id, platform, request_id) DO NOTHING",
-        5, NULL, params, NULL, NULL, 0);
-    int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? RD_OK : RD_ERR;
-    if (rc != RD_OK)
-        db_log_error(res, conn, "privacy request");
-    PQclear(res);
+                        5, params, "privacy request") < 0
+                 ? RD_ERR
+                 : RD_OK;
     free(o.data);
     return rc;
 }
@@ -190,15 +186,12 @@ int store_privacy_requests(PGconn *conn, int64_t tenant_id, store_rows *out)
     char tid[24];
     tenant_text(tid, tenant_id);
     const char *params[1] = {tid};
-    PGresult *res = PQexecParams(conn,
+    PGresult *res = db_params(conn,
         "SELECT request_id, platform, customer_id, to_json(orders) AS orders, to_json(received_at) #>> '{}' AS received_at "
         "FROM privacy_requests WHERE tenant_id = $1 ORDER BY received_at DESC, request_id",
-        1, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        db_log_error(res, conn, "privacy requests");
-        PQclear(res);
+        1, params, PGRES_TUPLES_OK, "privacy requests");
+    if (!res)
         return RD_ERR;
-    }
     rows_take(res, out);
     PQclear(res);
     return RD_OK;

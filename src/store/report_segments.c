@@ -182,12 +182,9 @@ int segments_read(PGconn *conn, const char *tenant_id, const store_segments *sg,
         }
     }
     snprintf(sql + len, sizeof sql - (size_t)len, " FROM customers c WHERE c.tenant_id = $1");
-    PGresult *res = PQexecParams(conn, sql, np, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        db_log_error(res, conn, "report segments");
-        PQclear(res);
+    PGresult *res = db_params(conn, sql, np, params, PGRES_TUPLES_OK, "report segments");
+    if (!res)
         return RD_ERR;
-    }
     int n = PQntuples(res), fcol = sg->has_breakdown ? 2 : 1;
 
     /* the customers the filters keep, and their breakdown values by customers */
@@ -322,15 +319,12 @@ int segments_spend(PGconn *conn, const char *tenant_id, const char *from, const 
         has_acq[g] = has_ret[g] = false;
     }
     const char *params[3] = {tenant_id, from, to};
-    PGresult *res = PQexecParams(conn,
+    PGresult *res = db_params(conn,
         "SELECT nullif(channel, ''), kind, sum(amount)::text FROM spend WHERE tenant_id = $1"
         " AND period_start >= $2::timestamptz::date AND period_start < $3::timestamptz::date GROUP BY 1, 2",
-        3, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        db_log_error(res, conn, "report segment spend");
-        PQclear(res);
+        3, params, PGRES_TUPLES_OK, "report segment spend");
+    if (!res)
         return RD_ERR;
-    }
     str_table tops;
     top_table(s, &tops);
     for (int r = 0; r < PQntuples(res); r++) {

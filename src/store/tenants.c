@@ -21,18 +21,15 @@ static void fill_tenant(PGresult *res, rd_tenant *t)
 int store_key_lookup(PGconn *conn, const char *key_id, rd_tenant *t, unsigned char hash[32])
 {
     const char *params[1] = {key_id};
-    PGresult *res = PQexecParams(conn,
+    PGresult *res = db_params(conn,
         "SELECT t.tenant_id, t.name, t.currency, "
         "       ('ingest' = ANY(k.scopes))::int + 2 * ('read' = ANY(k.scopes))::int"
         "       + 4 * ('admin' = ANY(k.scopes))::int, encode(k.key_hash, 'hex') "
         "FROM api_keys k JOIN tenants t USING (tenant_id) "
         "WHERE k.key_id = $1 AND k.revoked_at IS NULL",
-        1, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        db_log_error(res, conn, "key lookup");
-        PQclear(res);
+        1, params, PGRES_TUPLES_OK, "key lookup");
+    if (!res)
         return -1;
-    }
     if (PQntuples(res) == 0) {
         PQclear(res);
         return 0;
@@ -59,22 +56,17 @@ static bool unknown_zone(const PGresult *res)
 int64_t store_tenant_create(PGconn *conn, const char *name, const char *currency, const char *timezone)
 {
     const char *params[3] = {name, currency, timezone};
-    PGresult *res = PQexecParams(conn,
+    PGresult *res = db_params(conn,
         "INSERT INTO tenants (name, currency, timezone) SELECT $1, $2, $3 WHERE rd_zone_known($3) "
         "ON CONFLICT (name) DO NOTHING RETURNING tenant_id",
-        3, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        db_log_error(res, conn, "tenant create");
-        PQclear(res);
+        3, params, PGRES_TUPLES_OK, "tenant create");
+    if (!res)
         return -1;
-    }
     int64_t id = PQntuples(res) ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : 0;
     PQclear(res);
     if (id == 0) { /* taken, or a zone the INSERT's WHERE left out */
-        res = PQexecParams(conn, "SELECT rd_zone_known($1)", 1, NULL, params + 2, NULL, NULL, 0);
-        int known = PQresultStatus(res) == PGRES_TUPLES_OK ? strcmp(PQgetvalue(res, 0, 0), "t") == 0 : -1;
-        if (known < 0)
-            db_log_error(res, conn, "tenant create");
+        res = db_params(conn, "SELECT rd_zone_known($1)", 1, params + 2, PGRES_TUPLES_OK, "tenant create");
+        int known = res ? strcmp(PQgetvalue(res, 0, 0), "t") == 0 : -1;
         PQclear(res);
         return known < 0 ? -1 : known ? 0 : STORE_UNKNOWN_ZONE;
     }
@@ -103,13 +95,10 @@ int store_tenant_set_timezone(PGconn *conn, int64_t tenant_id, const char *timez
 int store_tenant_find(PGconn *conn, const char *name, rd_tenant *t)
 {
     const char *params[1] = {name};
-    PGresult *res = PQexecParams(conn, "SELECT tenant_id, name, currency FROM tenants WHERE name = $1",
-                                 1, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        db_log_error(res, conn, "tenant find");
-        PQclear(res);
+    PGresult *res = db_params(conn, "SELECT tenant_id, name, currency FROM tenants WHERE name = $1", 1, params,
+                              PGRES_TUPLES_OK, "tenant find");
+    if (!res)
         return -1;
-    }
     int found = PQntuples(res) > 0;
     if (found)
         fill_tenant(res, t);
@@ -133,15 +122,12 @@ int store_key_create(PGconn *conn, int64_t tenant_id, const char *key_id, const 
         }
     strcat(scope_list, "}");
     const char *params[4] = {tid, key_id, hex, scope_list};
-    PGresult *res = PQexecParams(conn,
+    return db_command(conn,
         "INSERT INTO api_keys (tenant_id, key_id, key_hash, scopes) "
         "VALUES ($1, $2, decode($3, 'hex'), $4::text[])",
-        4, NULL, params, NULL, NULL, 0);
-    int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? RD_OK : RD_ERR;
-    if (rc != RD_OK)
-        db_log_error(res, conn, "key create");
-    PQclear(res);
-    return rc;
+                      4, params, "key create") < 0
+               ? RD_ERR
+               : RD_OK;
 }
 
 int store_secret_set(PGconn *conn, int64_t tenant_id, const char *platform, const char *secret)
@@ -149,16 +135,13 @@ int store_secret_set(PGconn *conn, int64_t tenant_id, const char *platform, cons
     char tid[24];
     snprintf(tid, sizeof tid, "%lld", (long long)tenant_id);
     const char *params[3] = {tid, platform, secret};
-    PGresult *res = PQexecParams(conn,
+    return db_command(conn,
         "INSERT INTO webhook_secrets (tenant_id, platform, secret) VALUES ($1, $2, $3) "
         "ON CONFLICT (tenant_id, platform) DO UPDATE SET previous_secret = webhook_secrets.secret, "
         "secret = EXCLUDED.secret, rotated_at = now()",
-        3, NULL, params, NULL, NULL, 0);
-    int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? RD_OK : RD_ERR;
-    if (rc != RD_OK)
-        db_log_error(res, conn, "secret set");
-    PQclear(res);
-    return rc;
+                      3, params, "secret set") < 0
+               ? RD_ERR
+               : RD_OK;
 }
 
 int store_secret_get(PGconn *conn, const char *tenant_name, const char *platform, rd_tenant *t,
@@ -188,12 +171,9 @@ int store_tenant_delete(PGconn *conn, int64_t tenant_id)
     char tid[24];
     snprintf(tid, sizeof tid, "%lld", (long long)tenant_id);
     const char *params[1] = {tid};
-    PGresult *res = PQexecParams(conn, "SELECT rd_tenant_delete($1)", 1, NULL, params, NULL, NULL, 0);
-    int rc = PQresultStatus(res) == PGRES_TUPLES_OK ? RD_OK : RD_ERR;
-    if (rc != RD_OK)
-        db_log_error(res, conn, "tenant delete");
+    PGresult *res = db_params(conn, "SELECT rd_tenant_delete($1)", 1, params, PGRES_TUPLES_OK, "tenant delete");
     PQclear(res);
-    return rc;
+    return res ? RD_OK : RD_ERR;
 }
 
 int store_key_list(PGconn *conn, int64_t tenant_id, FILE *out)
@@ -201,17 +181,14 @@ int store_key_list(PGconn *conn, int64_t tenant_id, FILE *out)
     char tid[24];
     snprintf(tid, sizeof tid, "%lld", (long long)tenant_id);
     const char *params[1] = {tid};
-    PGresult *res = PQexecParams(conn,
+    PGresult *res = db_params(conn,
         "SELECT key_id, array_to_string(scopes, ','), to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
         " coalesce(to_char(last_used_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '-'),"
         " coalesce(to_char(revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '-') "
         "FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, key_id",
-        1, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        db_log_error(res, conn, "key list");
-        PQclear(res);
+        1, params, PGRES_TUPLES_OK, "key list");
+    if (!res)
         return RD_ERR;
-    }
     fprintf(out, "%-16s  %-18s  %-20s  %-20s  %s\n", "key_id", "scopes", "created", "last_used", "revoked");
     for (int r = 0; r < PQntuples(res); r++)
         fprintf(out, "%-16s  %-18s  %-20s  %-20s  %s\n", PQgetvalue(res, r, 0), PQgetvalue(res, r, 1),
@@ -223,26 +200,18 @@ int store_key_list(PGconn *conn, int64_t tenant_id, FILE *out)
 int store_key_revoke(PGconn *conn, const char *key_id)
 {
     const char *params[1] = {key_id};
-    PGresult *res = PQexecParams(conn,
-        "UPDATE api_keys SET revoked_at = now() WHERE key_id = $1 AND revoked_at IS NULL", 1, NULL, params, NULL,
-        NULL, 0);
-    int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? atoi(PQcmdTuples(res)) > 0 : -1;
-    if (rc < 0)
-        db_log_error(res, conn, "key revoke");
-    PQclear(res);
-    return rc;
+    int64_t n = db_command(conn, "UPDATE api_keys SET revoked_at = now() WHERE key_id = $1 AND revoked_at IS NULL", 1,
+                           params, "key revoke");
+    return n < 0 ? -1 : n > 0;
 }
 
 int store_key_used(PGconn *conn, const char *key_id)
 {
     const char *params[1] = {key_id};
-    PGresult *res = PQexecParams(conn,
+    return db_command(conn,
         "UPDATE api_keys SET last_used_at = now() WHERE key_id = $1"
         " AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
-        1, NULL, params, NULL, NULL, 0);
-    int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? RD_OK : RD_ERR;
-    if (rc != RD_OK)
-        db_log_error(res, conn, "key used");
-    PQclear(res);
-    return rc;
+                      1, params, "key used") < 0
+               ? RD_ERR
+               : RD_OK;
 }

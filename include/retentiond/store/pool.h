@@ -94,6 +94,14 @@ int db_begin_tenant(PGconn *conn, const char *options, const char *tenant_id, co
 void db_array_add(buf *b, const char *s);
 const char *db_array_end(buf *b);
 
+/* Runs sql with text parameters; returns the result when its status is `want` (the caller
+ * clears it), else logs it with `what` and returns NULL. */
+PGresult *db_params(PGconn *conn, const char *sql, int n, const char *const *params, ExecStatusType want,
+                    const char *what);
+
+/* A command without rows: how many rows it touched, or -1 after logging the failure. */
+int64_t db_command(PGconn *conn, const char *sql, int n, const char *const *params, const char *what);
+
 /* Logs a failed result with context. */
 void db_log_error(const PGresult *res, PGconn *conn, const char *what);
 
