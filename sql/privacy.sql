@@ -106,7 +106,6 @@ CREATE OR REPLACE FUNCTION rd_erase_shop(p_tenant bigint, p_by text)
  LANGUAGE plpgsql
  SET jit TO 'off'
 AS $function$
-#variable_conflict use_column
 DECLARE
     counts jsonb := '{}';
     k bigint;

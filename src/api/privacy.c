@@ -76,7 +76,7 @@ typedef enum { PRIVACY_ERASE, PRIVACY_EXPORT, PRIVACY_REQUESTS } privacy_kind;
 
 typedef struct {
     privacy_kind kind;
-    char *customer_id;
+    char customer_id[RD_ID_MAX + 1];
     char by[64];
     store_erasure erasure;
     store_export export;
@@ -86,7 +86,6 @@ typedef struct {
 static void privacy_ctx_free(void *p)
 {
     privacy_ctx *c = p;
-    free(c->customer_id);
     store_export_free(&c->export);
     store_rows_free(&c->requests);
     free(c);
@@ -97,7 +96,7 @@ static int privacy_run(PGconn *conn, void *arg)
 {
     http_req *rq = arg;
     privacy_ctx *c = rq->ctx;
-    const char *ids[1] = {c->customer_id};
+    const char *const ids[1] = {c->customer_id};
     switch (c->kind) {
     case PRIVACY_ERASE:
         return store_erase(conn, rq->tenant.id, ids, 1, NULL, 0, c->by, false, &c->erasure);
@@ -113,9 +112,13 @@ static int privacy_run(PGconn *conn, void *arg)
 
 static int privacy_start(http_req *rq, privacy_kind kind, int (*after)(http_req *rq, db_done_status st))
 {
+    if (rq->params[0] && strlen(rq->params[0]) > RD_ID_MAX) { /* no customer has such an id */
+        http_reply_problem(rq, 404, "Not Found", "no such customer", NULL);
+        return HTTP_REPLIED;
+    }
     privacy_ctx *c = xcalloc(1, sizeof *c);
     c->kind = kind;
-    c->customer_id = rq->params[0] ? xstrdup(rq->params[0]) : NULL;
+    rd_strlcpy(c->customer_id, rq->params[0] ? rq->params[0] : "", sizeof c->customer_id);
     requested_by(rq, c->by, sizeof c->by);
     rq->ctx = c;
     rq->ctx_free = privacy_ctx_free;

@@ -180,16 +180,17 @@ int store_privacy_request_add(PGconn *conn, int64_t tenant_id, const char *platf
     return rc;
 }
 
+static const char *const requests_sql =
+    "SELECT request_id, platform, customer_id, to_json(orders) AS orders, to_json(received_at) #>> '{}' AS received_at "
+    "FROM privacy_requests WHERE tenant_id = $1 ORDER BY received_at DESC, request_id";
+
 int store_privacy_requests(PGconn *conn, int64_t tenant_id, store_rows *out)
 {
     memset(out, 0, sizeof *out);
     char tid[24];
     tenant_text(tid, tenant_id);
     const char *params[1] = {tid};
-    PGresult *res = db_params(conn,
-        "SELECT request_id, platform, customer_id, to_json(orders) AS orders, to_json(received_at) #>> '{}' AS received_at "
-        "FROM privacy_requests WHERE tenant_id = $1 ORDER BY received_at DESC, request_id",
-        1, params, PGRES_TUPLES_OK, "privacy requests");
+    PGresult *res = db_params(conn, requests_sql, 1, params, PGRES_TUPLES_OK, "privacy requests");
     if (!res)
         return RD_ERR;
     rows_take(res, out);

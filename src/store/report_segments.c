@@ -311,6 +311,11 @@ int64_t segments_customers(const segmenter *s, int group)
     return s->customers[group];
 }
 
+/* The spend of [$2, $3) by channel and kind (the dates in the transaction's TimeZone). */
+static const char *const spend_sql =
+    "SELECT nullif(channel, ''), kind, sum(amount)::text FROM spend WHERE tenant_id = $1"
+    " AND period_start >= $2::timestamptz::date AND period_start < $3::timestamptz::date GROUP BY 1, 2";
+
 int segments_spend(PGconn *conn, const char *tenant_id, const char *from, const char *to, const segmenter *s,
                    double *acq, bool *has_acq, double *ret, bool *has_ret)
 {
@@ -319,10 +324,7 @@ int segments_spend(PGconn *conn, const char *tenant_id, const char *from, const 
         has_acq[g] = has_ret[g] = false;
     }
     const char *params[3] = {tenant_id, from, to};
-    PGresult *res = db_params(conn,
-        "SELECT nullif(channel, ''), kind, sum(amount)::text FROM spend WHERE tenant_id = $1"
-        " AND period_start >= $2::timestamptz::date AND period_start < $3::timestamptz::date GROUP BY 1, 2",
-        3, params, PGRES_TUPLES_OK, "report segment spend");
+    PGresult *res = db_params(conn, spend_sql, 3, params, PGRES_TUPLES_OK, "report segment spend");
     if (!res)
         return RD_ERR;
     str_table tops;

@@ -14,26 +14,25 @@ import unittest
 import uuid
 import zoneinfo
 
-from harness import Postgres, Server
+from harness import Server, module_cluster
 
 pg = server = stream_server = None
 UTC = datetime.timezone.utc
 BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")
+# the upkeep every second: the ladder's days are compacted at once
+_cluster_up, _cluster_down = module_cluster(globals(), UPKEEP_INTERVAL=1)
 
 
 def setUpModule():
-    global pg, server, stream_server
-    pg = Postgres().start()
-    server = Server(pg, UPKEEP_INTERVAL=1).start()   # the ladder's days are compacted at once
-    stream_server = Server(pg, REPORT_SNAPSHOT_MB=0).start()
+    global stream_server
+    _cluster_up()
+    stream_server = Server(pg, REPORT_SNAPSHOT_MB=0).start()   # the same reports, streamed
 
 
 def tearDownModule():
-    for s in (server, stream_server):
-        if s:
-            s.stop()
-    if pg:
-        pg.destroy()
+    if stream_server:
+        stream_server.stop()
+    _cluster_down()
 
 
 def tenant(zone=None):

@@ -13,7 +13,7 @@ import time
 import unittest
 import uuid
 
-from harness import Server, Postgres
+from harness import Server, module_cluster
 
 pg = server = None
 SECRET = "whsec-privacy-0123456789"
@@ -21,17 +21,8 @@ GONE = "erase-me-7f3a"          # an id and e-mail that appear nowhere else
 GONE_EMAIL = "erase-me-7f3a@example.com"
 
 
-def setUpModule():
-    global pg, server
-    pg = Postgres().start()
-    server = Server(pg, UPKEEP_INTERVAL=1).start()   # the ladder's days are compacted at once
-
-
-def tearDownModule():
-    if server:
-        server.stop()
-    if pg:
-        pg.destroy()
+# the upkeep every second: the ladder's days are compacted at once
+setUpModule, tearDownModule = module_cluster(globals(), UPKEEP_INTERVAL=1)
 
 
 def tenant(secret=False):
