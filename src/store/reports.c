@@ -29,12 +29,13 @@ enum {
 
 /* The ladder's document as rows: (from, to, zone, kind, a, b, n), kind 0 a rung a with n customers,
  * kind 1 a change from rung a to b made n times, in the document's order; one row of NULLs
- * after from and to when there is neither. The period resolves as rd_report_frame's. */
+ * after from and to when there is neither. The period resolves as rd_report_frame's. OFFSET 0
+ * keeps the subquery from being pulled up, which would call the function once per use of d. */
 static const char *const ladder_sql =
     "SELECT to_json(x.f) #>> '{}', to_json(x.t_) #>> '{}', x.zone, r.kind, r.a, r.b, r.n "
     "FROM (SELECT coalesce($2::timestamptz, coalesce($3::timestamptz, now()) - interval '12 months') AS f, "
     "             coalesce($3::timestamptz, now()) AS t_, t.timezone AS zone FROM tenants t WHERE t.tenant_id = $1) x "
-    "CROSS JOIN LATERAL (SELECT rd_metrics_ladder($1, x.f, x.t_) AS d) l "
+    "CROSS JOIN LATERAL (SELECT rd_metrics_ladder($1, x.f, x.t_) AS d OFFSET 0) l "
     "LEFT JOIN LATERAL ("
     "    SELECT 0 AS kind, s.key AS a, NULL::text AS b, s.value::bigint AS n, 0::bigint AS i "
     "    FROM json_each_text(l.d -> 'stages') s "
