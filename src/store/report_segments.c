@@ -59,7 +59,8 @@ struct segmenter {
     int ntop;              /* groups 0 .. ntop - 1: the top values */
     int other_group;       /* "(other)", or -1 when every value is among the top */
     int none_group;        /* customers without the value or without a row; -1: none (filters only) */
-    const char *channel;   /* without a breakdown: the channel filter's value, or NULL */
+    char *channel;         /* without a breakdown: the channel filter's value (a copy: the groups
+                              outlive the request, segments_cache_put), or NULL */
     /* customer id -> group + 1 (0: left out by a filter), open addressing */
     uint32_t nslots;
     char **ids;
@@ -267,7 +268,7 @@ int segments_read(PGconn *conn, const char *tenant_id, const store_segments *sg,
         s->none_group = sg->nfilters ? -1 : 0;
         for (int f = 0; f < sg->nfilters; f++)
             if (sg->filters[f].dim == SEG_CHANNEL)
-                s->channel = sg->filter_values[f];
+                s->channel = xstrdup(sg->filter_values[f]);
     }
     for (uint32_t j = 0; j < distinct.n; j++)
         free(distinct.keys[j]);
@@ -368,6 +369,7 @@ void segments_free(segmenter *s)
     free(s->ids);
     free(s->group);
     free(s->seq);
+    free(s->channel);
     free(s);
 }
 
