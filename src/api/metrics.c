@@ -28,6 +28,8 @@ struct query_ctx {
     store_segments seg;        /* breakdown and filters; their strings in seg_text */
     char *seg_text[1 + STORE_MAX_FILTERS * 2];
     int nseg_text;
+    const char *breakdown_name;                  /* breakdown=, in seg_text */
+    const char *filter_names[STORE_MAX_FILTERS]; /* each filter's query name, in seg_text */
     int status;                /* the store's answer: RD_OK or STORE_REPORT_* */
     store_period_report rep;
     store_ladder lad;
@@ -168,6 +170,7 @@ static void filter_arg(void *ctx, const char *key, const char *value)
     char *k = q->seg_text[q->nseg_text++] = xstrdup(key);
     q->seg_text[q->nseg_text++] = xstrdup(value);
     segments_parse_dim(k, &q->seg.filters[q->seg.nfilters]);
+    q->filter_names[q->seg.nfilters] = k;
     q->seg.filter_values[q->seg.nfilters++] = q->seg_text[q->nseg_text - 1];
 }
 
@@ -179,6 +182,7 @@ static int segment_params(http_req *rq, query_ctx *q)
     const char *b = http_arg(rq, "breakdown");
     if (b) {
         char *name = q->seg_text[q->nseg_text++] = xstrdup(b);
+        q->breakdown_name = name;
         if (segments_parse_dim(name, &q->seg.breakdown))
             q->seg.has_breakdown = true;
         else
@@ -228,8 +232,7 @@ static json_t *filters_json(const query_ctx *q)
 {
     json_t *f = json_object();
     for (int i = 0; i < q->seg.nfilters; i++)
-        json_object_set_new(f, q->seg_text[(q->seg.has_breakdown ? 1 : 0) + 2 * i],
-                            json_string(q->seg.filter_values[i]));
+        json_object_set_new(f, q->filter_names[i], json_string(q->seg.filter_values[i]));
     return f;
 }
 
@@ -265,7 +268,7 @@ static void report_reply(http_req *rq, const query_ctx *q)
         json_array_append_new(entries, e);
     }
     json_t *out = json_pack("{s:s, s:s, s:s, s:s, s:o, s:i, s:o}", "from", rep->period.from, "to", rep->period.to,
-                            "timezone", rep->period.timezone, "breakdown", q->seg_text[0], "filters", filters_json(q),
+                            "timezone", rep->period.timezone, "breakdown", q->breakdown_name, "filters", filters_json(q),
                             "top", STORE_BREAKDOWN_TOP, "entries", entries);
     http_reply_json(rq, 200, out);
 }

@@ -77,11 +77,6 @@ static double field_double(const PGresult *res, int row, int col)
     return PQgetisnull(res, row, col) ? NAN : strtod(PQgetvalue(res, row, col), NULL);
 }
 
-static void tenant_text(char out[24], int64_t tenant_id)
-{
-    snprintf(out, 24, "%lld", (long long)tenant_id);
-}
-
 void clv_sample_free(clv_sample *s)
 {
     for (size_t i = 0; i < s->n; i++)
@@ -97,7 +92,7 @@ int store_clv_load_sample(PGconn *conn, int64_t tenant_id, const char *as_of, cl
 {
     memset(out, 0, sizeof *out);
     char tid[24];
-    tenant_text(tid, tenant_id);
+    db_id_text(tid, tenant_id);
     PGresult *res = query(conn, "clv_as_of", 2, (const char *const[]){as_of, tid});
     if (!res)
         return RD_ERR;
@@ -189,7 +184,7 @@ int store_clv_save(PGconn *conn, int64_t tenant_id, clv_model_row *m, const clv_
                    const clv_predictions *pred)
 {
     char tid[24], sample[16], repeat[16], num[10][32];
-    tenant_text(tid, tenant_id);
+    db_id_text(tid, tenant_id);
     snprintf(sample, sizeof sample, "%d", m->sample_size);
     snprintf(repeat, sizeof repeat, "%d", m->repeat_size);
     double values[10] = {m->bg.r, m->bg.alpha, m->bg.a, m->bg.b, m->bg.loglik,
@@ -233,7 +228,7 @@ failed:
 int store_clv_latest(PGconn *conn, int64_t tenant_id, clv_model_row *out)
 {
     char tid[24];
-    tenant_text(tid, tenant_id);
+    db_id_text(tid, tenant_id);
     PGresult *res = query(conn, "clv_latest", 1, (const char *const[]){tid});
     if (!res)
         return -1;
@@ -269,7 +264,7 @@ int store_clv_distribution(PGconn *conn, int64_t tenant_id, clv_distribution *ou
 {
     memset(out, 0, sizeof *out);
     char tid[24];
-    tenant_text(tid, tenant_id);
+    db_id_text(tid, tenant_id);
     PGresult *res = query(conn, "clv_distribution", 1, (const char *const[]){tid});
     if (!res)
         return RD_ERR;

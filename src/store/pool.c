@@ -141,6 +141,11 @@ int db_exec(PGconn *conn, const char *sql, const char *what)
     return rc;
 }
 
+void db_id_text(char out[24], int64_t id)
+{
+    snprintf(out, 24, "%lld", (long long)id);
+}
+
 PGresult *db_params(PGconn *conn, const char *sql, int n, const char *const *params, ExecStatusType want,
                     const char *what)
 {

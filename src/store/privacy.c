@@ -9,11 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void tenant_text(char out[24], int64_t id)
-{
-    snprintf(out, 24, "%lld", (long long)id);
-}
-
 /* Reads (kind, n) rows into *out. */
 static int read_counts(PGresult *res, store_erasure *out)
 {
@@ -56,7 +51,7 @@ int store_erase(PGconn *conn, int64_t tenant_id, const char *const *ids, int nid
                 int norders, const char *by, bool in_txn, store_erasure *out)
 {
     char tid[24];
-    tenant_text(tid, tenant_id);
+    db_id_text(tid, tenant_id);
     buf a = {0}, o = {0};
     for (int i = 0; i < nids; i++)
         db_array_add(&a, ids[i]);
@@ -72,7 +67,7 @@ int store_erase(PGconn *conn, int64_t tenant_id, const char *const *ids, int nid
 int store_erase_shop(PGconn *conn, int64_t tenant_id, const char *by, bool in_txn, store_erasure *out)
 {
     char tid[24];
-    tenant_text(tid, tenant_id);
+    db_id_text(tid, tenant_id);
     const char *params[2] = {tid, by};
     return erase_run(conn, "SELECT kind, n FROM rd_erase_shop($1, $2)", 2, params, "erase shop", in_txn, out);
 }
@@ -133,7 +128,7 @@ int store_customer_export(PGconn *conn, int64_t tenant_id, const char *customer_
 {
     memset(out, 0, sizeof *out);
     char tid[24];
-    tenant_text(tid, tenant_id);
+    db_id_text(tid, tenant_id);
     const char *params[2] = {tid, customer_id};
     store_rows *parts[] = {&out->record, &out->orders, &out->events, &out->rung_history, &out->prediction};
     if (db_exec(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "export") != RD_OK)
@@ -165,7 +160,7 @@ int store_privacy_request_add(PGconn *conn, int64_t tenant_id, const char *platf
                               const char *customer_id, const char *const *orders, int norders)
 {
     char tid[24];
-    tenant_text(tid, tenant_id);
+    db_id_text(tid, tenant_id);
     buf o = {0};
     for (int i = 0; i < norders; i++)
         db_array_add(&o, orders[i]);
@@ -188,7 +183,7 @@ int store_privacy_requests(PGconn *conn, int64_t tenant_id, store_rows *out)
 {
     memset(out, 0, sizeof *out);
     char tid[24];
-    tenant_text(tid, tenant_id);
+    db_id_text(tid, tenant_id);
     const char *params[1] = {tid};
     PGresult *res = db_params(conn, requests_sql, 1, params, PGRES_TUPLES_OK, "privacy requests");
     if (!res)

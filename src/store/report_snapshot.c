@@ -417,14 +417,10 @@ void report_snapshot_free_all(void)
 
 /* ---- answering ---- */
 
-int report_snapshot_feed(PGconn *conn, const char *tenant_id, const char *snapshot, rs_acc *acc)
+int report_snapshot_feed(PGconn *conn, const char *tenant_id, const char *snapshot,
+                         rs_acc *(*begin)(void *ctx, uint64_t generation), void *ctx, rs_acc **out)
 {
-    return report_snapshot_feed_with(conn, tenant_id, snapshot, NULL, acc);
-}
-
-int report_snapshot_feed_with(PGconn *conn, const char *tenant_id, const char *snapshot,
-                              rs_acc *(*begin)(void *ctx, uint64_t generation), void *ctx)
-{
+    *out = NULL;
     if (config.report_snapshot_mb <= 0)
         return REPORT_SNAPSHOT_SKIP;
     snap *s = snap_of(strtoll(tenant_id, NULL, 10));
@@ -449,7 +445,7 @@ int report_snapshot_feed_with(PGconn *conn, const char *tenant_id, const char *s
     publish(s, true);
     /* the tenant's generation: the same while the copy's customers are the same, so that what
      * is derived from them (the breakdowns' groups) can be kept between reports */
-    rs_acc *acc = begin ? begin(ctx, s->generation) : ctx;
+    rs_acc *acc = *out = begin(ctx, s->generation);
     if (!acc) {
         pthread_mutex_unlock(&s->lock);
         return RD_ERR;

@@ -165,15 +165,25 @@ static int frame_decode(const PGresult *res, store_period *p, int64_t **bounds, 
     return rc;
 }
 
-/* Feeds the report: the snapshot when it serves, else the stream. */
-static int feed(PGconn *conn, const char *tenant_id, const char *snap, const rs_frame *f, rs_acc *acc)
+/* Feeds a report made by begin(ctx, generation): from the snapshot when it serves, else from
+ * the stream (generation 0). *acc is what begin made, or NULL when it failed. */
+static int feed(PGconn *conn, const char *tenant_id, const char *snap, const rs_frame *f,
+                rs_acc *(*begin)(void *ctx, uint64_t generation), void *ctx, rs_acc **acc)
 {
-    int rc = report_snapshot_feed(conn, tenant_id, snap, acc);
+    int rc = report_snapshot_feed(conn, tenant_id, snap, begin, ctx, acc);
     if (rc == REPORT_SNAPSHOT_SKIP) {
         stats_add(&stats.snapshot_fallbacks, 1);
-        rc = report_stream_feed(conn, tenant_id, f, acc);
+        *acc = begin(ctx, 0);
+        rc = *acc ? report_stream_feed(conn, tenant_id, f, *acc) : RD_ERR;
     }
     return rc;
+}
+
+/* The whole report's begin: one accumulator over the frame. */
+static rs_acc *whole_begin(void *frame, uint64_t generation)
+{
+    (void)generation;
+    return reports_begin(frame);
 }
 
 /* A split report's set-up, made once the snapshot is current (seg_begin): the groups are kept
@@ -186,7 +196,6 @@ typedef struct {
     char key[1024];           /* the segments and the time zone, as the cache names them */
     uint64_t generation;      /* of the snapshot's copy; 0: streamed */
     segmenter *seg;
-    rs_acc *acc;
 } seg_run;
 
 static rs_acc *seg_begin(void *ctx, uint64_t generation)
@@ -198,8 +207,7 @@ static rs_acc *seg_begin(void *ctx, uint64_t generation)
     if (!r->seg && segments_read(r->conn, r->tenant_id, r->sg, &r->seg) != RD_OK)
         return NULL;
     segments_feed_start(r->seg, kept);
-    r->acc = reports_begin_groups(r->f, segments_count(r->seg), segments_group_of, r->seg);
-    return r->acc;
+    return reports_begin_groups(r->f, segments_count(r->seg), segments_group_of, r->seg);
 }
 
 /* The report split by sg's segments into out->groups. */
@@ -208,12 +216,9 @@ static int run_segments(PGconn *conn, const char *tenant_id, const char *snap, c
 {
     seg_run run = {.conn = conn, .tenant_id = tenant_id, .sg = sg, .f = f};
     segments_key(sg, out->period.timezone, run.key, sizeof run.key);
-    int rc = report_snapshot_feed_with(conn, tenant_id, snap, seg_begin, &run);
-    if (rc == REPORT_SNAPSHOT_SKIP) {
-        stats_add(&stats.snapshot_fallbacks, 1);
-        rc = seg_begin(&run, 0) ? report_stream_feed(conn, tenant_id, f, run.acc) : RD_ERR;
-    }
-    if (!run.acc) {
+    rs_acc *acc;
+    int rc = feed(conn, tenant_id, snap, f, seg_begin, &run, &acc);
+    if (!acc) {
         segments_free(run.seg);
         return RD_ERR;
     }
@@ -222,7 +227,7 @@ static int run_segments(PGconn *conn, const char *tenant_id, const char *snap, c
     out->ngroups = n;
     out->groups = xcalloc((size_t)n, sizeof *out->groups);
     rs_result *results = xcalloc((size_t)n, sizeof *results);
-    reports_finish_groups(run.acc, results);
+    reports_finish_groups(acc, results);
     double *acq = xcalloc((size_t)n, sizeof *acq), *ret = xcalloc((size_t)n, sizeof *ret);
     bool *has_acq = xcalloc((size_t)n, sizeof *has_acq), *has_ret = xcalloc((size_t)n, sizeof *has_ret);
     bool by_channel = sg->has_breakdown ? sg->breakdown.dim == SEG_CHANNEL : false;
@@ -295,9 +300,10 @@ int store_period_report_run(PGconn *conn, rs_report report, const char *const pa
     if (sg && (sg->has_breakdown || sg->nfilters)) {
         rc = run_segments(conn, params[0], PQgetvalue(frame, 0, F_SNAP), &f, sg, out);
     } else {
-        rs_acc *acc = reports_begin(&f);
-        rc = feed(conn, params[0], PQgetvalue(frame, 0, F_SNAP), &f, acc);
-        reports_finish(acc, &out->result);
+        rs_acc *acc;
+        rc = feed(conn, params[0], PQgetvalue(frame, 0, F_SNAP), &f, whole_begin, &f, &acc);
+        if (acc)
+            reports_finish(acc, &out->result);
     }
     if (rc == RD_OK)
         rc = db_exec(conn, "COMMIT", "period report");

@@ -76,7 +76,7 @@ int64_t store_tenant_create(PGconn *conn, const char *name, const char *currency
 int store_tenant_set_timezone(PGconn *conn, int64_t tenant_id, const char *timezone)
 {
     char tid[24];
-    snprintf(tid, sizeof tid, "%lld", (long long)tenant_id);
+    db_id_text(tid, tenant_id);
     const char *params[2] = {tid, timezone};
     PGresult *res = PQexecParams(conn, "SELECT rd_tenant_set_timezone($1, $2)", 2, NULL, params, NULL, NULL, 0);
     int rc;
@@ -133,7 +133,7 @@ int store_key_create(PGconn *conn, int64_t tenant_id, const char *key_id, const 
 int store_secret_set(PGconn *conn, int64_t tenant_id, const char *platform, const char *secret)
 {
     char tid[24];
-    snprintf(tid, sizeof tid, "%lld", (long long)tenant_id);
+    db_id_text(tid, tenant_id);
     const char *params[3] = {tid, platform, secret};
     return db_command(conn,
         "INSERT INTO webhook_secrets (tenant_id, platform, secret) VALUES ($1, $2, $3) "
@@ -169,7 +169,7 @@ int store_secret_get(PGconn *conn, const char *tenant_name, const char *platform
 int store_tenant_delete(PGconn *conn, int64_t tenant_id)
 {
     char tid[24];
-    snprintf(tid, sizeof tid, "%lld", (long long)tenant_id);
+    db_id_text(tid, tenant_id);
     const char *params[1] = {tid};
     PGresult *res = db_params(conn, "SELECT rd_tenant_delete($1)", 1, params, PGRES_TUPLES_OK, "tenant delete");
     PQclear(res);
@@ -179,7 +179,7 @@ int store_tenant_delete(PGconn *conn, int64_t tenant_id)
 int store_key_list(PGconn *conn, int64_t tenant_id, FILE *out)
 {
     char tid[24];
-    snprintf(tid, sizeof tid, "%lld", (long long)tenant_id);
+    db_id_text(tid, tenant_id);
     const char *params[1] = {tid};
     PGresult *res = db_params(conn,
         "SELECT key_id, array_to_string(scopes, ','), to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"

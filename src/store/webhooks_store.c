@@ -62,16 +62,11 @@ static int exec_ok(PGconn *conn, const char *stmt, int n, const char *const *par
     return res ? RD_OK : RD_ERR;
 }
 
-static void tenant_text(char tid[24], int64_t tenant_id)
-{
-    snprintf(tid, 24, "%lld", (long long)tenant_id);
-}
-
 int store_webhook_delivery_record(PGconn *conn, int64_t tenant_id, const char *platform,
                                   const char *delivery_id, const char *topic)
 {
     char tid[24];
-    tenant_text(tid, tenant_id);
+    db_id_text(tid, tenant_id);
     const char *p[4] = {tid, platform, delivery_id, topic ? topic : ""};
     PGresult *res = exec(conn, "wh_delivery", 4, p, PGRES_COMMAND_OK);
     if (!res)
@@ -84,7 +79,7 @@ int store_webhook_delivery_record(PGconn *conn, int64_t tenant_id, const char *p
 int store_webhook_order_lock(PGconn *conn, int64_t tenant_id, const char *order_id)
 {
     char tid[24];
-    tenant_text(tid, tenant_id);
+    db_id_text(tid, tenant_id);
     const char *p[2] = {tid, order_id};
     return exec_ok(conn, "wh_order_lock", 2, p, PGRES_TUPLES_OK);
 }
@@ -93,7 +88,7 @@ int store_webhook_refund_add(PGconn *conn, int64_t tenant_id, const char *order_
                              const char *amount, const char *shop_amount, const char *refunded_at)
 {
     char tid[24];
-    tenant_text(tid, tenant_id);
+    db_id_text(tid, tenant_id);
     const char *p[6] = {tid, order_id, refund_id, amount, shop_amount, refunded_at};
     return exec_ok(conn, "wh_refund_add", 6, p, PGRES_COMMAND_OK);
 }
@@ -101,7 +96,7 @@ int store_webhook_refund_add(PGconn *conn, int64_t tenant_id, const char *order_
 int store_webhook_refund_sum(PGconn *conn, int64_t tenant_id, rd_order *o)
 {
     char tid[24];
-    tenant_text(tid, tenant_id);
+    db_id_text(tid, tenant_id);
     const char *p[4] = {tid, o->order_id, o->total, o->shop_total};
     PGresult *res = exec(conn, "wh_refund_sum", 4, p, PGRES_TUPLES_OK);
     if (!res)
@@ -128,7 +123,7 @@ int store_webhook_order_get(PGconn *conn, int64_t tenant_id, const char *order_i
                             rd_order *out)
 {
     char tid[24];
-    tenant_text(tid, tenant_id);
+    db_id_text(tid, tenant_id);
     const char *p[3] = {tid, order_id, at};
     PGresult *res = exec(conn, "wh_order_get", 3, p, PGRES_TUPLES_OK);
     if (!res)

@@ -102,6 +102,9 @@ PGresult *db_params(PGconn *conn, const char *sql, int n, const char *const *par
 /* A command without rows: how many rows it touched, or -1 after logging the failure. */
 int64_t db_command(PGconn *conn, const char *sql, int n, const char *const *params, const char *what);
 
+/* An id as the decimal text of a statement parameter. */
+void db_id_text(char out[24], int64_t id);
+
 /* Logs a failed result with context. */
 void db_log_error(const PGresult *res, PGconn *conn, const char *what);
 

@@ -23,19 +23,16 @@
 /* Registers the statements (before db_pool_start). */
 void report_snapshot_register(void);
 
-/* Feeds acc every customer of tenant_id's copy, brought current inside the caller's open
- * repeatable-read transaction, whose snapshot (pg_current_snapshot() as text) is `snapshot`.
- * Returns RD_OK; RD_ERR when a statement failed (logged; the copy is dropped and the
- * transaction must be rolled back); or REPORT_SNAPSHOT_SKIP when no copy can serve (snapshots
- * off, the tenant does not fit), with acc untouched and the transaction still usable. */
-int report_snapshot_feed(PGconn *conn, const char *tenant_id, const char *snapshot, rs_acc *acc);
-
-/* The same, with the accumulator made by begin(ctx, generation) once the copy is current and
- * before it is fed: generation is the same number exactly as long as the copy holds the same
- * customers (unique over tenants), so what is derived from them can be kept and reused. begin
- * returning NULL is RD_ERR. */
-int report_snapshot_feed_with(PGconn *conn, const char *tenant_id, const char *snapshot,
-                              rs_acc *(*begin)(void *ctx, uint64_t generation), void *ctx);
+/* Brings tenant_id's copy current inside the caller's open repeatable-read transaction, whose
+ * snapshot (pg_current_snapshot() as text) is `snapshot`, then makes the report's accumulator
+ * with begin(ctx, generation) into *out and feeds it every customer of the copy. generation is
+ * the same number exactly as long as the copy holds the same customers (unique over tenants),
+ * so what begin derives from them can be kept and reused. Returns RD_OK; RD_ERR when a
+ * statement failed or begin returned NULL (logged; the transaction must be rolled back); or
+ * REPORT_SNAPSHOT_SKIP when no copy can serve (snapshots off, the tenant does not fit), with
+ * begin not called (*out NULL) and the transaction still usable. */
+int report_snapshot_feed(PGconn *conn, const char *tenant_id, const char *snapshot,
+                         rs_acc *(*begin)(void *ctx, uint64_t generation), void *ctx, rs_acc **out);
 
 /* Frees every copy (at shutdown). */
 void report_snapshot_free_all(void);
