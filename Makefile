@@ -6,7 +6,7 @@
 #   make bench  the performance comparisons of README's performance section
 
 CC      ?= gcc
-PKGS    := libmicrohttpd jansson libpq libcrypto
+PKGS    := libmicrohttpd jansson libpq libcrypto libcurl
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu17 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2 \
            -fno-strict-aliasing -pthread -Iinclude -I$(B)/gen
@@ -20,7 +20,7 @@ MIGRATIONS := $(sort $(wildcard migrations/*.sql))
 # The current definition of every SQL function, applied by `retentiond migrate` after the
 # migrations in this order (a SQL-language function is checked against the functions it calls
 # when it is created, so a callee's file comes first). retired.sql drops what was removed.
-SQL_FILES := $(addprefix sql/,retired.sql rules.sql rollup.sql ingest.sql ladder.sql reports.sql clv.sql customers.sql tenants.sql privacy.sql)
+SQL_FILES := $(addprefix sql/,retired.sql rules.sql outbox.sql rollup.sql ingest.sql ladder.sql reports.sql clv.sql customers.sql tenants.sql privacy.sql)
 ifneq ($(sort $(SQL_FILES)),$(sort $(wildcard sql/*.sql)))
 $(error sql/*.sql and SQL_FILES in the Makefile differ: $(filter-out $(SQL_FILES),$(wildcard sql/*.sql)) $(filter-out $(wildcard sql/*.sql),$(SQL_FILES)))
 endif

@@ -5,8 +5,8 @@
 set -eu
 
 want=${1:-test}
-runtime="libmicrohttpd12 libjansson4 libpq5 libssl3 ca-certificates"
-build="gcc make pkg-config libmicrohttpd-dev libjansson-dev libpq-dev libssl-dev"
+runtime="libmicrohttpd12 libjansson4 libpq5 libssl3 libcurl4 ca-certificates"
+build="gcc make pkg-config libmicrohttpd-dev libjansson-dev libpq-dev libssl-dev libcurl4-openssl-dev"
 test="check libsubunit-dev postgresql curl procps python3 prometheus chromium"
 bench="wrk postgresql-contrib"
 fuzz="clang libclang-rt-14-dev"

@@ -14,11 +14,13 @@ AS $function$
            ('pending_rollups', coalesce((p_removed ->> 'rollup_pending')::bigint, 0)),
            ('refunds', p_refunds),
            ('data_requests', coalesce((p_removed ->> 'privacy_requests')::bigint, 0)),
+           ('webhook_deliveries', coalesce((p_removed ->> 'outbox')::bigint, 0)
+                                  + coalesce((p_removed ->> 'subscription_deliveries')::bigint, 0)),
            ('referrals_unlinked', p_referrals)
 $function$;
 
 -- Erases customers p_ids (each with everything stored about them: record, orders, events, rung
--- history, prediction, pending rollup, data requests) and orders p_orders (of anyone: Shopify's
+-- history, prediction, pending rollup, data requests, outgoing webhooks sent or to send) and orders p_orders (of anyone: Shopify's
 -- orders_to_redact), in the caller's transaction. Derived content follows: the ladder's daily
 -- aggregate through stage_history's trigger (sql/ladder.sql), the report snapshots through one
 -- whole-tenant row of report_changes (and the rows naming the customers are deleted), the RFM
@@ -69,7 +71,8 @@ BEGIN
     DELETE FROM webhook_refunds r WHERE r.tenant_id = p_tenant AND r.order_id = ANY (gone_orders || p_orders);
     GET DIAGNOSTICS c_refunds = ROW_COUNT;
     -- every other table of a customer's own rows, by (tenant_id, customer_id)
-    FOREACH t IN ARRAY ARRAY['events', 'stage_history', 'customer_predictions', 'rollup_pending', 'privacy_requests'] LOOP
+    FOREACH t IN ARRAY ARRAY['events', 'stage_history', 'customer_predictions', 'rollup_pending', 'privacy_requests',
+                             'outbox', 'customer_status', 'subscription_deliveries'] LOOP
         EXECUTE format('DELETE FROM %I x WHERE x.tenant_id = $1 AND x.customer_id = ANY ($2)', t) USING p_tenant, ids;
         GET DIAGNOSTICS k = ROW_COUNT;
         removed := removed || jsonb_build_object(t, k);
@@ -118,6 +121,7 @@ BEGIN
                              'customer_predictions:predictions', 'clv_models:models',
                              'rollup_pending:pending_rollups', 'webhook_refunds:refunds',
                              'privacy_requests:data_requests', 'spend:spend', 'rfm_cutoffs:',
+                             'outbox:', 'customer_status:', 'subscription_deliveries:webhook_deliveries',
                              'customers:customers'] LOOP
         EXECUTE format('DELETE FROM %I x WHERE x.tenant_id = $1', split_part(t, ':', 1)) USING p_tenant;
         GET DIAGNOSTICS k = ROW_COUNT;

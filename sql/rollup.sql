@@ -13,7 +13,8 @@
 --    in a LATERAL subquery per customer;
 
 --  * both paths write the new values to one temp table (rd_rollup_begin) and share
---    rd_rollup_apply, the single place that sets rungs and records stage_history.
+--    rd_rollup_apply, the single place that sets rungs and records stage_history (and, for a
+--    tenant with a subscription to rung changes, the outbox of sql/outbox.sql).
 -- JIT is off in these functions: its compile time (hundreds of milliseconds, set off by the
 -- inflated cost estimates of array parameters) dwarfs the work. Customers by id are read with
 -- one primary-key lookup each, with plans that hold whatever the statistics say (a backfill
@@ -78,6 +79,11 @@ AS $function$
 DECLARE
     w int;
     ats jsonb := nullif(current_setting('rd.change_at', true), '')::jsonb;
+    wanted boolean := rd_outbox_wanted(p_tenant, 'customer.stage_changed');
+    ids text[];
+    froms text[];
+    tos text[];
+    ats_out timestamptz[];
 BEGIN
     SELECT advocacy_window_days INTO w FROM tenants WHERE tenant_id = p_tenant;
     WITH st AS (
@@ -102,10 +108,19 @@ BEGIN
               IS DISTINCT FROM
               (st.fo, st.lo, st.n, st.rev, st.fe, st.le, st.en, st.adv_at, st.adv_kind, st.stage,
                coalesce(st.days, c.order_days), coalesce(st.v1, c.first_day_value))
-        RETURNING c.customer_id, st.old_stage AS from_stage, c.stage AS to_stage, c.stage_changed_at)
-    INSERT INTO stage_history (tenant_id, customer_id, changed_at, from_stage, to_stage)
-    SELECT p_tenant, customer_id, stage_changed_at, from_stage, to_stage FROM upd
-    WHERE from_stage <> to_stage;
+        RETURNING c.customer_id, st.old_stage AS from_stage, c.stage AS to_stage, c.stage_changed_at),
+    hist AS (
+        INSERT INTO stage_history (tenant_id, customer_id, changed_at, from_stage, to_stage)
+        SELECT p_tenant, customer_id, stage_changed_at, from_stage, to_stage FROM upd
+        WHERE from_stage <> to_stage
+        RETURNING customer_id, from_stage, to_stage, changed_at)
+    SELECT array_agg(customer_id), array_agg(from_stage), array_agg(to_stage), array_agg(changed_at)
+    INTO ids, froms, tos, ats_out
+    FROM hist WHERE wanted;
+    -- the outgoing webhooks' outbox (sql/outbox.sql), in this same transaction
+    IF ids IS NOT NULL THEN
+        PERFORM rd_outbox_add(p_tenant, 'customer.stage_changed', ids, froms, tos, ats_out);
+    END IF;
 END $function$;
 
 -- Recomputes the rollup of p_ids from their orders and events, reading the customers by

@@ -69,6 +69,22 @@ static const cf_entry table[] = {
      "computed from in the service, each brought current by re-reading the customers changed since it was "
      "read; the reports of tenants beyond it read the tenant's rows streamed from PostgreSQL, by the same "
      "code (0 = always streamed)"},
+    {"webhook-timeout-ms", "WEBHOOK_TIMEOUT_MS", CF_INT, &config.webhook_timeout_ms, "10000", 100, 600000,
+     "milliseconds an outgoing webhook's receiver has to answer before the attempt counts as failed"},
+    {"webhook-retry-base-ms", "WEBHOOK_RETRY_BASE_MS", CF_INT, &config.webhook_retry_base_ms, "10000", 1, 3600000,
+     "first retry delay of a failed outgoing webhook, doubled at each further failure up to an hour, with "
+     "random jitter of up to half"},
+    {"webhook-retry-horizon", "WEBHOOK_RETRY_HORIZON", CF_INT, &config.webhook_retry_horizon, "259200", 1,
+     31536000, "seconds after which an outgoing webhook still not delivered is marked failed"},
+    {"webhook-poll-ms", "WEBHOOK_POLL_MS", CF_INT, &config.webhook_poll_ms, "1000", 10, 600000,
+     "milliseconds between the sender's looks for new changes and due retries (0 < latency <= this)"},
+    {"webhook-concurrency", "WEBHOOK_CONCURRENCY", CF_INT, &config.webhook_concurrency, "32", 0, 4096,
+     "outgoing webhook requests in flight at once; 0 = no sender in this process"},
+    {"webhook-per-subscription", "WEBHOOK_PER_SUBSCRIPTION", CF_INT, &config.webhook_per_subscription, "4", 1,
+     1024, "outgoing webhook requests in flight at once to one subscription (a slow receiver holds only these)"},
+    {"webhook-allow-private", "WEBHOOK_ALLOW_PRIVATE", CF_INT, &config.webhook_allow_private, "0", 0, 1,
+     "1 = subscriptions may name loopback, private and link-local addresses (tests, a trusted network); 0 = "
+     "refused when created and at every connection"},
     {"log-level", "LOG_LEVEL", CF_STR, &config.log_level, "info", 0, 0, "debug, info, warn or error"},
 };
 

@@ -20,6 +20,7 @@
 #include "retentiond/store/pool.h"
 #include "retentiond/store/report_segments.h"
 #include "retentiond/store/tenants.h"
+#include "retentiond/sender.h"
 #include "retentiond/upkeep.h"
 
 #include <ctype.h>
@@ -182,8 +183,10 @@ static int cmd_serve(void)
                       config.db_idle_check) != RD_OK)
         return 1;
     upkeep_start();
+    sender_start();
     int port;
     if (http_start(&port) != RD_OK) {
+        sender_stop();
         upkeep_stop();
         db_pool_stop();
         return 1;
@@ -194,6 +197,7 @@ static int cmd_serve(void)
     sigwait(&stop, &sig);
     rd_log(LOG_INFO, "msg=\"stopping: finishing in-flight requests\" signal=%d", sig);
     http_stop(config.request_timeout);
+    sender_stop();
     upkeep_stop();
     db_pool_stop();
     report_snapshot_free_all();

@@ -15,6 +15,7 @@
 #include "retentiond/stats.h"
 #include "retentiond/store/clv_store.h"
 #include "retentiond/store/ingest.h"
+#include "retentiond/store/outbox.h"
 #include "retentiond/store/pool.h"
 #include "retentiond/store/reports.h"
 
@@ -107,7 +108,10 @@ static void *refit_main(void *arg)
  *  - brings current the customers a bulk load left pending for longer than
  *    rollup_sweep_after seconds: a load cut short (process killed, connection lost) before
  *    its own flush;
- *  - deletes the report_changes rows behind the horizon (store_report_changes_prune). */
+ *  - deletes the report_changes rows behind the horizon (store_report_changes_prune);
+ *  - for the tenants with a subscription to status changes, writes to the outbox every
+ *    customer's status that has changed since the last round (store_status_sweep): at risk and
+ *    lapsed come with the passage of time and with refits, not with a transaction of their own. */
 static void upkeep_round(void)
 {
     int64_t *ids;
@@ -138,12 +142,21 @@ static void upkeep_round(void)
     int64_t pruned = 0;
     if (PQstatus(conn) == CONNECTION_OK && store_report_changes_prune(conn, &pruned) != RD_OK)
         failed++;
+    int status_tenants = PQstatus(conn) == CONNECTION_OK ? store_status_tenants(conn, &ids) : -1;
+    int status_changes = 0;
+    for (int i = 0; i < status_tenants && !upkeep_stopping() && PQstatus(conn) == CONNECTION_OK; i++) {
+        int changes = 0;
+        if (store_status_sweep(conn, ids[i], &changes) != RD_OK)
+            failed++;
+        status_changes += changes;
+    }
+    free(ids);
     PQfinish(conn);
     stats_add(&stats.rollups_flushed, (uint64_t)swept);
-    rd_log(failed ? LOG_WARN : swept || ladder_days ? LOG_INFO : LOG_DEBUG,
+    rd_log(failed ? LOG_WARN : swept || ladder_days || status_changes ? LOG_INFO : LOG_DEBUG,
            "msg=\"upkeep\" rfm_tenants=%d ladder_days=%d ladder_busy=%d rollups_swept=%lld report_changes_pruned=%lld "
-           "failed=%d",
-           n < 0 ? 0 : n, ladder_days, ladder_busy, (long long)swept, (long long)pruned, failed);
+           "status_changes=%d failed=%d",
+           n < 0 ? 0 : n, ladder_days, ladder_busy, (long long)swept, (long long)pruned, status_changes, failed);
 }
 
 static void *round_main(void *arg)

@@ -27,6 +27,13 @@ typedef struct {
     int upkeep_interval;     /* seconds between background upkeep rounds (upkeep.c); 0 = off */
     int rollup_sweep_after;  /* seconds before the upkeep flushes a bulk load's pending rollups */
     int report_snapshot_mb;  /* memory for the in-process report snapshots; 0 = reports in SQL */
+    int webhook_timeout_ms;       /* outgoing webhooks (sender.c): an attempt's limit */
+    int webhook_retry_base_ms;    /* first retry delay, doubled per failure */
+    int webhook_retry_horizon;    /* seconds before a delivery is given up */
+    int webhook_poll_ms;          /* the sender's look for work */
+    int webhook_concurrency;      /* requests in flight; 0 = no sender */
+    int webhook_per_subscription; /* requests in flight per subscription */
+    int webhook_allow_private;    /* 1: private and loopback addresses allowed */
     char *log_level;         /* debug, info, warn, error */
 } rd_config;
 

@@ -19,6 +19,14 @@ typedef struct {
     uint64_t snapshot_reports;                      /* reports computed from a snapshot */
     uint64_t snapshot_fallbacks;                    /* reports streamed instead (no snapshot, no room) */
     uint64_t last_clv_fit_unix;                     /* 0 before the first fit in this process */
+    /* outgoing webhooks (sender.c) */
+    uint64_t webhook_delivered;                     /* deliveries a receiver acknowledged (2xx) */
+    uint64_t webhook_retried;                       /* attempts that failed, to be retried */
+    uint64_t webhook_failed;                        /* deliveries given up past the horizon */
+    uint64_t webhook_fanned_out;                    /* deliveries made from outbox rows */
+    uint64_t webhook_outbox;                        /* gauges, as the sender last read them */
+    uint64_t webhook_pending;
+    uint64_t webhook_oldest_ms;
 } rd_stats;
 
 extern rd_stats stats;

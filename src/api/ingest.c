@@ -86,8 +86,7 @@ static ingest_ctx *ctx_new(http_req *rq, const char *kind)
     return c;
 }
 
-/* Parses the body as one JSON value; on failure sets a 400/415 reply and returns NULL. */
-static json_t *parse_json_body(http_req *rq)
+json_t *api_json_body(http_req *rq)
 {
     if (!http_content_type_is(rq, "application/json")) {
         http_reply_problem(rq, 415, "Unsupported Media Type", "send Content-Type: application/json", NULL);
@@ -265,7 +264,7 @@ static int single_after(http_req *rq, db_done_status st)
 
 static int single_ingest(http_req *rq, const char *kind)
 {
-    json_t *obj = parse_json_body(rq);
+    json_t *obj = api_json_body(rq);
     if (!obj)
         return HTTP_REPLIED;
     if (!json_is_object(obj)) {
@@ -555,7 +554,7 @@ int api_batch_end(http_req *rq)
     if (c->ndjson) {
         batch_finish(&c->reader);
     } else {
-        json_t *arr = parse_json_body(rq);
+        json_t *arr = api_json_body(rq);
         if (!arr)
             return HTTP_REPLIED;
         if (!json_is_array(arr)) {

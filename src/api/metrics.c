@@ -9,6 +9,7 @@
 
 #include "retentiond/domain/metrics.h"
 #include "retentiond/domain/model.h"
+#include "retentiond/domain/rules.h"
 #include "retentiond/store/reports.h"
 
 #include <math.h>
@@ -436,7 +437,7 @@ int api_metrics_cohorts(http_req *rq)
 
 static void ladder_reply(http_req *rq, const query_ctx *q)
 {
-    static const char *const rungs[] = {"suspect", "prospect", "customer", "client", "advocate"};
+    const char *const *rungs = rules_rungs;
     const store_ladder *l = &q->lad;
     json_t *stages = json_array();
     for (int i = 0; i < 5; i++) {

@@ -69,6 +69,28 @@ int api_prometheus(http_req *rq)
     buf_printf(&b, "# HELP retentiond_rollups_flushed_total Customers whose rollup a bulk load deferred, brought current at its end or by the background sweep.\n"
                    "# TYPE retentiond_rollups_flushed_total counter\nretentiond_rollups_flushed_total %llu\n",
                (unsigned long long)__atomic_load_n(&stats.rollups_flushed, __ATOMIC_RELAXED));
+    buf_puts(&b, "# HELP retentiond_webhook_deliveries_total Outgoing webhook attempts by outcome: delivered (2xx), "
+                 "retried (failed, due again after a back-off), failed (given up past the retry horizon).\n"
+                 "# TYPE retentiond_webhook_deliveries_total counter\n");
+    buf_printf(&b, "retentiond_webhook_deliveries_total{outcome=\"delivered\"} %llu\n"
+                   "retentiond_webhook_deliveries_total{outcome=\"retried\"} %llu\n"
+                   "retentiond_webhook_deliveries_total{outcome=\"failed\"} %llu\n",
+               (unsigned long long)__atomic_load_n(&stats.webhook_delivered, __ATOMIC_RELAXED),
+               (unsigned long long)__atomic_load_n(&stats.webhook_retried, __ATOMIC_RELAXED),
+               (unsigned long long)__atomic_load_n(&stats.webhook_failed, __ATOMIC_RELAXED));
+    buf_printf(&b, "# HELP retentiond_webhook_fanned_out_total Outgoing webhook deliveries made from outbox rows.\n"
+                   "# TYPE retentiond_webhook_fanned_out_total counter\nretentiond_webhook_fanned_out_total %llu\n",
+               (unsigned long long)__atomic_load_n(&stats.webhook_fanned_out, __ATOMIC_RELAXED));
+    buf_printf(&b, "# HELP retentiond_webhook_outbox_backlog Changes in the outbox not yet fanned out to subscriptions "
+                   "(as the sender last counted, every 5 s).\n"
+                   "# TYPE retentiond_webhook_outbox_backlog gauge\nretentiond_webhook_outbox_backlog %llu\n"
+                   "# HELP retentiond_webhook_pending Outgoing webhook deliveries not yet delivered nor given up.\n"
+                   "# TYPE retentiond_webhook_pending gauge\nretentiond_webhook_pending %llu\n"
+                   "# HELP retentiond_webhook_oldest_pending_seconds Age of the oldest pending delivery.\n"
+                   "# TYPE retentiond_webhook_oldest_pending_seconds gauge\nretentiond_webhook_oldest_pending_seconds %.3f\n",
+               (unsigned long long)__atomic_load_n(&stats.webhook_outbox, __ATOMIC_RELAXED),
+               (unsigned long long)__atomic_load_n(&stats.webhook_pending, __ATOMIC_RELAXED),
+               (double)__atomic_load_n(&stats.webhook_oldest_ms, __ATOMIC_RELAXED) / 1000.0);
     static const struct {
         const char *name, *help;
         uint64_t *v;

@@ -28,6 +28,12 @@ const http_route http_routes[] = {
     {"GET", "/v1/customers/{id}/export", SCOPE_ADMIN, api_customer_export, NULL, false},
     {"GET", "/v1/privacy/requests", SCOPE_ADMIN, api_privacy_requests, NULL, false},
     {"GET", "/v1/customers", SCOPE_READ, api_customer_list, NULL, false},
+    {"POST", "/v1/subscriptions", SCOPE_ADMIN, api_subscription_create, NULL, false},
+    {"GET", "/v1/subscriptions", SCOPE_ADMIN, api_subscriptions_list, NULL, false},
+    {"GET", "/v1/subscriptions/{id}", SCOPE_ADMIN, api_subscription_get, NULL, false},
+    {"DELETE", "/v1/subscriptions/{id}", SCOPE_ADMIN, api_subscription_delete, NULL, false},
+    {"POST", "/v1/subscriptions/{id}/test", SCOPE_ADMIN, api_subscription_test, NULL, false},
+    {"GET", "/v1/subscriptions/{id}/deliveries", SCOPE_ADMIN, api_subscription_deliveries, NULL, false},
     {"POST", "/v1/webhooks/shopify/{tenant}", SCOPE_WEBHOOK, api_webhook_shopify, NULL, false},
     {"POST", "/v1/webhooks/woocommerce/{tenant}", SCOPE_WEBHOOK, api_webhook_woocommerce, NULL, false},
 };

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define USEC_PER_DAY 86400000000LL
 
@@ -68,4 +69,15 @@ const char *rules_status_name(customer_status s)
         break;
     }
     return NULL;
+}
+
+const char *const rules_rungs[] = {"suspect", "prospect", "customer", "client", "advocate", NULL};
+const char *const rules_statuses[] = {"active", "at_risk", "lapsed", NULL};
+
+bool rules_name_in(const char *const *list, const char *s)
+{
+    for (int i = 0; s && list[i]; i++)
+        if (strcmp(list[i], s) == 0)
+            return true;
+    return false;
 }

@@ -62,7 +62,7 @@ static void set_reply(http_req *rq, int status, const char *type, char *body)
 
 void http_reply_json(http_req *rq, int status, json_t *body)
 {
-    char *s = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15));
+    char *s = json_dumps(body, HTTP_JSON_FLAGS);
     json_decref(body);
     if (!s) {
         http_reply_problem(rq, 500, "Internal Server Error", "the reply could not be encoded", NULL);

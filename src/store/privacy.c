@@ -72,8 +72,7 @@ int store_erase_shop(PGconn *conn, int64_t tenant_id, const char *by, bool in_tx
     return erase_run(conn, "SELECT kind, n FROM rd_erase_shop($1, $2)", 2, params, "erase shop", in_txn, out);
 }
 
-/* A result's rows into *out (the result is the caller's). */
-static void rows_take(const PGresult *res, store_rows *out)
+void store_rows_take(const PGresult *res, store_rows *out)
 {
     out->ncols = PQnfields(res);
     out->nrows = PQntuples(res);
@@ -140,7 +139,7 @@ int store_customer_export(PGconn *conn, int64_t tenant_id, const char *customer_
             store_export_free(out);
             return RD_ERR;
         }
-        rows_take(res, parts[i]);
+        store_rows_take(res, parts[i]);
         PQclear(res);
     }
     out->found = out->record.nrows > 0;
@@ -188,7 +187,7 @@ int store_privacy_requests(PGconn *conn, int64_t tenant_id, store_rows *out)
     PGresult *res = db_params(conn, requests_sql, 1, params, PGRES_TUPLES_OK, "privacy requests");
     if (!res)
         return RD_ERR;
-    rows_take(res, out);
+    store_rows_take(res, out);
     PQclear(res);
     return RD_OK;
 }

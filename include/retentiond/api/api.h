@@ -6,6 +6,7 @@
 #include "retentiond/http/server.h"
 #include "retentiond/store/clv_store.h"
 #include "retentiond/store/customers.h"
+#include "retentiond/store/outbox.h"
 #include "retentiond/store/privacy.h"
 #include "retentiond/store/reports.h"
 
@@ -23,6 +24,8 @@ int api_dashboard(http_req *rq);
 int api_prometheus(http_req *rq);
 
 /* ingest.c */
+/* Parses the body as one JSON value; on failure sets a 400/415 reply and returns NULL. */
+json_t *api_json_body(http_req *rq);
 int api_post_customer(http_req *rq);
 int api_post_order(http_req *rq);
 int api_post_event(http_req *rq);
@@ -80,6 +83,16 @@ typedef struct {
 clv_fit_outcome api_clv_fit_tenant(PGconn *conn, int64_t tenant_id, const char *as_of, clv_fit_report *out);
 /* The stored model as JSON (parameters, fit time, as_of, sizes, log-likelihoods). New reference. */
 json_t *api_clv_model_json(const clv_model_row *m);
+
+/* subscriptions.c: outgoing webhooks (scope admin) */
+int api_subscription_create(http_req *rq);
+int api_subscriptions_list(http_req *rq);
+int api_subscription_get(http_req *rq);
+int api_subscription_delete(http_req *rq);
+int api_subscription_test(http_req *rq);
+int api_subscription_deliveries(http_req *rq);
+/* The body of a change's delivery (malloc'd JSON text), for the sender's fan-out. */
+char *api_webhook_event_body(const outbox_event *e);
 
 /* webhooks.c */
 int api_webhook_shopify(http_req *rq);

@@ -38,6 +38,13 @@ typedef struct {
  * PostgreSQL's float8 ones on the same values. */
 customer_status rules_status(const rules_status_in *in);
 
+/* The rungs of the ladder, lowest first, and the statuses (SPEC §4), each list NULL-ended:
+ * what the filters and subscriptions accept by name. */
+extern const char *const rules_rungs[];
+extern const char *const rules_statuses[];
+/* True when s is one of list's names. */
+bool rules_name_in(const char *const *list, const char *s);
+
 /* "active", "at_risk", "lapsed"; NULL for CUSTOMER_STATUS_NONE. */
 const char *rules_status_name(customer_status s);
 

@@ -72,6 +72,9 @@ struct http_req {
     bool counted;             /* recorded in the request statistics */
 };
 
+/* How every JSON body the service writes is printed (replies and outgoing webhooks alike). */
+#define HTTP_JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
+
 /* Replies. All take ownership of what they are given. */
 void http_reply_json(http_req *rq, int status, json_t *body);
 void http_reply_text(http_req *rq, int status, const char *content_type, const char *text, size_t len);

@@ -53,6 +53,8 @@ int store_privacy_request_add(PGconn *conn, int64_t tenant_id, const char *platf
 /* The tenant's data requests, newest first, as rows (request_id, platform, customer_id, orders,
  * received_at). */
 int store_privacy_requests(PGconn *conn, int64_t tenant_id, store_rows *out);
+/* A result's rows into *out (the result stays the caller's). */
+void store_rows_take(const PGresult *res, store_rows *out);
 void store_rows_free(store_rows *r);
 
 #endif
