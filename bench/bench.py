@@ -18,6 +18,7 @@ import os
 import platform
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -220,6 +221,64 @@ def bench_ingest(pg, srv, secs, work, results):
     stored = int(pg.scalar("SELECT count(*) FROM orders WHERE tenant_id = :'v1'", tenant_id(pg, t_srv)))
     results["ingest_stored_orders"] = stored
     results["ingest_acknowledged_orders"] = sum(r["service"]["ok"] for r in results["ingest"])
+
+
+class HangingReceiver:
+    """A webhook receiver that accepts every connection, reads, and never answers: the sender's
+    attempts to it all run into WEBHOOK_TIMEOUT_MS."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(256)
+        self.held = []
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/hook"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(c)
+
+    def close(self):
+        self.sock.close()
+        for c in self.held:
+            c.close()
+
+
+def bench_webhooks(pg, srv, secs, work, results, conns=16):
+    """Ingest into a tenant whose rung changes go to a subscriber that hangs, against ingest into
+    one without a subscriber, alternately (plain, hanging, plain, hanging) so that drift in the
+    machine falls on both sides alike. Every first and second order of a customer is a rung
+    change: the outbox is written in the ingest's transaction and the sender keeps trying."""
+    plain_t, plain_key = new_tenant(srv, "plain")
+    hook_t, hook_key = new_tenant(srv, "hooked")
+    hang = HangingReceiver()
+    try:
+        r = srv.post("/v1/subscriptions", {"url": hang.url, "events": ["customer.stage_changed"]}, hook_key)
+        if r.status != 201:
+            raise RuntimeError(f"bench: subscription refused: {r}")
+        runs = {"plain": [], "hanging": []}
+        for side, key in (("plain", plain_key), ("hanging", hook_key)) * 2:
+            log(f"  webhooks: wrk POST /v1/orders, {conns} connections, {secs}s, {side} subscriber")
+            wrk_ingest(srv, key, conns, 1, work)
+            runs[side].append(wrk_ingest(srv, key, conns, secs, work))
+        rate = {k: sum(x["ok"] for x in v) / sum(x["duration_s"] for x in v) for k, v in runs.items()}
+        p50 = {k: statistics.median(x["p50_ms"] for x in v) for k, v in runs.items()}
+        changes = int(pg.scalar("SELECT count(*) FROM subscription_deliveries WHERE tenant_id = :'v1'",
+                                tenant_id(pg, hook_t))) + int(pg.scalar(
+            "SELECT count(*) FROM outbox WHERE tenant_id = :'v1'", tenant_id(pg, hook_t)))
+        results["webhooks"] = {"connections": conns, "plain": runs["plain"], "hanging": runs["hanging"],
+                               "plain_events_per_s": rate["plain"], "hanging_events_per_s": rate["hanging"],
+                               "plain_p50_ms": p50["plain"], "hanging_p50_ms": p50["hanging"],
+                               "ratio": ratio(rate["hanging"], rate["plain"]), "changes_to_send": changes,
+                               "held_connections": len(hang.held)}
+        srv.request("DELETE", f"/v1/subscriptions/{r.json['id']}", key=hook_key)
+    finally:
+        hang.close()
 
 
 # ---------------------------------------------------------------- 2. bulk backfill
@@ -655,6 +714,13 @@ def table(res):
         rows.append((f"  p50 / p99 latency ms",
                      f"{s['p50_ms']:.2f} / {s['p99_ms']:.2f}", f"{fmt(p['p50_ms'], '{:.2f}')} / {fmt(p['p99_ms'], '{:.2f}')}",
                      fmt(ratio(s["p50_ms"], p["p50_ms"]), "{:.2f}")))
+    wh = res.get("webhooks")
+    if wh:
+        rows.append((f"ingest c={wh['connections']} with a hanging webhook subscriber: events/s",
+                     f"{wh['hanging_events_per_s']:.0f}", f"{wh['plain_events_per_s']:.0f} (service, no subscriber)",
+                     fmt(wh["ratio"], "{:.2f}")))
+        rows.append(("  p50 latency ms; rung changes queued for the subscriber",
+                     f"{wh['hanging_p50_ms']:.2f}; {wh['changes_to_send']}", f"{wh['plain_p50_ms']:.2f}", ""))
     bf = res.get("backfill")
     if bf:
         c = bf["copy"]
@@ -737,7 +803,7 @@ def main(argv=None):
     ap.add_argument("--deadline", type=float, default=13.0,
                     help="minutes the whole run should take: the read figures shorten their runs to fit")
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--skip", default="", help="comma list of: ingest,backfill,reads,long-reports,breakdowns,timezone,fit")
+    ap.add_argument("--skip", default="", help="comma list of: ingest,webhooks,backfill,reads,long-reports,breakdowns,timezone,fit")
     ap.add_argument("--native-shop", action="store_true",
                     help="load the shop of the read figures with \\copy instead of the timed backfills "
                          "(e.g. --native-shop --skip ingest,fit,reads: the long reports alone)")
@@ -783,7 +849,7 @@ def main(argv=None):
         log("bench: starting PostgreSQL and the server")
         pg.start()
         res["machine"] = machine(pg)
-        srv = harness.Server(pg, CLV_REFIT_INTERVAL=0).start()
+        srv = harness.Server(pg, CLV_REFIT_INTERVAL=0, WEBHOOK_ALLOW_PRIVATE=1).start()
         rss = res["rss_kb"] = {}
         time.sleep(0.5)
         rss["rest"] = rss_kb(srv.proc.pid)
@@ -791,6 +857,10 @@ def main(argv=None):
             log("bench: 1. single-event ingest")
             bench_ingest(pg, srv, secs, work, res)
             rss["after_ingest"] = rss_kb(srv.proc.pid)
+            save()
+        if "webhooks" not in skip:
+            log("bench: 1b. ingest with a hanging webhook subscriber")
+            bench_webhooks(pg, srv, secs, work, res)
             save()
         check_server(srv, res, "backfill")
         shop = None

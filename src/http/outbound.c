@@ -38,7 +38,7 @@ static bool ipv6_public(const unsigned char *b)
         return false;
     if ((b[0] & 0xFE) == 0xFC)                    /* fc00::/7 unique local */
         return false;
-    if (b[0] == 0xFE && (b[1] & 0xC0) == 0x80)    /* fe80::/10 link-local */
+    if (b[0] == 0xFE && (b[1] & 0x80) == 0x80)    /* fe80::/10 link-local, fec0::/10 old site-local */
         return false;
     if (b[0] == 0xFF)                             /* multicast */
         return false;

@@ -69,6 +69,16 @@ class OpenAPI(unittest.TestCase):
         self.assertEqual(documented - served, set(), "documented paths the server does not serve")
 
 
+class Readme(unittest.TestCase):
+    def test_configuration_table_is_the_binarys(self):
+        # README's settings table is the one the binary prints from its own table (config.c)
+        table = server.cli("config-table").stdout.strip()
+        with open(os.path.join(ROOT, "README.md")) as f:
+            readme = f.read()
+        self.assertIn("| environment | flag | default | meaning |", table)
+        self.assertIn(table, readme, "README's configuration table differs from `retentiond config-table`")
+
+
 class Dashboard(unittest.TestCase):
     def test_browser_shows_the_api_numbers(self):
         import datetime

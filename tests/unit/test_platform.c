@@ -10,10 +10,13 @@
  *
  * The fixture directory comes from RD_FIXTURES (default "tests/fixtures").
  */
+#include "retentiond/config.h"
+#include "retentiond/http/outbound.h"
 #include "retentiond/platform/shopify.h"
 #include "retentiond/platform/signature.h"
 #include "retentiond/platform/woocommerce.h"
 
+#include <arpa/inet.h>
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,6 +124,82 @@ START_TEST(signature_rejects)
     char out[SIGNATURE_B64_LEN + 1];
     signature_compute("s", NULL, 0, out); /* an empty body still has a signature */
     ck_assert(signature_verify("s", NULL, 0, out));
+}
+END_TEST
+
+START_TEST(rfc4231_hex)
+{
+    /* the outgoing webhooks' form of the same MACs: RFC 4231's test vectors as printed there */
+    char out[SIGNATURE_HEX_LEN + 1], key[21];
+    const char *data = "what do ya want for nothing?";
+    signature_compute_hex("Jefe", data, strlen(data), out);
+    ck_assert_str_eq(out, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    memset(key, 0x0b, 20);
+    key[20] = '\0';
+    signature_compute_hex(key, "Hi There", 8, out);
+    ck_assert_str_eq(out, "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+}
+END_TEST
+
+/* ---- where outgoing webhooks may go ---- */
+
+static bool allowed(const char *text)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    if (strchr(text, ':')) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        a->sin6_family = AF_INET6;
+        ck_assert_int_eq(inet_pton(AF_INET6, text, &a->sin6_addr), 1);
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        a->sin_family = AF_INET;
+        ck_assert_int_eq(inet_pton(AF_INET, text, &a->sin_addr), 1);
+    }
+    return outbound_address_allowed((struct sockaddr *)&ss);
+}
+
+START_TEST(outbound_addresses)
+{
+    /* RFC 6890's special-purpose blocks, at their first and last addresses where they border
+     * public space, and public neighbours just outside them */
+    static const char *const refused[] = {
+        "0.0.0.0", "0.255.255.255", "10.0.0.1", "10.255.255.255", "100.64.0.0", "100.127.255.255", "127.0.0.1",
+        "127.255.255.254", "169.254.169.254", "172.16.0.1", "172.31.255.255", "192.0.0.8", "192.0.2.1",
+        "192.168.1.1", "198.18.0.1", "198.19.255.255", "198.51.100.7", "203.0.113.9", "224.0.0.1",
+        "239.255.255.250", "240.0.0.1", "255.255.255.255", "::", "::1", "fc00::1", "fdff:ffff::1", "fe80::1",
+        "febf::1", "fec0::1", "feff::1", "ff02::1", "2001:db8::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::127.0.0.1",
+        "64:ff9b::a9fe:a9fe",
+    };
+    static const char *const public[] = {
+        "1.1.1.1", "9.255.255.255", "11.0.0.0", "100.63.255.255", "100.128.0.0", "126.255.255.255",
+        "128.0.0.0", "169.253.255.255", "172.15.255.255", "172.32.0.0", "192.167.255.255", "192.169.0.0",
+        "198.17.255.255", "198.20.0.0", "223.255.255.255", "93.184.216.34", "2606:4700:4700::1111",
+        "2a00:1450:4001::200e", "::ffff:8.8.8.8", "64:ff9b::808:808",
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+        ck_assert_msg(!allowed(refused[i]), "%s allowed", refused[i]);
+    for (size_t i = 0; i < sizeof public / sizeof public[0]; i++)
+        ck_assert_msg(allowed(public[i]), "%s refused", public[i]);
+    config.webhook_allow_private = 1;
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+        ck_assert_msg(allowed(refused[i]), "%s refused though allowed", refused[i]);
+    config.webhook_allow_private = 0;
+}
+END_TEST
+
+START_TEST(outbound_urls)
+{
+    char why[320];
+    ck_assert(outbound_url_allowed("https://93.184.216.34/hook?x=1", why, sizeof why));
+    ck_assert(outbound_url_allowed("http://[2606:4700:4700::1111]:8443/", why, sizeof why));
+    ck_assert(!outbound_url_allowed("http://127.0.0.1:8080/", why, sizeof why));
+    ck_assert(strstr(why, "WEBHOOK_ALLOW_PRIVATE"));
+    ck_assert(!outbound_url_allowed("http://[::1]/", why, sizeof why));
+    ck_assert(!outbound_url_allowed("ftp://93.184.216.34/", why, sizeof why));
+    ck_assert(strstr(why, "http or https"));
+    ck_assert(!outbound_url_allowed("93.184.216.34/hook", why, sizeof why));
+    ck_assert(!outbound_url_allowed("https:///nohost", why, sizeof why));
 }
 END_TEST
 
@@ -510,6 +589,11 @@ static Suite *platform_suite(void)
     tcase_add_test(sig, rfc4231_case2);
     tcase_add_test(sig, rfc4231_case1);
     tcase_add_test(sig, signature_rejects);
+    tcase_add_test(sig, rfc4231_hex);
+    TCase *out = tcase_create("outbound");
+    tcase_add_test(out, outbound_addresses);
+    tcase_add_test(out, outbound_urls);
+    suite_add_tcase(s, out);
     suite_add_tcase(s, sig);
     TCase *shop = tcase_create("shopify");
     tcase_add_test(shop, shopify_order_fixture);
