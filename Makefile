@@ -55,7 +55,7 @@ $(B)/gen/assets.c: scripts/embed-assets.sh src/api/openapi.json src/api/dashboar
 OBJS := $(patsubst src/%.c,$(B)/obj/%.o,$(SRCS)) $(B)/obj/gen/migrations.o $(B)/obj/gen/assets.o
 LIB_OBJS := $(filter-out $(B)/obj/main.o,$(OBJS))
 
-$(B)/obj/%.o: src/%.c $(DEPS_STAMP) | $(B)/gen/migrations.c
+$(B)/obj/%.o: src/%.c | $(DEPS_STAMP) $(B)/gen/migrations.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(shell pkg-config --cflags $(PKGS)) -MMD -MP -c $< -o $@
 
@@ -70,7 +70,7 @@ $(B)/retentiond: $(OBJS)
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 ASAN_OBJS := $(patsubst src/%.c,$(B)/asan/%.o,$(SRCS)) $(B)/asan/gen/migrations.o $(B)/asan/gen/assets.o
 
-$(B)/asan/%.o: src/%.c $(DEPS_STAMP) | $(B)/gen/migrations.c
+$(B)/asan/%.o: src/%.c | $(DEPS_STAMP) $(B)/gen/migrations.c
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out -O2,$(CFLAGS)) $(ASAN_FLAGS) $(shell pkg-config --cflags $(PKGS)) -MMD -MP -c $< -o $@
 
@@ -131,7 +131,9 @@ test: deps
 	$(MAKE) integration
 	$(MAKE) test-asan
 
-run: deps $(B)/retentiond
+# what building and running need, not the test tools (make test installs those)
+run:
+	@$(MAKE) --no-print-directory DEPS_LEVEL=run $(B)/retentiond
 	scripts/run.sh
 
 bench: deps $(B)/retentiond

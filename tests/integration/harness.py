@@ -104,8 +104,9 @@ class Server:
     """The real binary, serving on a free port against a cluster. Settings come as environment
     variables (keyword arguments); `flags` are command-line options for `serve`."""
 
-    def __init__(self, pg, bin=None, flags=(), **env):
+    def __init__(self, pg, bin=None, flags=(), cwd=None, **env):
         self.pg = pg
+        self.cwd = cwd  # the working directory of its commands (None: the test's)
         self.bin = bin or BIN  # another build of the service (the upgrade test's older one)
         self.flags = list(flags)
         self.port = free_port()
@@ -117,7 +118,7 @@ class Server:
         self.proc = None
 
     def cli(self, *args, check=True):
-        out = subprocess.run([self.bin] + list(args), env=self.env, capture_output=True, text=True)
+        out = subprocess.run([self.bin] + list(args), env=self.env, capture_output=True, text=True, cwd=self.cwd)
         if check and out.returncode != 0:
             raise RuntimeError(f"retentiond {' '.join(args)} failed: {out.stderr}")
         return out
@@ -126,7 +127,7 @@ class Server:
         self.cli("migrate")
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([self.bin] + self.flags + ["serve"], env=self.env, stdout=self.log,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, cwd=self.cwd)
         deadline = time.time() + 30
         while time.time() < deadline:
             try:
