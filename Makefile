@@ -1,6 +1,7 @@
 # retentiond - build, test, run.
 #   make run    install what is missing, build, start a private PostgreSQL if DATABASE_URL is
-#               unset, migrate, create a demo tenant and key, serve on $PORT (default 8080)
+#               unset, migrate, create a demo tenant holding the sample shop (DEMO=0: empty)
+#               and a key, serve on $PORT (default 8080)
 #   make test   install, build, unit tests (check), integration tests against a throw-away
 #               PostgreSQL and the real server; then the same suite under ASan + UBSan
 #   make bench  the performance comparisons of README's performance section
@@ -46,8 +47,9 @@ $(B)/gen/migrations.c: scripts/embed-schema.sh $(MIGRATIONS) $(SQL_FILES)
 	@mkdir -p $(B)/gen
 	scripts/embed-schema.sh $(MIGRATIONS) -- $(SQL_FILES) > $@
 
-ASSETS := openapi=src/api/openapi.json dashboard=src/api/dashboard.html
-$(B)/gen/assets.c: scripts/embed-assets.sh src/api/openapi.json src/api/dashboard.html
+# (the demo shop's orders: tests/fixtures/cdnow/SOURCE.md)
+ASSETS := openapi=src/api/openapi.json dashboard=src/api/dashboard.html cdnow=tests/fixtures/cdnow/CDNOW_sample.txt
+$(B)/gen/assets.c: Makefile scripts/embed-assets.sh src/api/openapi.json src/api/dashboard.html tests/fixtures/cdnow/CDNOW_sample.txt
 	@mkdir -p $(B)/gen
 	scripts/embed-assets.sh $(ASSETS) > $@
 
@@ -132,9 +134,11 @@ test: deps
 	$(MAKE) test-asan
 
 # what building and running need, not the test tools (make test installs those)
+# DEMO=0: the demo tenant starts empty instead of holding the sample shop
+DEMO ?= 1
 run:
 	@$(MAKE) --no-print-directory DEPS_LEVEL=run $(B)/retentiond
-	scripts/run.sh
+	DEMO=$(DEMO) scripts/run.sh
 
 bench: deps $(B)/retentiond
 	scripts/install-deps.sh bench

@@ -1,7 +1,8 @@
 #!/bin/sh
 # `make run`: with DATABASE_URL unset, start the private cluster under .pgdata/ (created once,
-# reused after); apply migrations; make sure a demo tenant exists with a fresh ingest+read
-# key; then serve on $PORT (default 8080) until Ctrl-C.
+# reused after); apply migrations; make sure a demo tenant exists, loading the sample shop into
+# it when it is created (`retentiond demo`; DEMO=0 leaves it empty), with a fresh key; then
+# serve on $PORT (default 8080) until Ctrl-C.
 set -eu
 cd "$(dirname "$0")/.."
 bin=build/retentiond
@@ -11,7 +12,9 @@ if [ -z "${DATABASE_URL:-}" ]; then
   echo "private PostgreSQL running in .pgdata/ (stop it with: scripts/pg.sh stop $PWD/.pgdata)"
 fi
 $bin migrate
-$bin tenant create demo --currency "${DEMO_CURRENCY:-USD}" 2>/dev/null || true
+if $bin tenant create demo --currency "${DEMO_CURRENCY:-USD}" >/dev/null 2>&1 && [ "${DEMO:-1}" != 0 ]; then
+  $bin demo --tenant demo
+fi
 key=$($bin key create --tenant demo --scope ingest,read,admin)
 port=${PORT:-8080}
 cat <<MSG
@@ -27,7 +30,7 @@ Try:
        -H 'Content-Type: application/json' \\
        -d '{"order_id":"1001","customer_id":"c1","placed_at":"2026-01-05T10:00:00Z","total":"49.90","currency":"USD"}'
   curl -s localhost:$port/v1/metrics/summary -H "Authorization: Bearer \$KEY"
-  open http://localhost:$port/ (dashboard; paste the key)
+  the dashboard: http://localhost:$port/#key=$key
 
 MSG
 exec $bin serve

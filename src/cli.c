@@ -73,31 +73,14 @@ static void progress(const batch_reader *b, int64_t started, bool final)
             final ? "\n" : "");
 }
 
-int cli_import(PGconn *conn, const char *tenant, const char *path, const char *kind)
+/* Loads f (NDJSON, or CSV when csv) into tenant t, as `import` does. */
+static int import_stream(PGconn *conn, const rd_tenant *tp, FILE *f, bool csv, const char *kind)
 {
-    rd_tenant t;
-    int found = store_tenant_find(conn, tenant, &t);
-    if (found <= 0) {
-        if (found == 0)
-            fprintf(stderr, "retentiond: no tenant \"%s\"\n", tenant);
-        return found == 0 ? 3 : 1;
-    }
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-    if (!f) {
-        perror(path);
-        return 1;
-    }
-    if (kind && strcmp(kind, "order") && strcmp(kind, "customer") && strcmp(kind, "event") && strcmp(kind, "spend")) {
-        fprintf(stderr, "retentiond: --kind must be order, customer, event or spend\n");
-        if (f != stdin)
-            fclose(f);
-        return 2;
-    }
+    rd_tenant t = *tp;
     batch_reader b;
     batch_init(&b, t.currency, "import");
     b.default_kind = kind;
-    size_t plen = strlen(path);
-    b.csv = plen > 4 && strcmp(path + plen - 4, ".csv") == 0;
+    b.csv = csv;
     bool tty = isatty(STDERR_FILENO);
     int64_t started = now_usec(), last = 0;
     int rc = 0;
@@ -140,8 +123,6 @@ int cli_import(PGconn *conn, const char *tenant, const char *path, const char *k
     if (writer_join(&w, &b) != RD_OK)
         rc = 1;
     ingest_set_free(&w.set);
-    if (f != stdin)
-        fclose(f);
     progress(&b, started, true);
     /* also after a failure: the chunks committed before it have their customers pending */
     int64_t flushed = 0;
@@ -162,6 +143,43 @@ int cli_import(PGconn *conn, const char *tenant, const char *path, const char *k
     if (b.counts.rejected > 20)
         fprintf(stderr, "... and %llu more rejected lines\n", (unsigned long long)(b.counts.rejected - 20));
     batch_free(&b);
+    return rc;
+}
+
+int cli_import(PGconn *conn, const char *tenant, const char *path, const char *kind)
+{
+    rd_tenant t;
+    int found = store_tenant_find(conn, tenant, &t);
+    if (found <= 0) {
+        if (found == 0)
+            fprintf(stderr, "retentiond: no tenant \"%s\"\n", tenant);
+        return found == 0 ? 3 : 1;
+    }
+    if (kind && strcmp(kind, "order") && strcmp(kind, "customer") && strcmp(kind, "event") && strcmp(kind, "spend")) {
+        fprintf(stderr, "retentiond: --kind must be order, customer, event or spend\n");
+        return 2;
+    }
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (!f) {
+        perror(path);
+        return 1;
+    }
+    size_t plen = strlen(path);
+    int rc = import_stream(conn, &t, f, plen > 4 && strcmp(path + plen - 4, ".csv") == 0, kind);
+    if (f != stdin)
+        fclose(f);
+    return rc;
+}
+
+int cli_import_text(PGconn *conn, const rd_tenant *t, const char *ndjson, size_t len)
+{
+    FILE *f = fmemopen((void *)ndjson, len, "rb");
+    if (!f) {
+        perror("fmemopen");
+        return 1;
+    }
+    int rc = import_stream(conn, t, f, false, NULL);
+    fclose(f);
     return rc;
 }
 
