@@ -261,17 +261,17 @@ int http_defer(http_req *rq, db_job_mode mode, uint64_t lock_key, int (*run)(PGc
                int (*after_db)(http_req *, db_done_status))
 {
     rq->job = (db_job){.mode = mode, .run = run, .done = job_done, .arg = rq, .lock_key = lock_key};
+    rq->own_job = NULL;
     rq->after_db = after_db;
     rq->state = ST_DB_WAIT;
     return HTTP_DEFERRED;
 }
 
-int http_defer_job(http_req *rq, int (*run)(PGconn *, void *), void (*done)(void *, db_done_status), void *arg,
-                   int (*after_db)(http_req *rq, db_done_status st))
+int http_defer_job(http_req *rq, db_job *job, int (*after_db)(http_req *rq, db_done_status st))
 {
-    http_defer(rq, DB_JOB_SOLO, 0, run, after_db);
-    rq->job.done = done;
-    rq->job.arg = arg;
+    rq->own_job = job;
+    rq->after_db = after_db;
+    rq->state = ST_DB_WAIT;
     return HTTP_DEFERRED;
 }
 
@@ -279,7 +279,7 @@ int http_defer_job(http_req *rq, int (*run)(PGconn *, void *), void (*done)(void
 static void submit_job(http_req *rq)
 {
     MHD_suspend_connection(rq->conn);
-    if (db_pool_submit(&rq->job) != RD_OK) {
+    if (db_pool_submit(rq->own_job ? rq->own_job : &rq->job) != RD_OK) {
         MHD_resume_connection(rq->conn);
         http_reply_db_failure(rq, DB_DONE_BUSY);
     }

@@ -47,6 +47,7 @@ struct http_stream {
     bool suspended;               /* the reader suspended the connection, waiting for bytes */
     struct MHD_Connection *conn;
     http_req *rq;                 /* until started */
+    db_job job;                   /* the producer's: it outlives the request */
     http_stream_fn producer;
     void *arg;
     void (*arg_free)(void *);
@@ -265,7 +266,8 @@ int http_stream_reply(http_req *rq, const char *content_type, const char *name, 
     rq->stream = s;
     http_set_attachment(rq, name);
     rq->reply_type = content_type;
-    return http_defer_job(rq, stream_run, stream_done, s, stream_after);
+    s->job = (db_job){.mode = DB_JOB_SOLO, .run = stream_run, .done = stream_done, .arg = s};
+    return http_defer_job(rq, &s->job, stream_after);
 }
 
 void http_streams_abort(void)

@@ -51,11 +51,10 @@ void http_sweeper_stop(void);
 
 /* ---- server.c, for stream.c ---- */
 
-/* http_defer with a job of one's own: run(conn, arg) on a worker, then done(arg, status) from
- * the pool instead of the plain resume; done, or run before it, must end the wait with
- * http_resume(rq) exactly once. after_db runs on the HTTP thread after that resume. */
-int http_defer_job(http_req *rq, int (*run)(PGconn *, void *), void (*done)(void *, db_done_status), void *arg,
-                   int (*after_db)(http_req *rq, db_done_status st));
+/* http_defer with a job of the caller's, which may outlive the request (its run can go on
+ * after the request ended): its run or done must end the wait with http_resume(rq) exactly
+ * once, after which after_db runs on the HTTP thread. */
+int http_defer_job(http_req *rq, db_job *job, int (*after_db)(http_req *rq, db_done_status st));
 /* Sets rq->disposition to an attachment named `name`-YYYY-MM-DD.csv (today, UTC). */
 void http_set_attachment(http_req *rq, const char *name);
 

@@ -76,6 +76,7 @@ struct http_req {
     int state;
     int64_t started;
     db_job job;
+    db_job *own_job;          /* instead of job: one that outlives the request (http_defer_job) */
     const char *api_key;      /* presented key (points into MHD's header storage) */
     bool auth_checked;        /* the cache (and, on a miss, the database) was asked */
     bool counted;             /* recorded in the request statistics */
