@@ -702,11 +702,12 @@ void http_stop(int grace_sec)
             break;
         if (now_usec() > deadline) {
             /* streamed bodies still going (a slow client can read an export for hours): cut
-             * them, which closes their connections and frees their database workers, and give
-             * that a few seconds */
+             * them, which frees their database workers and closes their connections at the
+             * next read, or, for a client that reads nothing more, when libmicrohttpd's
+             * inactivity timeout (REQUEST_TIMEOUT, grace_sec) ends it */
             http_streams_abort();
             cut = true;
-            deadline = now_usec() + 5 * 1000000;
+            deadline = now_usec() + (int64_t)(grace_sec + 1) * 1000000;
         }
         usleep(10000);
     }

@@ -273,7 +273,7 @@ int http_stream_reply(http_req *rq, const char *content_type, const char *name, 
 void http_streams_abort(void)
 {
     pthread_mutex_lock(&streams_lock);
-    int n = 0;
+    int n = 0, cut = nstreams;
     struct MHD_Connection **wake = xcalloc(nstreams ? (size_t)nstreams : 1, sizeof *wake);
     for (http_stream *s = streams; s; s = s->next) {
         pthread_mutex_lock(&s->lock);
@@ -289,6 +289,6 @@ void http_streams_abort(void)
     for (int i = 0; i < n; i++)
         MHD_resume_connection(wake[i]);
     free(wake);
-    if (n)
-        rd_log(LOG_WARN, "msg=\"streamed replies cut short by the stop\" waiting=%d", n);
+    if (cut)
+        rd_log(LOG_WARN, "msg=\"streamed replies cut short by the stop\" streams=%d", cut);
 }

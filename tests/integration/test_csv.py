@@ -20,7 +20,7 @@ import socket
 import time
 import unittest
 
-from harness import SANITIZED, module_cluster
+from harness import Server, module_cluster
 from test_ladder_and_lists import AS_OF, generated_shop
 
 POOL = 4
@@ -101,9 +101,13 @@ def pool_gauge(name):
     raise AssertionError(f"{name} not in /metrics")
 
 
-def open_export(key, path="/v1/customers?format=csv"):
-    """A raw connection that asked for an export and read its status line and headers."""
-    sock = socket.create_connection(("127.0.0.1", server.port), timeout=120)
+def open_export(key, path="/v1/customers?format=csv", port=None):
+    """A raw connection that asked for an export and read its status line and headers. Its
+    receive buffer is small, so that the kernel does not take the export in for the client."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(120)
+    sock.connect(("127.0.0.1", port or server.port))
     sock.sendall((f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\r\n").encode())
     head = b""
     while b"\r\n\r\n" not in head:
@@ -349,6 +353,30 @@ class LargeExport(unittest.TestCase):
             for sock, _ in held:
                 sock.close()
         eventually(quiet, "the held exports stopped")
+
+    def test_stop_cuts_a_slow_export(self):
+        """SIGTERM while a client reads an export slowly: past the grace period (REQUEST_TIMEOUT)
+        the export is cut, the body ends without its last chunk, and the server stops cleanly."""
+        other = Server(pg, UPKEEP_INTERVAL=0, REQUEST_TIMEOUT=2, DB_POOL_SIZE=2).start()
+        try:
+            sock, head = open_export(self.key, port=other.port)
+            self.assertTrue(head.startswith("HTTP/1.1 200"), head)
+            other.proc.send_signal(15)
+            body = bytearray()
+            while True:   # slowly: the connection stays active past the grace period
+                chunk = sock.recv(2048)
+                if not chunk:
+                    break
+                body += chunk
+                time.sleep(0.02)
+            sock.close()
+            self.assertEqual(other.proc.wait(120), 0)
+            self.assertFalse(body.endswith(b"\r\n0\r\n\r\n"))   # not taken for a whole file
+            self.assertGreater(len(body), 0)
+            self.assertIn("streamed replies cut short by the stop", other.read_log())
+            self.assertIn("msg=stopped", other.read_log())
+        finally:
+            other.stop()
 
 
 if __name__ == "__main__":
