@@ -64,13 +64,6 @@ HEADER = ["customer_id", "email", "stage", "status", "order_count", "net_revenue
           "rfm_f", "rfm_m", "rfm_segment", "p_alive", "expected_orders", "predicted_clv"]
 
 
-def post_ndjson(key, lines):
-    body = "\n".join(json.dumps(x) for x in lines) + "\n"
-    r = server.post("/v1/batch", body, key, content_type="application/x-ndjson", timeout=1200)
-    assert r.status == 200 and r.json["rejected"] == 0, r
-    return r.json
-
-
 def json_items(key, query):
     items, cursor = [], None
     while True:
@@ -133,8 +126,8 @@ class SmallShop(unittest.TestCase):
         cls.tenant, cls.admin = server.tenant()
         cls.read = server.key(cls.tenant, "read")
         lines, referrals = generated_shop(23, 2400, prefix=PREFIX)
-        post_ndjson(cls.admin, lines)
-        post_ndjson(cls.admin, referrals)
+        server.post_ndjson(cls.admin, lines)
+        server.post_ndjson(cls.admin, referrals)
         r = server.post(f"/v1/models/clv/fit?as_of={AS_OF}", {}, cls.admin)
         assert r.status in (200, 201), r
 
@@ -250,7 +243,7 @@ class LargeExport(unittest.TestCase):
                 lines.append({"kind": "order", "order_id": f"{cid}-1", "customer_id": cid,
                               "placed_at": f"2025-{1 + i % 12:02d}-{1 + i % 28:02d}T12:00:00Z",
                               "total": f"{i % 500}.{i % 100:02d}"})
-        post_ndjson(cls.key, lines)   # one request
+        server.post_ndjson(cls.key, lines)   # one request
 
     def test_streams_100k_customers_with_flat_memory(self):
         # once, so that what any export allocates for good (a worker's malloc arena, libpq's
