@@ -10,8 +10,8 @@
 #include "retentiond/http/server.h"
 
 #include "retentiond/config.h"
-#include "retentiond/http/auth.h"
 #include "retentiond/domain/model.h"
+#include "retentiond/http/auth.h"
 #include "retentiond/http/internal.h"
 #include "retentiond/log.h"
 
