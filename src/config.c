@@ -40,6 +40,9 @@ static const cf_entry table[] = {
      "most concurrent single-event writes sharing one commit"},
     {"db-idle-check", "DB_IDLE_CHECK", CF_INT, &config.db_idle_check, "30", 0, 86400,
      "seconds a database connection may sit idle before it is checked with a round trip before its next job (0 = before every job)"},
+    {"max-exports", "MAX_EXPORTS", CF_INT, &config.max_exports, "2", 1, 256,
+     "CSV exports of the customer list streaming at once, each holding one database connection while the client reads it; "
+     "503 beyond it (keep it below DB_POOL_SIZE)"},
     {"max-body-bytes", "MAX_BODY_BYTES", CF_LONG, &config.max_body_bytes, "1048576", 1024,
      1073741824L, "body limit for single-object requests (413 beyond it)"},
     {"max-batch-bytes", "MAX_BATCH_BYTES", CF_LONG, &config.max_batch_bytes, "68719476736", 1024,

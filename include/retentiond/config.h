@@ -16,6 +16,7 @@ typedef struct {
     int db_queue_max;        /* database jobs waiting before requests get 503 */
     int group_commit_max;    /* most single-event writes sharing one commit */
     int db_idle_check;       /* seconds idle after which a connection is checked before use */
+    int max_exports;         /* streamed CSV exports at once (http/stream.c) */
     long max_body_bytes;     /* body limit for single-object endpoints */
     long max_batch_bytes;    /* body limit for POST /v1/batch (NDJSON is streamed) */
     int request_timeout;     /* seconds of client inactivity before the connection is closed */

@@ -19,6 +19,8 @@
 
 #include "retentiond/domain/model.h"
 #include "retentiond/domain/rules.h"
+#include "retentiond/http/csv.h"
+#include "retentiond/http/stream.h"
 #include "retentiond/log.h"
 #include "retentiond/store/customers.h"
 
@@ -37,6 +39,8 @@ typedef struct {
     customer_page_query query;   /* a list's; its strings are below or static */
     char *min_p_alive, *after_key, *after_id;
     customer_page page;
+    bool with_email;             /* a CSV export's: the key has scope admin */
+    buf csv;                     /* a CSV export's rows of one fetch */
 } cust_ctx;
 
 static void cust_ctx_free(void *p)
@@ -49,6 +53,7 @@ static void cust_ctx_free(void *p)
     free(c->after_key);
     free(c->after_id);
     customer_page_free(&c->page);
+    buf_free(&c->csv);
     free(c);
 }
 
@@ -467,10 +472,72 @@ static int list_after(http_req *rq, db_done_status st)
     return HTTP_REPLIED;
 }
 
+/* ---- the list as CSV ---- */
+
+/* The JSON item's fields in its order, the rfm object flattened; email only for scope admin
+ * (csv_item writes the same columns). */
+static void csv_header(buf *b, bool with_email)
+{
+    static const char *const columns[] = {"customer_id", "email", "stage", "status", "order_count", "net_revenue",
+                                          "last_order_at", "rfm_r", "rfm_f", "rfm_m", "rfm_segment", "p_alive",
+                                          "expected_orders", "predicted_clv"};
+    for (size_t i = 0; i < sizeof columns / sizeof columns[0]; i++)
+        if (i != 1 || with_email)
+            csv_field(b, columns[i]);
+    csv_end_record(b);
+}
+
+static void csv_item(buf *b, const customer_list_item *it, bool with_email)
+{
+    char n[4][16];
+    snprintf(n[0], sizeof n[0], "%d", it->order_count);
+    snprintf(n[1], sizeof n[1], "%d", it->r);
+    snprintf(n[2], sizeof n[2], "%d", it->f);
+    snprintf(n[3], sizeof n[3], "%d", it->m);
+    csv_field(b, it->customer_id);
+    if (with_email)
+        csv_field(b, it->email);
+    const char *rest[] = {it->stage, it->status, n[0], it->net_revenue, it->last_order_at,
+                          it->has_rfm ? n[1] : NULL, it->has_rfm ? n[2] : NULL, it->has_rfm ? n[3] : NULL,
+                          it->has_rfm ? it->segment : NULL, it->p_alive, it->expected_orders, it->predicted_clv};
+    csv_record(b, rest, (int)(sizeof rest / sizeof rest[0]));
+}
+
+typedef struct {
+    http_stream *s;
+    cust_ctx *c;
+} export_out;
+
+/* One fetch of the export: the header first, then its rows, written as one piece. */
+static int export_page(const customer_page *page, void *arg)
+{
+    export_out *x = arg;
+    cust_ctx *c = x->c;
+    for (int i = 0; i < page->count; i++)
+        csv_item(&c->csv, &page->items[i], c->with_email);
+    int rc = http_stream_write(x->s, c->csv.data ? c->csv.data : "", c->csv.len);
+    buf_reset(&c->csv);
+    return rc == RD_OK ? 0 : 1;
+}
+
+/* Customers a fetch of the export reads: about 100 bytes of CSV each. */
+#define EXPORT_FETCH_ROWS 500
+
+static int export_run(PGconn *conn, http_stream *s, void *arg)
+{
+    cust_ctx *c = arg;
+    buf_reset(&c->csv);
+    csv_header(&c->csv, c->with_email);
+    export_out x = {s, c};
+    return store_customer_list_stream(conn, &c->query, EXPORT_FETCH_ROWS, export_page, &x);
+}
+
 int api_customer_list(http_req *rq)
 {
     json_t *errors = json_array();
     cust_ctx *c = ctx_new(rq);
+    http_format format;
+    http_reply_format(rq, &format, errors);
     const char *stage = one_of(rq, "stage", stages, errors);
     const char *status = one_of(rq, "status", statuses, errors);
     const char *segment = one_of(rq, "segment", segments, errors);
@@ -498,5 +565,11 @@ int api_customer_list(http_req *rq)
                                      .segment = segment, .min_p_alive = c->min_p_alive,
                                      .sort = sort ? sort : "net_revenue", .after_key = c->after_key,
                                      .after_id = c->after_id, .limit = limit, .as_of = c->as_of};
+    if (format == HTTP_FORMAT_CSV) { /* the whole list after the cursor; limit does not apply */
+        rq->ctx = NULL; /* the stream's from now on: the export may outlive the request */
+        rq->ctx_free = NULL;
+        c->with_email = (rq->tenant.scopes & SCOPE_ADMIN) != 0;
+        return http_stream_reply(rq, HTTP_CSV_TYPE, "customers", export_run, c, cust_ctx_free);
+    }
     return http_defer(rq, DB_JOB_SOLO, 0, list_run, list_after);
 }

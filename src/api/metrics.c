@@ -10,6 +10,7 @@
 #include "retentiond/domain/metrics.h"
 #include "retentiond/domain/model.h"
 #include "retentiond/domain/rules.h"
+#include "retentiond/http/csv.h"
 #include "retentiond/store/reports.h"
 
 #include <math.h>
@@ -21,6 +22,15 @@
 /* ---- a job that runs one report ---- */
 
 typedef struct query_ctx query_ctx;
+
+/* A report's CSV (GET ...?format=csv): a record per row of its document, as rows(doc) lists
+ * them (a new array of flat objects), in the columns named (NULL-terminated). */
+typedef struct {
+    const char *name;           /* of the attachment */
+    const char *const *columns;
+    json_t *(*rows)(const json_t *doc);
+} csv_shape;
+
 struct query_ctx {
     rs_report report;
     bool ladder;               /* the ladder rather than report */
@@ -36,6 +46,7 @@ struct query_ctx {
     store_ladder lad;
     /* the reply's document for one report (the whole, or an entry of a breakdown) */
     json_t *(*body)(const query_ctx *q, const store_period *p, const rs_result *r);
+    const csv_shape *csv;      /* the report's CSV, when the request asked for it */
 };
 
 static void query_ctx_free(void *p)
@@ -135,7 +146,6 @@ static int period_params(http_req *rq, char *params[5], const char *const *units
     return RD_OK;
 }
 
-/* Validates the parameters and hands the report to a database worker. */
 /* Collects the filters among the query's arguments (see segment_params). */
 typedef struct {
     query_ctx *q;
@@ -200,10 +210,22 @@ static int segment_params(http_req *rq, query_ctx *q)
     return RD_OK;
 }
 
+/* Validates the parameters and hands the report to a database worker; csv: the report's CSV
+ * shape, when it has one (format= and Accept then choose). */
 static int run_report(http_req *rq, rs_report report, bool ladder, const char *const *units,
-                      json_t *(*body)(const query_ctx *, const store_period *, const rs_result *))
+                      json_t *(*body)(const query_ctx *, const store_period *, const rs_result *),
+                      const csv_shape *csv)
 {
     query_ctx *q = xcalloc(1, sizeof *q);
+    http_format format = HTTP_FORMAT_JSON;
+    json_t *errors = json_array();
+    if (csv && http_reply_format(rq, &format, errors) != RD_OK) {
+        http_reply_problem(rq, 400, "Bad Request", "invalid query parameters", errors);
+        query_ctx_free(q);
+        return HTTP_REPLIED;
+    }
+    json_decref(errors);
+    q->csv = format == HTTP_FORMAT_CSV ? csv : NULL;
     if (period_params(rq, q->params, units, "month") != RD_OK || (!ladder && segment_params(rq, q) != RD_OK)) {
         query_ctx_free(q);
         return HTTP_REPLIED;
@@ -237,15 +259,44 @@ static json_t *filters_json(const query_ctx *q)
     return f;
 }
 
+/* The report as CSV (see csv_shape): split by a breakdown, each entry's records begin with
+ * its value, in a first column named by the breakdown. Takes doc. */
+static void report_csv(http_req *rq, const query_ctx *q, json_t *doc)
+{
+    const json_t *entries = q->seg.has_breakdown ? json_object_get(doc, "entries") : NULL;
+    const char *const *columns = q->csv->columns;
+    buf b = {0};
+    if (entries)
+        csv_field(&b, q->breakdown_name);
+    for (int k = 0; columns[k]; k++)
+        csv_field(&b, columns[k]);
+    csv_end_record(&b);
+    size_t n = entries ? json_array_size(entries) : 1;
+    for (size_t e = 0; e < n; e++) {
+        const json_t *d = entries ? json_array_get(entries, e) : doc;
+        json_t *rows = q->csv->rows(d), *row;
+        size_t i;
+        json_array_foreach(rows, i, row) {
+            if (entries)
+                csv_field_json(&b, json_object_get(d, "value"));
+            for (int k = 0; columns[k]; k++)
+                csv_field_json(&b, json_object_get(row, columns[k]));
+            csv_end_record(&b);
+        }
+        json_decref(rows);
+    }
+    json_decref(doc);
+    http_reply_csv(rq, q->csv->name, &b);
+    buf_free(&b);
+}
+
 /* The whole report's document; or, split by segments, the entries' documents (each with its
  * value, customers and, for a channel, spend) under the period. */
-static void report_reply(http_req *rq, const query_ctx *q)
+static json_t *report_doc(const query_ctx *q)
 {
     const store_period_report *rep = &q->rep;
-    if (rep->ngroups == 0) {
-        http_reply_json(rq, 200, q->body(q, &rep->period, &rep->result));
-        return;
-    }
+    if (rep->ngroups == 0)
+        return q->body(q, &rep->period, &rep->result);
     if (!q->seg.has_breakdown) { /* filters alone: the filtered whole */
         const store_report_group *g = &rep->groups[0];
         store_period p = rep->period;
@@ -253,8 +304,7 @@ static void report_reply(http_req *rq, const query_ctx *q)
         p.has_retention_spend = g->has_retention_spend, p.retention_spend = g->retention_spend;
         json_t *doc = q->body(q, &p, &g->result);
         json_object_set_new(doc, "filters", filters_json(q));
-        http_reply_json(rq, 200, doc);
-        return;
+        return doc;
     }
     json_t *entries = json_array();
     for (int i = 0; i < rep->ngroups; i++) {
@@ -268,10 +318,18 @@ static void report_reply(http_req *rq, const query_ctx *q)
         json_decref(doc);
         json_array_append_new(entries, e);
     }
-    json_t *out = json_pack("{s:s, s:s, s:s, s:s, s:o, s:i, s:o}", "from", rep->period.from, "to", rep->period.to,
-                            "timezone", rep->period.timezone, "breakdown", q->breakdown_name, "filters", filters_json(q),
-                            "top", STORE_BREAKDOWN_TOP, "entries", entries);
-    http_reply_json(rq, 200, out);
+    return json_pack("{s:s, s:s, s:s, s:s, s:o, s:i, s:o}", "from", rep->period.from, "to", rep->period.to,
+                     "timezone", rep->period.timezone, "breakdown", q->breakdown_name, "filters", filters_json(q),
+                     "top", STORE_BREAKDOWN_TOP, "entries", entries);
+}
+
+static void report_reply(http_req *rq, const query_ctx *q)
+{
+    json_t *doc = report_doc(q);
+    if (q->csv)
+        report_csv(rq, q, doc);
+    else
+        http_reply_json(rq, 200, doc);
 }
 
 /* ---- summary ---- */
@@ -360,7 +418,7 @@ static json_t *summary_body(const query_ctx *q, const store_period *p, const rs_
 
 int api_metrics_summary(http_req *rq)
 {
-    return run_report(rq, RS_SUMMARY, false, NULL, summary_body);
+    return run_report(rq, RS_SUMMARY, false, NULL, summary_body, NULL);
 }
 
 /* ---- retention ---- */
@@ -388,9 +446,19 @@ static json_t *retention_body(const query_ctx *q, const store_period *p, const r
     return out;
 }
 
+static json_t *retention_rows(const json_t *doc)
+{
+    return json_incref(json_object_get(doc, "series"));
+}
+
+static const char *const retention_columns[] = {"period_start", "period_end", "S", "E", "N", "lost", "new",
+                                                "returning", "resurrecting", "dormant", "retention_rate",
+                                                "churn_rate", NULL};
+static const csv_shape retention_csv = {"retention", retention_columns, retention_rows};
+
 int api_metrics_retention(http_req *rq)
 {
-    return run_report(rq, RS_RETENTION, false, period_units, retention_body);
+    return run_report(rq, RS_RETENTION, false, period_units, retention_body, &retention_csv);
 }
 
 /* ---- cohorts ---- */
@@ -421,6 +489,27 @@ static json_t *cohorts_body(const query_ctx *q, const store_period *p, const rs_
     return out;
 }
 
+/* A record per cell: its cohort and the cohort's size, then the cell. */
+static json_t *cohorts_rows(const json_t *doc)
+{
+    json_t *rows = json_array(), *cohort, *cell;
+    size_t i, k;
+    json_array_foreach(json_object_get(doc, "cohorts"), i, cohort) {
+        json_array_foreach(json_object_get(cohort, "cells"), k, cell) {
+            json_t *row = json_pack("{s:O, s:O}", "cohort", json_object_get(cohort, "cohort"), "size",
+                                    json_object_get(cohort, "size"));
+            json_object_update(row, cell);
+            json_array_append_new(rows, row);
+        }
+    }
+    return rows;
+}
+
+static const char *const cohorts_columns[] = {"cohort", "size", "period", "active", "share", "revenue",
+                                              "active_on_or_after", "share_on_or_after",
+                                              "cumulative_revenue_per_customer", NULL};
+static const csv_shape cohorts_csv = {"cohorts", cohorts_columns, cohorts_rows};
+
 int api_metrics_cohorts(http_req *rq)
 {
     const char *mode = http_arg(rq, "mode");
@@ -430,7 +519,7 @@ int api_metrics_cohorts(http_req *rq)
         http_reply_problem(rq, 400, "Bad Request", "invalid query parameters", e);
         return HTTP_REPLIED;
     }
-    return run_report(rq, RS_COHORTS, false, period_units, cohorts_body);
+    return run_report(rq, RS_COHORTS, false, period_units, cohorts_body, &cohorts_csv);
 }
 
 /* ---- ladder ---- */
@@ -460,5 +549,5 @@ static void ladder_reply(http_req *rq, const query_ctx *q)
 
 int api_metrics_ladder(http_req *rq)
 {
-    return run_report(rq, RS_SUMMARY, true, NULL, NULL);
+    return run_report(rq, RS_SUMMARY, true, NULL, NULL, NULL);
 }

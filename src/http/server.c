@@ -10,6 +10,7 @@
 #include "retentiond/http/server.h"
 
 #include "retentiond/config.h"
+#include "retentiond/domain/model.h"
 #include "retentiond/http/auth.h"
 #include "retentiond/http/internal.h"
 #include "retentiond/log.h"
@@ -24,6 +25,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 enum {
@@ -120,6 +122,72 @@ void http_reply_db_failure(http_req *rq, db_done_status st)
     }
 }
 
+void http_set_attachment(http_req *rq, const char *name)
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    char v[160];
+    snprintf(v, sizeof v, "attachment; filename=\"%s-%04d-%02d-%02d.csv\"", name, tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday);
+    free(rq->disposition);
+    rq->disposition = xstrdup(v);
+}
+
+void http_reply_csv(http_req *rq, const char *name, buf *b)
+{
+    http_set_attachment(rq, name);
+    set_reply(rq, 200, HTTP_CSV_TYPE, b->data ? buf_steal(b) : xstrdup(""));
+}
+
+/* The quality (q=) of a media range's parameters, 1 without one. */
+static double accept_quality(const char *params, size_t len)
+{
+    for (const char *p = params; p && p < params + len; p = memchr(p, ';', (size_t)(params + len - p))) {
+        p++;
+        while (p < params + len && *p == ' ')
+            p++;
+        if (p + 2 <= params + len && (p[0] == 'q' || p[0] == 'Q') && p[1] == '=')
+            return strtod(p + 2, NULL);
+    }
+    return 1;
+}
+
+int http_reply_format(http_req *rq, http_format *out, json_t *errors)
+{
+    *out = HTTP_FORMAT_JSON;
+    const char *f = http_arg(rq, "format");
+    if (f) {
+        if (strcmp(f, "csv") == 0)
+            *out = HTTP_FORMAT_CSV;
+        else if (strcmp(f, "json") != 0) {
+            rd_error_add(errors, "format", "must be json or csv");
+            return RD_ERR;
+        }
+        return RD_OK;
+    }
+    /* Accept: text/csv wins over application/json by a higher q, or at the same q by coming first */
+    const char *a = http_header(rq, "Accept");
+    double q_csv = 0, q_json = -1;
+    bool csv_first = false;
+    for (const char *p = a; p && *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        size_t len = strcspn(p, ","), type_len = strcspn(p, ";, ");
+        double q = accept_quality(p + type_len, len - type_len);
+        if (type_len == 8 && strncasecmp(p, "text/csv", 8) == 0) {
+            csv_first = q_json < 0;
+            q_csv = q;
+        } else if (type_len == 16 && strncasecmp(p, "application/json", 16) == 0) {
+            q_json = q;
+        }
+        p += len;
+    }
+    if (q_csv > 0 && (q_csv > q_json || (q_csv == q_json && csv_first)))
+        *out = HTTP_FORMAT_CSV;
+    return RD_OK;
+}
+
 /* ---- request helpers ---- */
 
 const char *http_arg(http_req *rq, const char *name)
@@ -193,6 +261,15 @@ int http_defer(http_req *rq, db_job_mode mode, uint64_t lock_key, int (*run)(PGc
                int (*after_db)(http_req *, db_done_status))
 {
     rq->job = (db_job){.mode = mode, .run = run, .done = job_done, .arg = rq, .lock_key = lock_key};
+    rq->own_job = NULL;
+    rq->after_db = after_db;
+    rq->state = ST_DB_WAIT;
+    return HTTP_DEFERRED;
+}
+
+int http_defer_job(http_req *rq, db_job *job, int (*after_db)(http_req *rq, db_done_status st))
+{
+    rq->own_job = job;
     rq->after_db = after_db;
     rq->state = ST_DB_WAIT;
     return HTTP_DEFERRED;
@@ -202,7 +279,7 @@ int http_defer(http_req *rq, db_job_mode mode, uint64_t lock_key, int (*run)(PGc
 static void submit_job(http_req *rq)
 {
     MHD_suspend_connection(rq->conn);
-    if (db_pool_submit(&rq->job) != RD_OK) {
+    if (db_pool_submit(rq->own_job ? rq->own_job : &rq->job) != RD_OK) {
         MHD_resume_connection(rq->conn);
         http_reply_db_failure(rq, DB_DONE_BUSY);
     }
@@ -281,7 +358,8 @@ static enum MHD_Result queue_reply(http_req *rq)
 {
     size_t len = rq->reply ? strlen(rq->reply) : 0;
     bool head = strcmp(rq->method, "HEAD") == 0;
-    struct MHD_Response *r = MHD_create_response_from_buffer(head ? 0 : len, rq->reply, MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *r = rq->stream ? http_stream_response(rq)
+                                        : MHD_create_response_from_buffer(head ? 0 : len, rq->reply, MHD_RESPMEM_MUST_COPY);
     if (!r)
         return MHD_NO;
     if (rq->reply_type)
@@ -293,6 +371,8 @@ static enum MHD_Result queue_reply(http_req *rq)
     }
     if (rq->allow)
         MHD_add_response_header(r, "Allow", rq->allow);
+    if (rq->disposition && rq->status == 200)
+        MHD_add_response_header(r, "Content-Disposition", rq->disposition);
     MHD_add_response_header(r, "Cache-Control", "no-store");
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
     if (stop_draining)
@@ -531,11 +611,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
            toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=true");
     if (rq->ctx_free)
         rq->ctx_free(rq->ctx);
+    http_stream_drop(rq);
     for (int i = 0; i < HTTP_MAX_PARAMS; i++)
         free(rq->params[i]);
     buf_free(&rq->body);
     free(rq->reply);
     free(rq->allow);
+    free(rq->disposition);
     free(rq->path);
     free(rq);
     *con_cls = NULL;
@@ -608,6 +690,7 @@ void http_stop(int grace_sec)
     stop_draining = true;
     MHD_quiesce_daemon(daemon_handle);
     int64_t deadline = now_usec() + (int64_t)grace_sec * 1000000;
+    bool cut = false;
     int n;
     for (;;) {
         pthread_mutex_lock(&inflight_lock);
@@ -615,8 +698,17 @@ void http_stop(int grace_sec)
         if (n == 0)
             stop_closed = true; /* from now on nothing suspends (see stop_draining) */
         pthread_mutex_unlock(&inflight_lock);
-        if (n == 0 || now_usec() > deadline)
+        if (n == 0 || (now_usec() > deadline && cut))
             break;
+        if (now_usec() > deadline) {
+            /* streamed bodies still going (a slow client can read an export for hours): cut
+             * them, which frees their database workers and closes their connections at the
+             * next read, or, for a client that reads nothing more, when libmicrohttpd's
+             * inactivity timeout (REQUEST_TIMEOUT, grace_sec) ends it */
+            http_streams_abort();
+            cut = true;
+            deadline = now_usec() + (int64_t)(grace_sec + 1) * 1000000;
+        }
         usleep(10000);
     }
     http_sweeper_stop();

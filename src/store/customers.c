@@ -146,17 +146,9 @@ enum {
     L_EXPECTED, L_CLV, L_COLUMNS
 };
 
-int store_customer_page(PGconn *conn, const customer_page_query *q, customer_page *out)
+/* Fills out->items from res's rows (columns of rd_customer_list); out keeps res. */
+static void page_from_rows(PGresult *res, customer_page *out)
 {
-    memset(out, 0, sizeof *out);
-    char tid[24], lim[16];
-    snprintf(tid, sizeof tid, "%lld", (long long)q->tenant_id);
-    snprintf(lim, sizeof lim, "%d", q->limit);
-    const char *params[10] = {tid, q->stage, q->status, q->segment, q->min_p_alive, q->sort,
-                              q->after_key, q->after_id, lim, q->as_of};
-    PGresult *res = query(conn, "customer_list", 10, params, L_COLUMNS);
-    if (!res)
-        return RD_ERR;
     out->res = res;
     out->count = PQntuples(res);
     out->items = xcalloc(out->count ? (size_t)out->count : 1, sizeof *out->items);
@@ -179,7 +171,63 @@ int store_customer_page(PGconn *conn, const customer_page_query *q, customer_pag
         it->expected_orders = text_at(res, i, L_EXPECTED);
         it->predicted_clv = text_at(res, i, L_CLV);
     }
+}
+
+int store_customer_page(PGconn *conn, const customer_page_query *q, customer_page *out)
+{
+    memset(out, 0, sizeof *out);
+    char tid[24], lim[16];
+    snprintf(tid, sizeof tid, "%lld", (long long)q->tenant_id);
+    snprintf(lim, sizeof lim, "%d", q->limit);
+    const char *params[10] = {tid, q->stage, q->status, q->segment, q->min_p_alive, q->sort,
+                              q->after_key, q->after_id, lim, q->as_of};
+    PGresult *res = query(conn, "customer_list", 10, params, L_COLUMNS);
+    if (!res)
+        return RD_ERR;
+    page_from_rows(res, out);
     return RD_OK;
+}
+
+/* ---- the whole list, by a cursor ---- */
+
+/* The scan without a limit: the rows of rd_customer_list in its order (its scan is the
+ * reference the walks are tested against). */
+static const char export_declare[] =
+    "DECLARE customer_export NO SCROLL CURSOR FOR SELECT * FROM rd_customer_list_scan($1, $2, $3, $4, $5, $6, $7, $8,"
+    " NULL, coalesce(rd_param_instant($9, rd_tenant_zone($1), true), now()))";
+
+typedef struct {
+    int (*each)(const customer_page *page, void *arg);
+    void *arg;
+} export_read;
+
+static int export_fetch(const PGresult *res, void *arg)
+{
+    export_read *x = arg;
+    if (PQnfields(res) != L_COLUMNS)
+        return RD_ERR;
+    customer_page page = {0};
+    page_from_rows((PGresult *)res, &page);
+    int rc = x->each(&page, x->arg);
+    free(page.items); /* the result is db_cursor_read's */
+    return rc;
+}
+
+int store_customer_list_stream(PGconn *conn, const customer_page_query *q, int rows,
+                          int (*each)(const customer_page *page, void *arg), void *arg)
+{
+    char tid[24];
+    db_id_text(tid, q->tenant_id);
+    const char *params[9] = {tid, q->stage, q->status, q->segment, q->min_p_alive, q->sort, q->after_key,
+                             q->after_id, q->as_of};
+    if (db_exec(conn, "BEGIN READ ONLY", "customer export") != RD_OK)
+        return RD_ERR;
+    export_read x = {each, arg};
+    int rc = db_cursor_read(conn, "customer_export", export_declare, 9, NULL, params, NULL, NULL, rows, 0,
+                            export_fetch, &x);
+    if (rc == RD_ERR)
+        return RD_ERR; /* the pool rolls back */
+    return db_exec(conn, rc == RD_OK ? "COMMIT" : "ROLLBACK", "customer export end");
 }
 
 void customer_page_free(customer_page *p)

@@ -102,7 +102,7 @@ int db_query_ids(PGconn *conn, const char *stmt, int nparams, const char *const 
 }
 
 int db_cursor_read(PGconn *conn, const char *name, const char *declare, int nparams, const Oid *types,
-                   const char *const *values, const int *lengths, const int *formats, int rows,
+                   const char *const *values, const int *lengths, const int *formats, int rows, int result_format,
                    int (*each)(const PGresult *res, void *arg), void *arg)
 {
     PGresult *res = PQexecParams(conn, declare, nparams, types, values, lengths, formats, 0);
@@ -115,7 +115,7 @@ int db_cursor_read(PGconn *conn, const char *name, const char *declare, int npar
     char fetch[128];
     snprintf(fetch, sizeof fetch, "FETCH FORWARD %d FROM %s", rows, name);
     for (;;) {
-        res = PQexecParams(conn, fetch, 0, NULL, NULL, NULL, NULL, 1);
+        res = PQexecParams(conn, fetch, 0, NULL, NULL, NULL, NULL, result_format);
         if (PQresultStatus(res) != PGRES_TUPLES_OK) {
             db_log_error(res, conn, name);
             PQclear(res);

@@ -266,7 +266,7 @@ static read_status read_cursor(PGconn *conn, snap *s, const char *tid, const cha
 {
     const char *params[1] = {tid};
     cursor_into c = {s, rows};
-    int r = db_cursor_read(conn, name, declare, 1, NULL, params, NULL, NULL, FETCH_ROWS, apply_fetch, &c);
+    int r = db_cursor_read(conn, name, declare, 1, NULL, params, NULL, NULL, FETCH_ROWS, 1, apply_fetch, &c);
     return r == RD_OK ? READ_OK : r == RD_ERR ? READ_FAILED : READ_UNUSABLE;
 }
 

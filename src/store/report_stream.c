@@ -117,7 +117,7 @@ int report_stream_feed(PGconn *conn, const char *tenant_id, const rs_frame *f, r
     const char *values[3] = {tenant_id, (const char *)&blo, (const char *)&bhi};
     const Oid types[3] = {INT8_OID, TIMESTAMPTZ_OID, TIMESTAMPTZ_OID};
     const int lengths[3] = {0, 8, 8}, formats[3] = {0, 1, 1};
-    int r = db_cursor_read(conn, "rs_stream", stream_sql, 3, types, values, lengths, formats, STREAM_FETCH, apply, &st);
+    int r = db_cursor_read(conn, "rs_stream", stream_sql, 3, types, values, lengths, formats, STREAM_FETCH, 1, apply, &st);
     if (r == RD_OK)
         hand_over(&st);
     else

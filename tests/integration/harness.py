@@ -203,3 +203,10 @@ class Server:
 
     def get(self, path, key=None, **kw):
         return self.request("GET", path, key=key, **kw)
+
+    def post_ndjson(self, key, lines, timeout=1200):
+        """Posts records as one streamed NDJSON batch; asserts that none was rejected."""
+        body = "\n".join(json.dumps(x) for x in lines) + "\n"
+        r = self.post("/v1/batch", body, key, content_type="application/x-ndjson", timeout=timeout)
+        assert r.status == 200 and r.json["rejected"] == 0, r
+        return r.json

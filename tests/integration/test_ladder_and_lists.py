@@ -105,10 +105,7 @@ def generated_shop(seed, n_customers, prefix="c"):
 
 
 def post_ndjson(key, lines):
-    body = "\n".join(json.dumps(x) for x in lines) + "\n"
-    r = server.post("/v1/batch", body, key, content_type="application/x-ndjson", timeout=600)
-    assert r.status == 200 and r.json["rejected"] == 0, r
-    return r.json
+    return server.post_ndjson(key, lines)
 
 
 def rungs_sql(tid, as_of):

@@ -4,7 +4,9 @@
  * same daemon (as pgbouncer's client.c, janitor.c and stats.c are of one event loop):
  *   limits.c   body size limits and the per-address request rate limit
  *   sweeper.c  slow clients: connection tracking, the sweeper thread, the slow-body rule
- *   stats.c    request counters and latency histograms by route and status, for /metrics */
+ *   stats.c    request counters and latency histograms by route and status, for /metrics
+ *   stream.c   streamed reply bodies (stream.h): the buffer between a worker and the client
+ *   csv.c      the CSV writer of the replies (csv.h) */
 #ifndef RETENTIOND_HTTP_INTERNAL_H
 #define RETENTIOND_HTTP_INTERNAL_H
 
@@ -46,6 +48,27 @@ void http_sweeper_request_end(struct MHD_Connection *c);
  * else changes); stop joins the thread if it runs. */
 void http_sweeper_start(void);
 void http_sweeper_stop(void);
+
+/* ---- server.c, for stream.c ---- */
+
+/* http_defer with a job of the caller's, which may outlive the request (its run can go on
+ * after the request ended): its run or done must end the wait with http_resume(rq) exactly
+ * once, after which after_db runs on the HTTP thread. */
+int http_defer_job(http_req *rq, db_job *job, int (*after_db)(http_req *rq, db_done_status st));
+/* Sets rq->disposition to an attachment named `name`-YYYY-MM-DD.csv (today, UTC). */
+void http_set_attachment(http_req *rq, const char *name);
+
+/* ---- stream.c ---- */
+
+/* The response for rq's stream, which it takes over from rq (rq->stream becomes NULL);
+ * NULL if libmicrohttpd cannot make one (the stream is then let go). */
+struct MHD_Response *http_stream_response(http_req *rq);
+/* The request ends without its stream having become a response: lets it go (the producer,
+ * if any, stops at its next write). */
+void http_stream_drop(http_req *rq);
+/* Server stop, grace period over: every stream's producer stops at its next write and every
+ * reader ends its body as failed, so that their connections close. */
+void http_streams_abort(void);
 
 /* ---- stats.c ---- */
 

@@ -24,6 +24,13 @@ enum {
 };
 
 typedef struct http_req http_req;
+typedef struct http_stream http_stream;
+
+/* The media type of the CSV replies. */
+#define HTTP_CSV_TYPE "text/csv; charset=utf-8"
+
+/* How every JSON reply prints its numbers (and the CSV replies, csv.h, the same numbers). */
+#define HTTP_JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
 
 /* Handler results. HTTP_WAITING: the handler called http_suspend(). */
 enum { HTTP_REPLIED = 0, HTTP_DEFERRED = 1, HTTP_WAITING = 2 };
@@ -59,6 +66,8 @@ struct http_req {
     const char *reply_type;
     int retry_after;          /* seconds; > 0 adds Retry-After */
     char *allow;              /* Allow header for 405 */
+    char *disposition;        /* Content-Disposition header, or NULL */
+    http_stream *stream;      /* a streamed body (stream.h) until its response takes it over */
     /* handler state: ctx is freed with ctx_free when the request ends */
     void *ctx;
     void (*ctx_free)(void *ctx);
@@ -67,6 +76,7 @@ struct http_req {
     int state;
     int64_t started;
     db_job job;
+    db_job *own_job;          /* instead of job: one that outlives the request (http_defer_job) */
     const char *api_key;      /* presented key (points into MHD's header storage) */
     bool auth_checked;        /* the cache (and, on a miss, the database) was asked */
     bool counted;             /* recorded in the request statistics */
@@ -95,6 +105,16 @@ int http_defer(http_req *rq, db_job_mode mode, uint64_t lock_key, int (*run)(PGc
 int http_suspend(http_req *rq, int (*after_db)(http_req *rq, db_done_status st));
 /* Ends an http_suspend(), from any thread; touches nothing of rq afterwards. */
 void http_resume(http_req *rq, db_done_status st);
+
+/* A CSV reply built in memory: text/csv; charset=utf-8, as an attachment named
+ * `name`-YYYY-MM-DD.csv (today, UTC). Takes the text of b (b is left empty). */
+void http_reply_csv(http_req *rq, const char *name, buf *b);
+/* The reply formats a resource may offer. */
+typedef enum { HTTP_FORMAT_JSON, HTTP_FORMAT_CSV } http_format;
+/* The format the request asks for: the query's format=json|csv, else text/csv when the Accept
+ * header prefers it to application/json, else JSON. Returns RD_ERR after recording an error
+ * on `format` in errors when format= names another. */
+int http_reply_format(http_req *rq, http_format *out, json_t *errors);
 
 /* Query-string argument, or NULL. */
 const char *http_arg(http_req *rq, const char *name);

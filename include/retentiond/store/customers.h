@@ -101,4 +101,13 @@ typedef struct {
 int store_customer_page(PGconn *conn, const customer_page_query *q, customer_page *out);
 void customer_page_free(customer_page *p);
 
+/* The whole list after the cursor (q->limit does not apply) in the list's order, read by a
+ * cursor `rows` at a time in one read-only transaction: each(page, arg) gets every fetch
+ * (page and its strings are valid during the call only); a non-zero return ends the read.
+ * Returns RD_OK, also when each() ended it (the transaction is then closed either way), or
+ * RD_ERR after logging a failed statement (the transaction is left for the pool to roll
+ * back). */
+int store_customer_list_stream(PGconn *conn, const customer_page_query *q, int rows,
+                          int (*each)(const customer_page *page, void *arg), void *arg);
+
 #endif

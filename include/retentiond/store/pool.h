@@ -114,11 +114,11 @@ int db_query_ids(PGconn *conn, const char *stmt, int nparams, const char *const 
 
 /* Declares cursor `name` by `declare` (a DECLARE ... CURSOR FOR statement; its parameters as
  * PQexecParams takes them) inside the caller's transaction and fetches it to its end, `rows` at
- * a time in binary results, handing each fetch to each(res, arg). Returns RD_OK; RD_ERR after
- * logging a failed statement; or the first non-zero (positive) return of each(), which ends the
- * read. */
+ * a time in results of result_format (0 text, 1 binary), handing each fetch to each(res, arg).
+ * Returns RD_OK; RD_ERR after logging a failed statement; or the first non-zero (positive)
+ * return of each(), which ends the read. */
 int db_cursor_read(PGconn *conn, const char *name, const char *declare, int nparams, const Oid *types,
-                   const char *const *values, const int *lengths, const int *formats, int rows,
+                   const char *const *values, const int *lengths, const int *formats, int rows, int result_format,
                    int (*each)(const PGresult *res, void *arg), void *arg);
 
 #endif
