@@ -58,6 +58,31 @@ class OpenAPI(unittest.TestCase):
         self.assertEqual(out.returncode, 0, out.stderr.decode() + out.stdout.decode())
         self.assertEqual(r.json["openapi"], "3.1.0")
 
+    def test_redocly_recommended_rules_pass(self):
+        # the rules client generators rely on: operationIds, security on every operation, 4xx
+        r = server.get("/openapi.json")
+        out = subprocess.run(["node", os.path.join(ROOT, "tests", "node", "lint.mjs"), "-"], input=r.body,
+                             capture_output=True, cwd=os.path.join(ROOT, "tests", "node"))
+        self.assertEqual(out.returncode, 0, out.stdout.decode() + out.stderr.decode())
+        self.assertIn(b"0 errors, 0 warnings", out.stdout)
+
+    def test_a_generated_typed_client_calls_the_server(self):
+        import json
+        name, key = server.tenant()
+        out = subprocess.run(["node", os.path.join(ROOT, "tests", "node", "typed_client.mjs"),
+                              f"http://127.0.0.1:{server.port}", key],
+                             capture_output=True, text=True, cwd=os.path.join(ROOT, "tests", "node"), timeout=300)
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        got = json.loads(out.stdout.strip().splitlines()[-1])
+        self.assertEqual(got["order_status"], 201)
+        self.assertEqual(got["summary_status"], 200)
+        # the report the typed client read is the server's, with the order it posted
+        direct = server.get("/v1/metrics/summary?from=2026-01-01&to=2026-02-01", key).json
+        self.assertEqual(got["summary"], direct)
+        self.assertEqual(direct["counts"]["N"], 1)
+        self.assertEqual(got["missing_status"], 404)
+        self.assertEqual(got["missing_error"]["status"], 404)
+
     def test_every_route_is_documented_and_vice_versa(self):
         with open(os.path.join(ROOT, "src", "api", "routes.c")) as f:
             served = set(re.findall(r'\{"(GET|POST|PUT|PATCH|DELETE)", "([^"]+)"', f.read()))
