@@ -75,7 +75,9 @@ CREATE TABLE subscription_deliveries (
     PRIMARY KEY (tenant_id, delivery_id),
     FOREIGN KEY (tenant_id, subscription_id) REFERENCES subscriptions ON DELETE CASCADE
 );
-CREATE INDEX subscription_deliveries_due ON subscription_deliveries (next_attempt_at) WHERE status = 'pending';
+-- the claims walk a subscription's pending deliveries in order (never its history)
+CREATE INDEX subscription_deliveries_pending ON subscription_deliveries (tenant_id, subscription_id, delivery_id)
+    WHERE status = 'pending';
 -- in order per customer: a delivery waits while an earlier one of its customer is pending
 CREATE INDEX subscription_deliveries_customer ON subscription_deliveries (tenant_id, subscription_id, customer_id, delivery_id)
     WHERE status = 'pending';
