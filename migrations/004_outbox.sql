@@ -47,7 +47,7 @@ CREATE INDEX outbox_order ON outbox (event_id);
 -- The status each customer with orders had when the upkeep last looked, for the tenants with a
 -- status subscription: the sweep writes a change where the status computed now differs.
 CREATE TABLE customer_status (
-    tenant_id    bigint NOT NULL,
+    tenant_id    bigint NOT NULL REFERENCES tenants ON DELETE CASCADE,  -- written by the upkeep only
     customer_id  text NOT NULL,
     status       text NOT NULL,
     since        timestamptz NOT NULL DEFAULT now(),
