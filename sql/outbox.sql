@@ -153,6 +153,8 @@ END $function$;
 -- matches (NULL subscription_id: none; the row is consumed all the same) and the customer's key
 -- figures now, for the bodies. A subscription hears of changes written after it was made, to
 -- one of its filter_to values, of customers predicted at least its min_predicted_clv.
+-- One fan-out at a time across every sender (a try-lock: another sender's look returns nothing),
+-- so that the deliveries of one customer are made in the order of its changes.
 CREATE OR REPLACE FUNCTION rd_outbox_take(p_limit integer)
  RETURNS TABLE(tenant_id bigint, event_id bigint, subscription_id bigint, tenant text, currency text,
                customer_id text, type text, from_value text, to_value text, occurred_at timestamp with time zone,
@@ -163,6 +165,9 @@ CREATE OR REPLACE FUNCTION rd_outbox_take(p_limit integer)
  SET jit TO 'off'
 AS $function$
 BEGIN
+    IF NOT pg_try_advisory_xact_lock(1383, 0) THEN
+        RETURN;
+    END IF;
     RETURN QUERY
     WITH o AS (
         SELECT x.* FROM outbox x ORDER BY x.event_id LIMIT p_limit FOR UPDATE SKIP LOCKED)
