@@ -73,6 +73,14 @@ static void progress(const batch_reader *b, int64_t started, bool final)
             final ? "\n" : "");
 }
 
+int cli_tenant(PGconn *conn, const char *name, rd_tenant *t)
+{
+    int found = store_tenant_find(conn, name, t);
+    if (found == 0)
+        fprintf(stderr, "retentiond: no tenant \"%s\"\n", name);
+    return found > 0 ? 0 : found == 0 ? 3 : 1;
+}
+
 /* Loads f (NDJSON, or CSV when csv) into tenant t, as `import` does. */
 static int import_stream(PGconn *conn, const rd_tenant *tp, FILE *f, bool csv, const char *kind)
 {
@@ -149,12 +157,9 @@ static int import_stream(PGconn *conn, const rd_tenant *tp, FILE *f, bool csv, c
 int cli_import(PGconn *conn, const char *tenant, const char *path, const char *kind)
 {
     rd_tenant t;
-    int found = store_tenant_find(conn, tenant, &t);
-    if (found <= 0) {
-        if (found == 0)
-            fprintf(stderr, "retentiond: no tenant \"%s\"\n", tenant);
-        return found == 0 ? 3 : 1;
-    }
+    int err = cli_tenant(conn, tenant, &t);
+    if (err != 0)
+        return err;
     if (kind && strcmp(kind, "order") && strcmp(kind, "customer") && strcmp(kind, "event") && strcmp(kind, "spend")) {
         fprintf(stderr, "retentiond: --kind must be order, customer, event or spend\n");
         return 2;
@@ -186,12 +191,9 @@ int cli_import_text(PGconn *conn, const rd_tenant *t, const char *ndjson, size_t
 int cli_fit(PGconn *conn, const char *tenant, const char *as_of)
 {
     rd_tenant t;
-    int found = store_tenant_find(conn, tenant, &t);
-    if (found <= 0) {
-        if (found == 0)
-            fprintf(stderr, "retentiond: no tenant \"%s\"\n", tenant);
-        return found == 0 ? 3 : 1;
-    }
+    int err = cli_tenant(conn, tenant, &t);
+    if (err != 0)
+        return err;
     if (as_of && rd_timestamp_check(as_of) != RD_OK) {
         fprintf(stderr, "retentiond: --as-of must be an RFC 3339 timestamp or a date YYYY-MM-DD\n");
         return 2;

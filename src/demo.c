@@ -89,12 +89,9 @@ static int channel_of(int id)
 int cli_demo(PGconn *conn, const char *tenant)
 {
     rd_tenant t;
-    int found = store_tenant_find(conn, tenant, &t);
-    if (found <= 0) {
-        if (found == 0)
-            fprintf(stderr, "retentiond: no tenant \"%s\"\n", tenant);
-        return found == 0 ? 3 : 1;
-    }
+    int err = cli_tenant(conn, tenant, &t);
+    if (err != 0)
+        return err;
     char tid[24];
     db_id_text(tid, t.id);
     const char *params[1] = {tid};

@@ -8,6 +8,10 @@
 #include <libpq-fe.h>
 #include <stddef.h>
 
+/* Finds tenant `name` into *t: 0, or the exit code after saying why (3 no such tenant, 1 the
+ * database failed). */
+int cli_tenant(PGconn *conn, const char *name, rd_tenant *t);
+
 int cli_import(PGconn *conn, const char *tenant, const char *path, const char *kind);
 /* Loads NDJSON held in memory into t, as import loads a file. */
 int cli_import_text(PGconn *conn, const rd_tenant *t, const char *ndjson, size_t len);

@@ -348,18 +348,23 @@ int store_outbox_backlog(PGconn *conn, int64_t *outbox, int64_t *pending, double
     return RD_OK;
 }
 
+/* Runs `sql` (one row, one integer) into *out. */
+static int scalar_int(PGconn *conn, const char *sql, int n, const char *const *params, const char *what, int64_t *out)
+{
+    PGresult *res = db_params(conn, sql, n, params, PGRES_TUPLES_OK, what);
+    if (!res)
+        return RD_ERR;
+    *out = cell_id(res, 0, 0);
+    PQclear(res);
+    return RD_OK;
+}
+
 int store_deliveries_prune(PGconn *conn, int keep_days, int64_t *n)
 {
     char keep[40];
     snprintf(keep, sizeof keep, "%d days", keep_days);
     const char *params[1] = {keep};
-    PGresult *res = db_params(conn, "SELECT rd_deliveries_prune($1::interval)", 1, params, PGRES_TUPLES_OK,
-                              "deliveries prune");
-    if (!res)
-        return RD_ERR;
-    *n = cell_id(res, 0, 0);
-    PQclear(res);
-    return RD_OK;
+    return scalar_int(conn, "SELECT rd_deliveries_prune($1::interval)", 1, params, "deliveries prune", n);
 }
 
 int store_status_sweep(PGconn *conn, int64_t tenant_id, int *changes)
@@ -367,12 +372,10 @@ int store_status_sweep(PGconn *conn, int64_t tenant_id, int *changes)
     char tid[24];
     db_id_text(tid, tenant_id);
     const char *params[1] = {tid};
-    PGresult *res = db_params(conn, "SELECT rd_status_sweep($1)", 1, params, PGRES_TUPLES_OK, "status sweep");
-    if (!res)
-        return RD_ERR;
-    *changes = atoi(PQgetvalue(res, 0, 0));
-    PQclear(res);
-    return RD_OK;
+    int64_t n = 0;
+    int rc = scalar_int(conn, "SELECT rd_status_sweep($1)", 1, params, "status sweep", &n);
+    *changes = (int)n;
+    return rc;
 }
 
 int store_status_tenants(PGconn *conn, int64_t **ids)
