@@ -7,9 +7,15 @@ set -eu
 cd "$(dirname "$0")/.."
 bin=build/retentiond
 if [ -z "${DATABASE_URL:-}" ]; then
-  DATABASE_URL=$(scripts/pg.sh start "$PWD/.pgdata" "${PGPORT_PRIVATE:-5499}")
+  pgdir=${PGDATA_PRIVATE:-$PWD/.pgdata}
+  # as root the cluster belongs to the postgres user, who cannot reach a checkout in a private
+  # directory (root's home): then it lives in postgres's own home, one per checkout
+  if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -x "$(dirname "$pgdir")"; then
+    pgdir=/var/lib/postgresql/retentiond-$(printf %s "$pgdir" | cksum | cut -d' ' -f1)
+  fi
+  DATABASE_URL=$(scripts/pg.sh start "$pgdir" "${PGPORT_PRIVATE:-5499}")
   export DATABASE_URL
-  echo "private PostgreSQL running in .pgdata/ (stop it with: scripts/pg.sh stop $PWD/.pgdata)"
+  echo "private PostgreSQL running in $pgdir (stop it with: scripts/pg.sh stop $pgdir)"
 fi
 $bin migrate
 if $bin tenant create demo --currency "${DEMO_CURRENCY:-USD}" >/dev/null 2>&1 && [ "${DEMO:-1}" != 0 ]; then

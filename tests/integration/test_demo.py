@@ -6,8 +6,10 @@ What the shop must hold is read from the fixture file itself, in Python, indepen
 service: every purchase, on its own date moved by the same number of days, with its amount."""
 import os
 import re
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import unittest
 import uuid
@@ -76,12 +78,18 @@ class Demo(unittest.TestCase):
 class FirstRun(unittest.TestCase):
     """scripts/run.sh, what `make run` runs once the binary is built, against a cluster of its own."""
 
-    def start(self, demo):
-        own = Postgres().start()
-        self.addCleanup(own.destroy)
+    def start(self, demo, database=True, **extra):
+        own = Postgres()
+        self.addCleanup(shutil.rmtree, own.dir, True)
+        if database:
+            own.start()
+            self.addCleanup(own.destroy)
         port = free_port()
-        env = dict(os.environ, DATABASE_URL=own.url, PORT=str(port), BIND_ADDRESS="127.0.0.1", DEMO=demo,
-                   CLV_REFIT_INTERVAL="0")
+        env = dict(os.environ, PORT=str(port), BIND_ADDRESS="127.0.0.1", DEMO=demo, CLV_REFIT_INTERVAL="0",
+                   PGPORT_PRIVATE=str(free_port()), **extra)
+        env.pop("DATABASE_URL", None)
+        if database:
+            env["DATABASE_URL"] = own.url
         log = open(os.path.join(own.dir, "run.log"), "w+")
         proc = subprocess.Popen([os.path.join(ROOT, "scripts", "run.sh")], env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
@@ -108,6 +116,21 @@ class FirstRun(unittest.TestCase):
                 self.fail("run.sh exited:\n" + text)
             time.sleep(0.1)
         self.fail("run.sh did not start:\n" + text)
+
+    def test_private_cluster_when_there_is_no_database_url(self):
+        # as a newcomer runs it: no DATABASE_URL, the checkout under a private directory (as root's
+        # home is) that the postgres user cannot enter
+        private = tempfile.mkdtemp(prefix="rdprivate-")   # mode 700
+        self.addCleanup(shutil.rmtree, private, True)
+        srv, key, text = self.start("0", database=False, PGDATA_PRIVATE=os.path.join(private, "pgdata"))
+        m = re.search(r"private PostgreSQL running in (\S+)", text)
+        self.assertIsNotNone(m, text)
+        pgdir = m.group(1)
+        self.addCleanup(shutil.rmtree, pgdir, True)
+        self.addCleanup(subprocess.run, [os.path.join(ROOT, "scripts", "pg.sh"), "stop", pgdir], capture_output=True)
+        if os.geteuid() == 0:
+            self.assertTrue(pgdir.startswith("/var/lib/postgresql/retentiond-"), pgdir)
+        self.assertEqual(srv.get("/v1/customers", key).status, 200)
 
     def test_make_run_shows_the_sample_shop(self):
         srv, key, text = self.start("1")
