@@ -493,3 +493,15 @@ CREATE OR REPLACE FUNCTION rd_customer_exists(p_tenant bigint, p_customer text)
 AS $function$
     SELECT EXISTS (SELECT 1 FROM customers c WHERE c.tenant_id = p_tenant AND c.customer_id = p_customer)
 $function$;
+
+-- The span of a tenant's qualifying orders (its first and last order), two probes of
+-- orders_qualifying; NULLs without orders. GET /v1/metrics/rfm states it with the grid, and the
+-- dashboard starts its "all time" period there.
+CREATE OR REPLACE FUNCTION rd_orders_span(p_tenant bigint, OUT first_order_at text, OUT last_order_at text)
+ RETURNS record
+ LANGUAGE sql
+ STABLE
+AS $function$
+    SELECT to_json(min(o.placed_at)) #>> '{}', to_json(max(o.placed_at)) #>> '{}'
+    FROM orders o WHERE o.tenant_id = p_tenant AND o.qualifying
+$function$;

@@ -1,6 +1,6 @@
 /* rfm.c - GET /v1/metrics/rfm: the R x F grid of the tenant's customers with orders, 25 cells
  * of customers counted by their recency and frequency quintiles, each with the cell's mean net
- * revenue and segment. The scores are the lists' (rd_rfm_ntiles, sql/rules.sql), so a cell's
+ * revenue and segment, and the span of the tenant's orders. The scores are the lists' (rd_rfm_ntiles, sql/rules.sql), so a cell's
  * count is the length of GET /v1/customers?r=R&f=F at the same moment. */
 #include "retentiond/api/api.h"
 
@@ -39,8 +39,11 @@ static int rfm_after(http_req *rq, db_done_status st)
                                                (json_int_t)cell->customers, "mean_net_revenue",
                                                api_json_numeric(cell->mean_net_revenue), "segment", cell->segment));
     }
-    http_reply_json(rq, 200, json_pack("{s:s, s:I, s:o, s:s}", "currency", rq->tenant.currency, "customers",
-                                       (json_int_t)c->grid.customers, "cells", cells, "rule",
+    json_t *span = c->grid.first_order_at ? json_string(c->grid.first_order_at) : json_null();
+    json_t *span_end = c->grid.last_order_at ? json_string(c->grid.last_order_at) : json_null();
+    http_reply_json(rq, 200, json_pack("{s:s, s:I, s:o, s:o, s:o, s:s}", "currency", rq->tenant.currency,
+                                       "customers", (json_int_t)c->grid.customers, "first_order_at", span,
+                                       "last_order_at", span_end, "cells", cells, "rule",
                                        "ntile(5) of last order time (r), order count (f) and net revenue (m) over "
                                        "the customers with orders, ties by customer id"));
     return HTTP_REPLIED;

@@ -21,6 +21,7 @@ void store_customers_register(void)
     db_register_statement("customer_orders", "SELECT * FROM rd_customer_orders($1, $2, $3, $4, $5)", 5);
     db_register_statement("customer_history", "SELECT * FROM rd_customer_history($1, $2)", 2);
     db_register_statement("rfm_grid", "SELECT * FROM rd_rfm_grid($1)", 1);
+    db_register_statement("orders_span", "SELECT * FROM rd_orders_span($1)", 1);
 }
 
 static const char *text_at(const PGresult *res, int row, int col)
@@ -362,11 +363,18 @@ int store_rfm_grid(PGconn *conn, int64_t tenant_id, rfm_grid *out)
         c->segment = text_at(res, i, 4);
         out->customers += c->customers;
     }
+    res = query(conn, "orders_span", 1, (const char *const[]){tid}, 2);
+    if (!res)
+        return RD_ERR;
+    out->span = res;
+    out->first_order_at = text_at(res, 0, 0);
+    out->last_order_at = text_at(res, 0, 1);
     return RD_OK;
 }
 
 void rfm_grid_free(rfm_grid *g)
 {
     PQclear(g->res);
+    PQclear(g->span);
     memset(g, 0, sizeof *g);
 }

@@ -6,6 +6,7 @@ Everything runs on the demo shop (`retentiond demo`). The API's answers are held
 SQL over the raw orders and the stored predictions, with the quintiles, percentiles and bins
 computed here in Python; then headless Chromium (tests/node/dashboard.mjs) opens the page and
 every panel's numbers are held to the API's replies."""
+import calendar
 import csv
 import io
 import json
@@ -14,6 +15,8 @@ import os
 import subprocess
 import unittest
 from collections import Counter, defaultdict
+from datetime import date, datetime, timedelta, timezone
+from urllib.parse import urlencode
 
 from harness import ROOT, module_cluster
 
@@ -186,6 +189,190 @@ class CustomerPage(unittest.TestCase):
         got = server.get(f"/v1/customers/{cust}/history", s["read"]).json["changes"]
         self.assertEqual([(c["changed_at"], c["from"], c["to"]) for c in got], want)
         self.assertEqual(server.get("/v1/customers/nobody/history", s["read"]).status, 404)
+
+
+def months_back(day, n):
+    """The day n months before, clamped to the month's end (the page's addMonths)."""
+    y, m = divmod(day.year * 12 + day.month - 1 - n, 12)
+    return date(y, m + 1, min(day.day, calendar.monthrange(y, m + 1)[1]))
+
+
+def usd(v):
+    return "–" if v is None else ("-" if v < 0 else "") + f"${abs(v):,.2f}"
+
+
+class Browser(unittest.TestCase):
+    """Headless Chromium walks the page (tests/node/dashboard.mjs); every number it showed is
+    the API's for the period and options it showed it for."""
+
+    @classmethod
+    def setUpClass(cls):
+        s = demo_shop()
+        cls.key = s["key"]
+        cls.artifacts = os.path.join(ROOT, "tests", "artifacts")
+        os.makedirs(cls.artifacts, exist_ok=True)
+        cls.days = {datetime.now(timezone.utc).date()}
+        out = subprocess.run(["node", os.path.join(ROOT, "tests", "node", "dashboard.mjs"),
+                              f"http://127.0.0.1:{server.port}", cls.key, cls.artifacts],
+                             capture_output=True, text=True, cwd=os.path.join(ROOT, "tests", "node"), timeout=900)
+        cls.days.add(datetime.now(timezone.utc).date())
+        assert out.returncode == 0, out.stderr + out.stdout[-2000:]
+        cls.shown = json.loads(out.stdout)
+
+    def api(self, path, **params):
+        r = server.get(path + ("?" + urlencode(params) if params else ""), self.key)
+        self.assertEqual(r.status, 200, r)
+        return r.json
+
+    def check_reports(self, step, unit, **filters):
+        period = dict(frm=step["from"], to=step["to"])
+        q = {"from": step["from"], "to": step["to"], **filters}
+        summary = self.api("/v1/metrics/summary", **q)
+        prev = self.api("/v1/metrics/summary", **{**q, "from": step["prev_from"], "to": step["from"]})
+        days = (date.fromisoformat(step["to"]) - date.fromisoformat(step["from"])).days
+        self.assertEqual(date.fromisoformat(step["prev_from"]), date.fromisoformat(step["from"]) - timedelta(days=days))
+        for name, get in (("customers", lambda x: x["counts"]["customers"]), ("active", lambda x: x["counts"]["E"]),
+                          ("new", lambda x: x["counts"]["N"]), ("lost", lambda x: x["counts"]["lost"]),
+                          ("revenue", lambda x: x["counts"]["revenue"]), ("orders", lambda x: x["counts"]["orders"]),
+                          ("retention_rate", lambda x: x["metrics"]["retention_rate"]),
+                          ("churn_rate", lambda x: x["metrics"]["churn_rate"]),
+                          ("average_order_value", lambda x: x["metrics"]["average_order_value"]),
+                          ("cac", lambda x: x["metrics"]["cac"])):
+            self.assertEqual(step["kpi"][name]["value"], get(summary), (name, period))
+            self.assertEqual(step["kpi"][name]["previous"], get(prev), (name, period))
+        self.assertEqual(step["kpi"]["customers"]["text"], f"{summary['counts']['customers']:,}")
+        self.assertEqual(step["kpi"]["revenue"]["text"], usd(summary["counts"]["revenue"]))
+        self.assertEqual(step["kpi"]["average_order_value"]["text"], usd(summary["metrics"]["average_order_value"]))
+        d = summary["counts"]["revenue"] - prev["counts"]["revenue"]
+        self.assertTrue(step["kpi"]["revenue"]["delta"].startswith(("▲ +" if d > 0 else "▼ −" if d < 0 else "■ +")
+                                                                    + usd(abs(d))), step["kpi"]["revenue"])
+        series = self.api("/v1/metrics/retention", **q, period=unit)["series"]
+        want = [{"series": name, "period": p["period_start"], "value": p[key]}
+                for key, name in (("retention_rate", "retention"), ("churn_rate", "churn"))
+                for p in series if p[key] is not None]
+        self.assertEqual(step["unit"], unit)
+        self.assertEqual(step["points"], want)
+        self.assertTrue(step["x_ticks"] and step["y_ticks"][0] == "0 %")
+        cohorts = self.api("/v1/metrics/cohorts", **q, period="month" if unit == "week" else unit)["cohorts"]
+        self.check_cohorts(step["cohort_cells"], cohorts, "share")
+        ladder = self.api("/v1/metrics/ladder", **{"from": step["from"], "to": step["to"]})
+        self.assertEqual(step["stages"], {s["stage"]: s["count"] for s in ladder["stages"]})
+        self.assertEqual(step["transitions"], [[t["from"], t["to"], t["count"]] for t in ladder["transitions"]])
+        return summary
+
+    def check_cohorts(self, cells, cohorts, mode):
+        key = {"share": "share", "count": "active", "revenue": "revenue",
+               "cumulative": "cumulative_revenue_per_customer"}[mode]
+        width = max((len(c["cells"]) for c in cohorts), default=0)
+        want = []
+        for c in cohorts:
+            for i in range(width):
+                cell = c["cells"][i] if i < len(c["cells"]) else None
+                want.append({"cohort": c["cohort"], "period": i, "value": cell[key] if cell else None, "future": cell is None})
+        self.assertEqual([{k: x[k] for k in ("cohort", "period", "value", "future")} for x in cells], want, mode)
+        for x in cells:
+            self.assertEqual(x["text"] == "", x["future"])
+
+    def test_start_reads_the_key_and_shows_the_last_12_months(self):
+        st = self.shown["steps"]["start"]
+        self.assertEqual(self.shown["session_key"], self.key)
+        self.assertEqual(st["hash"], "", "the key stays in the visible address")
+        self.assertIn(st["to"], {(d + timedelta(days=1)).isoformat() for d in self.days})
+        self.assertEqual(st["from"], months_back(date.fromisoformat(st["to"]), 12).isoformat())
+        self.check_reports(st, "month")
+        self.assertEqual(self.shown["page_errors"], [])
+        for name in ("start", "week", "all_quarter", "all_month", "breakdown", "rfm_list"):
+            self.assertIsNone(self.shown["steps"][name]["error"], name)
+
+    def test_tooltip_says_the_periods_values(self):
+        st = self.shown["steps"]["start"]
+        series = self.api("/v1/metrics/retention", **{"from": st["from"], "to": st["to"]}, period="month")["series"]
+        p = series[3]
+        pct = lambda x: "–" if x is None else f"{100 * x:.1f}%"
+        self.assertEqual(self.shown["tooltip"]["period"], p["period_start"])
+        self.assertEqual(self.shown["tooltip"]["text"], f"{p['period_start'][:7]} · retention {pct(p['retention_rate'])} · "
+                                                        f"churn {pct(p['churn_rate'])} · active {p['E']:,} of {p['S']:,}")
+
+    def test_period_and_chart_mode_switches(self):
+        steps = self.shown["steps"]
+        self.check_reports(steps["week"], "week")
+        first = self.api("/v1/metrics/rfm")["first_order_at"][:10]
+        self.assertEqual(steps["all_quarter"]["from"], first)
+        self.check_reports(steps["all_quarter"], "quarter")
+        self.check_reports(steps["all_month"], "month")
+        self.assertGreater(len(steps["all_month"]["cohort_cells"]), 10)
+        self.assertTrue(any(c["future"] for c in steps["all_month"]["cohort_cells"]))
+        q = {"from": steps["all_quarter"]["from"], "to": steps["all_quarter"]["to"], "period": "quarter"}
+        cohorts = self.api("/v1/metrics/cohorts", **q)["cohorts"]
+        for mode in ("count", "revenue", "cumulative", "share"):
+            self.check_cohorts(steps["cohorts_" + mode], cohorts, mode)
+
+    def test_breakdown_and_its_filter(self):
+        steps = self.shown["steps"]
+        st = steps["breakdown"]
+        b = self.api("/v1/metrics/summary", **{"from": st["from"], "to": st["to"]}, breakdown="channel")
+        self.assertEqual(st["breakdown"], [[e["value"], e["customers"]] for e in b["entries"]])
+        filtered = self.check_reports(steps["filtered"], "month", channel="search")
+        self.assertEqual(filtered["filters"], {"channel": "search"})
+
+    def test_rfm_histogram_and_lists(self):
+        steps = self.shown["steps"]
+        grid = self.api("/v1/metrics/rfm")
+        self.assertEqual(sorted(steps["start"]["rfm"]), sorted([c["r"], c["f"], c["customers"]] for c in grid["cells"]))
+        bins = self.api("/v1/metrics/clv")["predictions"]["histogram"]["bins"]
+        self.assertEqual(steps["start"]["bins"], [b["customers"] for b in bins])
+        self.assertEqual(steps["start"]["list_query"], "status=at_risk&sort=predicted_clv")
+        page = self.api("/v1/customers", status="at_risk", sort="predicted_clv", limit=25)
+        self.assertEqual(steps["start"]["list"], [c["customer_id"] for c in page["customers"]])
+        # the cell R5 F5 opened its list, and its next page
+        self.assertEqual(steps["rfm_list"]["list_query"], "r=5&f=5&sort=net_revenue")
+        p1 = self.api("/v1/customers", r=5, f=5, sort="net_revenue", limit=25)
+        p2 = self.api("/v1/customers", r=5, f=5, sort="net_revenue", limit=25, cursor=p1["next_cursor"])
+        self.assertEqual(steps["rfm_list"]["list"], [c["customer_id"] for c in p1["customers"]])
+        self.assertEqual(steps["rfm_list_page2"]["list"], [c["customer_id"] for c in p2["customers"]])
+        cell = next(c for c in grid["cells"] if (c["r"], c["f"]) == (5, 5))
+        r = server.get("/v1/customers?" + urlencode({"sort": "net_revenue", "r": 5, "f": 5, "format": "csv"}), self.key)
+        self.assertEqual(self.shown["csv"]["body"], r.body.decode())
+        self.assertEqual(len(list(csv.reader(io.StringIO(self.shown["csv"]["body"])))), cell["customers"] + 1)
+        self.assertRegex(self.shown["csv"]["name"], r"^customers-\d{4}-\d\d-\d\d\.csv$")
+
+    def test_customer_page(self):
+        c = self.shown["customer"]
+        p = self.api(f"/v1/customers/{c['id']}")
+        shown = c["profile"]
+        self.assertEqual((shown["stage"], shown["status"], shown["order_count"]), (p["stage"], p["status"], str(p["order_count"])))
+        self.assertEqual(shown["net_revenue"], usd(p["net_revenue"]))
+        self.assertEqual(shown["predicted_clv"], usd(p["predicted_clv"]))
+        self.assertEqual(shown["rfm"].split(" · ")[0], f"R{p['rfm']['r']} F{p['rfm']['f']} M{p['rfm']['m']}")
+        self.assertEqual(shown["last_order_at"], p["last_order_at"][:10])
+        h = self.api(f"/v1/customers/{c['id']}/history")["changes"]
+        self.assertEqual(c["history"], [[x["changed_at"][:10], x["from"], x["to"]] for x in h])
+        orders = self.api(f"/v1/customers/{c['id']}/orders", limit=1000)["orders"]
+        self.assertEqual(c.get("orders_more", c["orders"]), [o["order_id"] for o in orders])
+        self.assertEqual(c["orders"], [o["order_id"] for o in orders[:20]])
+
+    def test_failures_show_the_problem_detail(self):
+        bad = self.shown["steps"]["bad_period"]
+        r = server.get("/v1/metrics/summary?from=2026-06-01&to=2026-01-01", self.key)
+        self.assertEqual(r.status, 400)
+        self.assertEqual(bad["error"]["detail"], r.json["detail"])
+        self.assertEqual(bad["error"]["fields"], [f"{e['field']}: {e['message']}" for e in r.json["errors"]])
+        r = server.get("/v1/metrics/summary", "rk_0000000000000000_notakey")
+        self.assertEqual(r.status, 401)
+        self.assertEqual(self.shown["bad_key"]["error"]["detail"], r.json["detail"])
+        self.assertTrue(self.shown["bad_key"]["key_form"])
+
+    def test_screenshots_at_desktop_and_phone_widths(self):
+        self.assertFalse(self.shown["phone_overflow"], "the page is wider than a 390 px screen")
+        for name in ("dashboard-desktop.png", "dashboard-phone.png"):
+            path = os.path.join(self.artifacts, name)
+            self.assertGreater(os.path.getsize(path), 20000, name)
+
+    def test_page_is_served(self):
+        r = server.get("/")
+        self.assertEqual(r.status, 200)
+        self.assertTrue(r.headers["content-type"].startswith("text/html"))
+        self.assertIn(b"/v1/metrics/rfm", r.body)
 
 
 if __name__ == "__main__":

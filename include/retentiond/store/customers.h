@@ -152,7 +152,8 @@ int store_customer_history(PGconn *conn, int64_t tenant_id, const char *customer
                            bool *found);
 void customer_history_free(customer_history *h);
 
-/* The R x F grid (rd_rfm_grid): 25 cells, r then f ascending from 1. */
+/* The R x F grid (rd_rfm_grid): 25 cells, r then f ascending from 1, with the span of the
+ * tenant's qualifying orders (rd_orders_span). */
 #define RFM_GRID_CELLS 25
 typedef struct {
     int r, f;
@@ -165,6 +166,8 @@ typedef struct {
     PGresult *res;
     rfm_cell cells[RFM_GRID_CELLS];
     int64_t customers;            /* with orders: the cells' sum */
+    PGresult *span;               /* owns the two below */
+    const char *first_order_at, *last_order_at;  /* the tenant's qualifying orders'; NULL: none */
 } rfm_grid;
 
 /* Fills *out. RD_OK, or RD_ERR after logging. Release with rfm_grid_free, whatever the outcome. */
