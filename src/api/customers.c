@@ -165,17 +165,22 @@ static json_t *profile_json(const customer_profile *p, int days, int horizon_mon
     return o;
 }
 
+/* True after replying for a job about one customer that failed (503/500) or found no such
+ * customer (404); false when the handler is to reply. */
+static bool customer_job_failed(http_req *rq, db_done_status st, bool found)
+{
+    if (st != DB_DONE_OK)
+        http_reply_db_failure(rq, st);
+    else if (!found)
+        http_reply_problem(rq, 404, "Not Found", "no customer with this id", NULL);
+    return st != DB_DONE_OK || !found;
+}
+
 static int profile_after(http_req *rq, db_done_status st)
 {
     cust_ctx *c = rq->ctx;
-    if (st != DB_DONE_OK) {
-        http_reply_db_failure(rq, st);
+    if (customer_job_failed(rq, st, c->found))
         return HTTP_REPLIED;
-    }
-    if (!c->found) {
-        http_reply_problem(rq, 404, "Not Found", "no customer with this id", NULL);
-        return HTTP_REPLIED;
-    }
     json_t *body = profile_json(&c->profile, c->days, c->horizon_months);
     if (!body)
         http_reply_db_failure(rq, DB_DONE_FAILED);
@@ -597,14 +602,8 @@ static int orders_run(PGconn *conn, void *arg)
 static int orders_after(http_req *rq, db_done_status st)
 {
     cust_ctx *c = rq->ctx;
-    if (st != DB_DONE_OK) {
-        http_reply_db_failure(rq, st);
+    if (customer_job_failed(rq, st, c->found))
         return HTTP_REPLIED;
-    }
-    if (!c->found) {
-        http_reply_problem(rq, 404, "Not Found", "no customer with this id", NULL);
-        return HTTP_REPLIED;
-    }
     json_t *orders = json_array();
     for (int i = 0; i < c->orders.count; i++) {
         const customer_order *o = &c->orders.items[i];
@@ -657,14 +656,8 @@ static int history_run(PGconn *conn, void *arg)
 static int history_after(http_req *rq, db_done_status st)
 {
     cust_ctx *c = rq->ctx;
-    if (st != DB_DONE_OK) {
-        http_reply_db_failure(rq, st);
+    if (customer_job_failed(rq, st, c->found))
         return HTTP_REPLIED;
-    }
-    if (!c->found) {
-        http_reply_problem(rq, 404, "Not Found", "no customer with this id", NULL);
-        return HTTP_REPLIED;
-    }
     json_t *changes = json_array();
     for (int i = 0; i < c->history.count; i++) {
         const rung_change *h = &c->history.items[i];
