@@ -517,14 +517,14 @@ def read_specs(tid, n_customers):
          report_sql.cohorts(tid, PERIOD_FROM, PERIOD_TO, "month"), 30),
         ("ladder", f"/v1/metrics/ladder?{q}", f"SELECT rd_metrics_ladder({args})::text;\n", 30),
         ("customers top 50", "/v1/customers?sort=net_revenue&limit=50",
-         f"SELECT * FROM rd_customer_list({tid}::bigint, NULL, NULL, NULL, NULL, 'net_revenue', NULL, NULL, 50, now());\n",
+         f"SELECT * FROM rd_customer_list({tid}::bigint, NULL, NULL, NULL, NULL, 'net_revenue', NULL, NULL, 50, now(), NULL, NULL);\n",
          300),
         ("customers by P(alive)", "/v1/customers?sort=p_alive&limit=50",
-         f"SELECT * FROM rd_customer_list({tid}::bigint, NULL, NULL, NULL, NULL, 'p_alive', NULL, NULL, 50, now());\n",
+         f"SELECT * FROM rd_customer_list({tid}::bigint, NULL, NULL, NULL, NULL, 'p_alive', NULL, NULL, 50, now(), NULL, NULL);\n",
          300),
         ("customers at risk by predicted CLV", "/v1/customers?status=at_risk&sort=predicted_clv&limit=50",
          f"SELECT * FROM rd_customer_list({tid}::bigint, NULL, 'at_risk', NULL, NULL, 'predicted_clv', NULL, NULL, 50, "
-         f"now());\n", 300),
+         f"now(), NULL, NULL);\n", 300),
         # the service's one statement per profile: record, rung, RFM, model and purchase summary
         ("customer profile", None,
          f"\\set i random(1, {n_customers})\nSELECT * FROM rd_customer_profile_page({tid}::bigint, 'c' || :i, NULL);\n",

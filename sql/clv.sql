@@ -34,3 +34,42 @@ AS $function$
     WHERE c.tenant_id = p_tenant AND (p_customer IS NULL OR c.customer_id = p_customer)
       AND c.last_order_at >= p_as_of AND s.k > 0
 $function$;
+
+-- The stored predictions' histogram of predicted CLV (GET /v1/metrics/clv): p_bins bins of
+-- equal width from 0 to the 99th percentile (continuous), each [lower, upper), then an
+-- overflow bin [p99, max] for the top percent, so that a few very large predictions do not
+-- squeeze the others into the first bin. Every bin is listed, empty or not; no rows without
+-- predictions. When the 99th percentile is 0 the bins reach to the maximum instead, and when
+-- every prediction is 0 there is one bin [0, 0] holding them all.
+CREATE OR REPLACE FUNCTION rd_clv_histogram(p_tenant bigint, p_bins integer)
+ RETURNS TABLE(lower double precision, upper double precision, customers bigint, overflow boolean)
+ LANGUAGE plpgsql
+ STABLE
+AS $function$
+DECLARE
+    hi float8;
+    mx float8;
+BEGIN
+    SELECT percentile_cont(0.99) WITHIN GROUP (ORDER BY p.predicted_clv), max(p.predicted_clv) INTO hi, mx
+    FROM customer_predictions p WHERE p.tenant_id = p_tenant;
+    IF mx IS NULL THEN
+        RETURN;
+    END IF;
+    IF hi <= 0 THEN
+        hi := mx;
+    END IF;
+    IF hi <= 0 THEN
+        RETURN QUERY SELECT 0::float8, 0::float8, count(*), false
+                     FROM customer_predictions p WHERE p.tenant_id = p_tenant;
+        RETURN;
+    END IF;
+    RETURN QUERY
+    WITH counts AS (
+        SELECT width_bucket(p.predicted_clv, 0::float8, hi, p_bins) AS b, count(*) AS n
+        FROM customer_predictions p WHERE p.tenant_id = p_tenant GROUP BY 1)
+    SELECT CASE WHEN g.b <= p_bins THEN (g.b - 1) * hi / p_bins ELSE hi END,
+           CASE WHEN g.b <= p_bins THEN g.b * hi / p_bins ELSE mx END,
+           coalesce(c.n, 0), g.b > p_bins
+    FROM generate_series(1, p_bins + 1) g(b) LEFT JOIN counts c ON c.b = g.b
+    ORDER BY g.b;
+END $function$;

@@ -22,8 +22,8 @@
 -- status, and the other rungs, need orders: those walks leave out the customers without. Lapsed
 -- customers sorted by last order are the list from the activity window's start on, where the
 -- walk starts; sorted by P(alive), the walk for min_p_alive ends at the first customer below
--- it. A segment filter needs every customer's RFM quintiles (ntile over all customers with
--- orders), so it scans.
+-- it. A segment filter, or one by R or F score, needs every customer's RFM quintiles
+-- (rd_rfm_ntiles: ntile over all customers with orders), so it scans.
 --
 -- Both reads return rows, not documents: the store fills structs from them
 -- (src/store/customers.c) and the service writes the replies (src/api/customers.c).
@@ -44,8 +44,8 @@ $function$;
 -- Order: the sort's key descending, customers without one last, ties by customer_id
 -- descending; without a key (sort=customer_id), customer_id ascending. A page continues
 -- strictly after (p_after_value, p_after_id) in that order. The page's rows as rd_customer_list
--- returns them, with the RFM scores and segment when a segment filter asked for them.
-CREATE OR REPLACE FUNCTION rd_customer_list_scan(p_tenant bigint, p_stage text, p_status text, p_segment text, p_min_p_alive double precision, p_sort text, p_after_value text, p_after_id text, p_limit integer, p_as_of timestamp with time zone)
+-- returns them, with the RFM scores and segment when a segment, R or F filter asked for them.
+CREATE OR REPLACE FUNCTION rd_customer_list_scan(p_tenant bigint, p_stage text, p_status text, p_segment text, p_min_p_alive double precision, p_sort text, p_after_value text, p_after_id text, p_limit integer, p_as_of timestamp with time zone, p_r integer, p_f integer)
  RETURNS TABLE(customer_id text, sort_key text, email text, stage text, status text, order_count integer, net_revenue numeric, last_order_at text, r integer, f integer, m integer, segment text, p_alive double precision, expected_orders double precision, predicted_clv double precision)
  LANGUAGE plpgsql
  STABLE
@@ -80,11 +80,7 @@ BEGIN
               AND ($6::float8 IS NULL OR p.p_alive >= $6)
               AND ($8 IS NULL OR %2$s)),
         rfm AS (
-            SELECT customer_id,
-                   ntile(5) OVER (ORDER BY last_order_at, customer_id) AS r,
-                   ntile(5) OVER (ORDER BY order_count, customer_id) AS f,
-                   ntile(5) OVER (ORDER BY net_revenue, customer_id) AS m
-            FROM customers WHERE tenant_id = $1 AND order_count > 0 AND $4 IS NOT NULL),
+            SELECT * FROM rd_rfm_ntiles($1) WHERE $4 IS NOT NULL OR $11 IS NOT NULL OR $12 IS NOT NULL),
         rows AS (
             SELECT b.*, rfm.r, rfm.f, rfm.m,
                    rd_stage(b.order_count, b.event_count > 0, b.last_advocacy_at, $10, b.advocacy_window_days) AS stage_now,
@@ -97,10 +93,11 @@ BEGIN
                p_alive, expected_orders, predicted_clv
         FROM rows
         WHERE ($2 IS NULL OR stage_now = $2) AND ($3 IS NULL OR status_now = $3)
-          AND ($4 IS NULL OR rd_rfm_segment(r, f) = $4)
+          AND ($4 IS NULL OR rd_rfm_segment(r, f) = $4) AND ($11 IS NULL OR r = $11) AND ($12 IS NULL OR f = $12)
         ORDER BY %3$s LIMIT $9
     $q$, key, after, order_by)
-    USING p_tenant, p_stage, p_status, p_segment, p_sort, p_min_p_alive, p_after_value, p_after_id, p_limit, p_as_of;
+    USING p_tenant, p_stage, p_status, p_segment, p_sort, p_min_p_alive, p_after_value, p_after_id, p_limit, p_as_of,
+          p_r, p_f;
 END $function$;
 
 -- The next p_limit customers after the cursor in the list's order, unfiltered: each with its
@@ -284,9 +281,9 @@ END $function$;
 
 -- GET /v1/customers: the page after the cursor, by index walk or scan (see the top of this
 -- file), a row a customer in the list's order: the sort key the cursor after it carries, the
--- list columns, and the RFM scores and segment when a segment filter computed them. The walk
--- gathers the customers that pass a column an array at a time.
-CREATE OR REPLACE FUNCTION rd_customer_list(p_tenant bigint, p_stage text, p_status text, p_segment text, p_min_p_alive double precision, p_sort text, p_after_value text, p_after_id text, p_limit integer, p_as_of timestamp with time zone)
+-- list columns, and the RFM scores and segment when a segment, R or F filter computed them. The
+-- walk gathers the customers that pass a column an array at a time.
+CREATE OR REPLACE FUNCTION rd_customer_list(p_tenant bigint, p_stage text, p_status text, p_segment text, p_min_p_alive double precision, p_sort text, p_after_value text, p_after_id text, p_limit integer, p_as_of timestamp with time zone, p_r integer, p_f integer)
  RETURNS TABLE(customer_id text, sort_key text, email text, stage text, status text, order_count integer, net_revenue numeric, last_order_at text, r integer, f integer, m integer, segment text, p_alive double precision, expected_orders double precision, predicted_clv double precision)
  LANGUAGE plpgsql
  STABLE
@@ -318,9 +315,10 @@ DECLARE
                       ELSE 'all' END;
     lapsed_before timestamptz;
 BEGIN
-    IF p_segment IS NOT NULL THEN
+    IF p_segment IS NOT NULL OR p_r IS NOT NULL OR p_f IS NOT NULL THEN
         RETURN QUERY SELECT * FROM rd_customer_list_scan(p_tenant, p_stage, p_status, p_segment, p_min_p_alive,
-                                                         p_sort, p_after_value, p_after_id, p_limit, p_as_of);
+                                                         p_sort, p_after_value, p_after_id, p_limit, p_as_of,
+                                                         p_r, p_f);
         RETURN;
     END IF;
     IF (p_stage IS NOT NULL OR p_status IS NOT NULL OR p_min_p_alive IS NOT NULL) AND part <> 'without orders' THEN
@@ -362,7 +360,8 @@ BEGIN
         n := 4 * n;
         IF walked + n > 4096 THEN   -- few customers pass: sorting those that do costs less
             RETURN QUERY SELECT * FROM rd_customer_list_scan(p_tenant, p_stage, p_status, p_segment, p_min_p_alive,
-                                                             p_sort, p_after_value, p_after_id, p_limit, p_as_of);
+                                                             p_sort, p_after_value, p_after_id, p_limit, p_as_of,
+                                                             NULL, NULL);
             RETURN;
         END IF;
     END LOOP;
@@ -454,3 +453,55 @@ BEGIN
     LEFT JOIN LATERAL (SELECT * FROM clv_models cm WHERE cm.tenant_id = p_tenant
                        ORDER BY cm.fitted_at DESC LIMIT 1) m ON true;
 END $function$;
+
+-- A customer's orders (GET /v1/customers/{id}/orders), newest first (placed_at, then order_id,
+-- descending), strictly after the cursor (p_after_at, p_after_id) in that order: at most
+-- p_limit, each with its amounts in the order's and the shop's currency, its net value in the
+-- shop's and whether it qualifies (SPEC §4), through orders_customer. No rows for an unknown
+-- customer (rd_customer_exists tells the two apart).
+CREATE OR REPLACE FUNCTION rd_customer_orders(p_tenant bigint, p_customer text, p_after_at timestamp with time zone, p_after_id text, p_limit integer)
+ RETURNS TABLE(order_id text, placed_at text, status text, currency text, total numeric, refunded numeric, shop_total numeric, shop_refunded numeric, net_value numeric, qualifying boolean, source text)
+ LANGUAGE sql
+ STABLE
+AS $function$
+    SELECT o.order_id, to_json(o.placed_at) #>> '{}', o.status, o.currency::text, o.total, o.refunded,
+           o.shop_total, o.shop_refunded, o.net_value, o.qualifying, o.source
+    FROM orders o
+    WHERE o.tenant_id = p_tenant AND o.customer_id = p_customer
+      AND (p_after_id IS NULL OR (o.placed_at, o.order_id) < (p_after_at, p_after_id))
+    ORDER BY o.placed_at DESC, o.order_id DESC
+    LIMIT p_limit
+$function$;
+
+-- A customer's rung changes (GET /v1/customers/{id}/history), oldest first, as stage_history
+-- keeps them: dated by the business time of the record that caused each.
+CREATE OR REPLACE FUNCTION rd_customer_history(p_tenant bigint, p_customer text)
+ RETURNS TABLE(changed_at text, from_stage text, to_stage text)
+ LANGUAGE sql
+ STABLE
+AS $function$
+    SELECT to_json(h.changed_at) #>> '{}', h.from_stage, h.to_stage
+    FROM stage_history h
+    WHERE h.tenant_id = p_tenant AND h.customer_id = p_customer
+    ORDER BY h.changed_at, h.seq
+$function$;
+
+CREATE OR REPLACE FUNCTION rd_customer_exists(p_tenant bigint, p_customer text)
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE
+AS $function$
+    SELECT EXISTS (SELECT 1 FROM customers c WHERE c.tenant_id = p_tenant AND c.customer_id = p_customer)
+$function$;
+
+-- The span of a tenant's qualifying orders (its first and last order), two probes of
+-- orders_qualifying; NULLs without orders. GET /v1/metrics/rfm states it with the grid, and the
+-- dashboard starts its "all time" period there.
+CREATE OR REPLACE FUNCTION rd_orders_span(p_tenant bigint, OUT first_order_at text, OUT last_order_at text)
+ RETURNS record
+ LANGUAGE sql
+ STABLE
+AS $function$
+    SELECT to_json(min(o.placed_at)) #>> '{}', to_json(max(o.placed_at)) #>> '{}'
+    FROM orders o WHERE o.tenant_id = p_tenant AND o.qualifying
+$function$;

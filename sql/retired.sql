@@ -7,7 +7,7 @@
 DROP FUNCTION IF EXISTS rd_customer_list_item(text, text, text, text, integer, numeric, timestamp with time zone, integer, integer, integer, double precision, double precision, double precision);
 DROP FUNCTION IF EXISTS rd_customer_list_doc(json, bigint, integer, text, text);
 DROP FUNCTION IF EXISTS rd_customer_profile(bigint, text, timestamp with time zone);
--- return type changed (json to rows)
+-- return type changed (json to rows); then p_r and p_f added (the lists' R and F filters)
 DROP FUNCTION IF EXISTS rd_customer_list(bigint, text, text, text, double precision, text, text, text, integer, timestamp with time zone);
 DROP FUNCTION IF EXISTS rd_customer_list_scan(bigint, text, text, text, double precision, text, text, text, integer, timestamp with time zone);
 DROP FUNCTION IF EXISTS rd_customer_profile_page(bigint, text, timestamp with time zone);

@@ -132,6 +132,41 @@ AS $function$
         ELSE 'hibernating' END
 $function$;
 
+-- RFM quintiles computed on the spot: every customer of the tenant with orders, scored by
+-- ntile(5) of last order time, order count and net revenue, ties split by customer id. The
+-- lists filtered by segment or by R and F score by it, and so does the R x F grid, so that a
+-- grid cell and the list filtered to it hold the same customers; the profile's boundaries
+-- (rfm_cutoffs, below) are the same rule in positions, fresh within rd_rfm_ensure's age.
+CREATE OR REPLACE FUNCTION rd_rfm_ntiles(p_tenant bigint)
+ RETURNS TABLE(customer_id text, r integer, f integer, m integer)
+ LANGUAGE sql
+ STABLE
+AS $function$
+    SELECT c.customer_id,
+           ntile(5) OVER (ORDER BY c.last_order_at, c.customer_id),
+           ntile(5) OVER (ORDER BY c.order_count, c.customer_id),
+           ntile(5) OVER (ORDER BY c.net_revenue, c.customer_id)
+    FROM customers c WHERE c.tenant_id = p_tenant AND c.order_count > 0
+$function$;
+
+-- The R x F grid (GET /v1/metrics/rfm): all 25 cells, each with its customers, their mean net
+-- revenue (NULL for an empty cell) and the cell's segment.
+CREATE OR REPLACE FUNCTION rd_rfm_grid(p_tenant bigint)
+ RETURNS TABLE(r integer, f integer, customers bigint, mean_net_revenue numeric, segment text)
+ LANGUAGE sql
+ STABLE
+AS $function$
+    WITH cells AS (
+        SELECT s.r, s.f, count(*) AS n, avg(c.net_revenue) AS mean
+        FROM rd_rfm_ntiles(p_tenant) s
+        JOIN customers c ON c.tenant_id = p_tenant AND c.customer_id = s.customer_id
+        GROUP BY s.r, s.f)
+    SELECT g.r, h.f, coalesce(x.n, 0), x.mean, rd_rfm_segment(g.r, h.f)
+    FROM generate_series(1, 5) g(r) CROSS JOIN generate_series(1, 5) h(f)
+    LEFT JOIN cells x ON x.r = g.r AND x.f = h.f
+    ORDER BY g.r, h.f
+$function$;
+
 -- RFM quintile boundaries (see rfm_cutoffs in migrations/001_baseline.sql), recomputed when
 -- older than p_max_age: by the background upkeep, and before a profile is read, so that scores
 -- lag ingest by at most that long; lists filtered by segment compute ntile directly.

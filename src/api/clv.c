@@ -356,6 +356,17 @@ static json_t *distribution_json(const clv_distribution *d)
     json_object_set_new(o, "expected_orders_days", json_integer(CLV_STORED_DAYS));
     json_object_set_new(o, "predicted_clv_months", json_integer(CLV_STORED_MONTHS));
     json_object_set_new(o, "monthly_discount", json_real(CLV_MONTHLY_DISCOUNT));
+    json_t *bins = json_array();
+    for (int i = 0; i < d->histogram_bins; i++)
+        json_array_append_new(bins, json_pack("{s:o, s:o, s:I, s:b}", "lower", api_json_float8(d->histogram[i].lower),
+                                              "upper", api_json_float8(d->histogram[i].upper), "customers",
+                                              (json_int_t)d->histogram[i].customers, "overflow",
+                                              d->histogram[i].overflow));
+    json_object_set_new(o, "histogram",
+                        json_pack("{s:s, s:o}", "rule",
+                                  "predicted_clv in equal bins [lower, upper) from 0 to the 99th percentile, "
+                                  "then one overflow bin [p99, max]",
+                                  "bins", bins));
     return o;
 }
 

@@ -1,6 +1,7 @@
-/* customers.c - GET /v1/customers/{id} (one profile) and GET /v1/customers (lists).
+/* customers.c - GET /v1/customers/{id} (one profile), its orders and rung history
+ * (/v1/customers/{id}/orders, /history), and GET /v1/customers (lists).
  *
- * Both are one statement (store/customers.c over sql/customers.sql) whose rows come back as
+ * Each is one statement (store/customers.c over sql/customers.sql) whose rows come back as
  * structs; the replies are written here.
  *
  * The profile: the customer's record and rollup, its rung and RFM segment as SQL decides
@@ -41,6 +42,9 @@ typedef struct {
     customer_page page;
     bool with_email;             /* a CSV export's: the key has scope admin */
     buf csv;                     /* a CSV export's rows of one fetch */
+    int limit;                   /* a customer's orders: the page's */
+    customer_orders orders;
+    customer_history history;
 } cust_ctx;
 
 static void cust_ctx_free(void *p)
@@ -54,6 +58,8 @@ static void cust_ctx_free(void *p)
     free(c->after_id);
     customer_page_free(&c->page);
     buf_free(&c->csv);
+    customer_orders_free(&c->orders);
+    customer_history_free(&c->history);
     free(c);
 }
 
@@ -159,17 +165,22 @@ static json_t *profile_json(const customer_profile *p, int days, int horizon_mon
     return o;
 }
 
+/* True after replying for a job about one customer that failed (503/500) or found no such
+ * customer (404); false when the handler is to reply. */
+static bool customer_job_failed(http_req *rq, db_done_status st, bool found)
+{
+    if (st != DB_DONE_OK)
+        http_reply_db_failure(rq, st);
+    else if (!found)
+        http_reply_problem(rq, 404, "Not Found", "no customer with this id", NULL);
+    return st != DB_DONE_OK || !found;
+}
+
 static int profile_after(http_req *rq, db_done_status st)
 {
     cust_ctx *c = rq->ctx;
-    if (st != DB_DONE_OK) {
-        http_reply_db_failure(rq, st);
+    if (customer_job_failed(rq, st, c->found))
         return HTTP_REPLIED;
-    }
-    if (!c->found) {
-        http_reply_problem(rq, 404, "Not Found", "no customer with this id", NULL);
-        return HTTP_REPLIED;
-    }
     json_t *body = profile_json(&c->profile, c->days, c->horizon_months);
     if (!body)
         http_reply_db_failure(rq, DB_DONE_FAILED);
@@ -425,13 +436,13 @@ static void put_item(buf *b, const customer_list_item *it)
 
 /* The cursor after a row: its key and id as the JSON array ["key", "id"] (null for no key),
  * hex-encoded, so that it is opaque and URL-safe; cursor_decode reads it back. */
-static void put_cursor(buf *b, const customer_list_item *last)
+static void put_cursor(buf *b, const char *key, const char *id)
 {
     buf arr = {0};
     buf_puts(&arr, "[");
-    put_string(&arr, last->sort_key);
+    put_string(&arr, key);
     buf_puts(&arr, ", ");
-    put_string(&arr, last->customer_id);
+    put_string(&arr, id);
     buf_puts(&arr, "]");
     buf_puts(b, "\"");
     for (size_t i = 0; i < arr.len; i++)
@@ -461,7 +472,7 @@ static int list_after(http_req *rq, db_done_status st)
     buf_puts(&b, "]");
     put_key(&b, "next_cursor");
     if (page->count > 0 && page->count == c->query.limit)
-        put_cursor(&b, &page->items[page->count - 1]);
+        put_cursor(&b, page->items[page->count - 1].sort_key, page->items[page->count - 1].customer_id);
     else
         buf_puts(&b, "null");
     put_key(&b, "count");
@@ -543,6 +554,8 @@ int api_customer_list(http_req *rq)
     const char *segment = one_of(rq, "segment", segments, errors);
     const char *sort = one_of(rq, "sort", sorts, errors);
     int limit = int_arg(rq, "limit", 50, 1, 1000, errors);
+    int r = int_arg(rq, "r", 0, 1, 5, errors);
+    int f = int_arg(rq, "f", 0, 1, 5, errors);
     const char *as_of = as_of_arg(rq, errors);
     const char *min_p = http_arg(rq, "min_p_alive");
     if (min_p) {
@@ -562,7 +575,7 @@ int api_customer_list(http_req *rq)
     c->min_p_alive = min_p ? xstrdup(min_p) : NULL;
     c->as_of = as_of ? xstrdup(as_of) : NULL;
     c->query = (customer_page_query){.tenant_id = rq->tenant.id, .stage = stage, .status = status,
-                                     .segment = segment, .min_p_alive = c->min_p_alive,
+                                     .segment = segment, .min_p_alive = c->min_p_alive, .r = r, .f = f,
                                      .sort = sort ? sort : "net_revenue", .after_key = c->after_key,
                                      .after_id = c->after_id, .limit = limit, .as_of = c->as_of};
     if (format == HTTP_FORMAT_CSV) { /* the whole list after the cursor; limit does not apply */
@@ -572,4 +585,92 @@ int api_customer_list(http_req *rq)
         return http_stream_reply(rq, HTTP_CSV_TYPE, "customers", export_run, c, cust_ctx_free);
     }
     return http_defer(rq, DB_JOB_SOLO, 0, list_run, list_after);
+}
+
+/* ---- a customer's orders and rung history ---- */
+
+static int orders_run(PGconn *conn, void *arg)
+{
+    http_req *rq = arg;
+    cust_ctx *c = rq->ctx;
+    customer_orders_free(&c->orders);
+    return store_customer_orders(conn, rq->tenant.id, c->customer_id, c->after_key, c->after_id, c->limit,
+                                 &c->orders, &c->found);
+}
+
+/* {"customer_id", "orders": [...], "next_cursor", "count"}: a cursor when the page is full. */
+static int orders_after(http_req *rq, db_done_status st)
+{
+    cust_ctx *c = rq->ctx;
+    if (customer_job_failed(rq, st, c->found))
+        return HTTP_REPLIED;
+    json_t *orders = json_array();
+    for (int i = 0; i < c->orders.count; i++) {
+        const customer_order *o = &c->orders.items[i];
+        json_array_append_new(orders, json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:b, s:s}",
+            "order_id", o->order_id, "placed_at", o->placed_at, "status", o->status, "currency", o->currency,
+            "total", api_json_numeric(o->total), "refunded", api_json_numeric(o->refunded),
+            "shop_total", api_json_numeric(o->shop_total), "shop_refunded", api_json_numeric(o->shop_refunded),
+            "net_value", api_json_numeric(o->net_value), "qualifying", o->qualifying, "source", o->source));
+    }
+    json_t *next = json_null();
+    if (c->orders.count > 0 && c->orders.count == c->limit) {
+        const customer_order *last = &c->orders.items[c->orders.count - 1];
+        buf b = {0};
+        put_cursor(&b, last->placed_at, last->order_id);
+        next = json_stringn(b.data + 1, b.len - 2); /* without put_cursor's quotes */
+        buf_free(&b);
+    }
+    http_reply_json(rq, 200, json_pack("{s:s, s:o, s:o, s:i}", "customer_id", c->customer_id, "orders", orders,
+                                       "next_cursor", next, "count", c->orders.count));
+    return HTTP_REPLIED;
+}
+
+int api_customer_orders(http_req *rq)
+{
+    json_t *errors = json_array();
+    cust_ctx *c = ctx_new(rq);
+    c->limit = int_arg(rq, "limit", 50, 1, 1000, errors);
+    const char *cursor = http_arg(rq, "cursor");
+    /* a cursor of the list by last order carries an instant and an id, as this one does */
+    if (cursor && (cursor_decode(cursor, "last_order_at", &c->after_key, &c->after_id) != RD_OK || !c->after_key))
+        rd_error_add(errors, "cursor", "is not a cursor this service returned");
+    if (json_array_size(errors)) {
+        http_reply_problem(rq, 400, "Bad Request", "invalid query parameters", errors);
+        return HTTP_REPLIED;
+    }
+    json_decref(errors);
+    c->customer_id = xstrdup(rq->params[0]);
+    return http_defer(rq, DB_JOB_SOLO, 0, orders_run, orders_after);
+}
+
+static int history_run(PGconn *conn, void *arg)
+{
+    http_req *rq = arg;
+    cust_ctx *c = rq->ctx;
+    customer_history_free(&c->history);
+    return store_customer_history(conn, rq->tenant.id, c->customer_id, &c->history, &c->found);
+}
+
+/* {"customer_id", "changes": [{"changed_at", "from", "to"}, ...]}, oldest first. */
+static int history_after(http_req *rq, db_done_status st)
+{
+    cust_ctx *c = rq->ctx;
+    if (customer_job_failed(rq, st, c->found))
+        return HTTP_REPLIED;
+    json_t *changes = json_array();
+    for (int i = 0; i < c->history.count; i++) {
+        const rung_change *h = &c->history.items[i];
+        json_array_append_new(changes, json_pack("{s:s, s:s, s:s}", "changed_at", h->changed_at, "from", h->from,
+                                                 "to", h->to));
+    }
+    http_reply_json(rq, 200, json_pack("{s:s, s:o}", "customer_id", c->customer_id, "changes", changes));
+    return HTTP_REPLIED;
+}
+
+int api_customer_history(http_req *rq)
+{
+    cust_ctx *c = ctx_new(rq);
+    c->customer_id = xstrdup(rq->params[0]);
+    return http_defer(rq, DB_JOB_SOLO, 0, history_run, history_after);
 }

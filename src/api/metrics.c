@@ -36,6 +36,7 @@ struct query_ctx {
     bool ladder;               /* the ladder rather than report */
     char *params[5];           /* tenant id, from, to, window, unit */
     const char *mode;          /* cohorts: mode=, echoed */
+    char currency[4];          /* the tenant's, which the summary's amounts are in */
     store_segments seg;        /* breakdown and filters; their strings in seg_text */
     char *seg_text[1 + STORE_MAX_FILTERS * 2];
     int nseg_text;
@@ -234,6 +235,7 @@ static int run_report(http_req *rq, rs_report report, bool ladder, const char *c
     q->ladder = ladder;
     q->body = body;
     q->mode = http_arg(rq, "mode");
+    rd_strlcpy(q->currency, rq->tenant.currency, sizeof q->currency);
     rq->ctx = q;
     rq->ctx_free = query_ctx_free;
     return http_defer(rq, DB_JOB_SOLO, 0, query_run, query_after);
@@ -369,7 +371,6 @@ static json_t *figures_json(const metrics_counts *c)
 
 static json_t *summary_body(const query_ctx *q, const store_period *p, const rs_result *r)
 {
-    (void)q;
     const rs_summary *s = &r->summary;
     metrics_counts c = {.period_days = p->period_days,
                         .S = s->S, .E = s->E, .N = s->N, .lost = s->lost, .retained = s->retained,
@@ -405,6 +406,7 @@ static json_t *summary_body(const query_ctx *q, const store_period *p, const rs_
     json_t *out = json_object();
     json_object_set_new(out, "period", json_pack("{s:s, s:s, s:i, s:s}", "from", p->from, "to", p->to, "window_days",
                                                  p->window_days, "timezone", p->timezone));
+    json_object_set_new(out, "currency", json_string(q->currency));
     json_object_set_new(out, "counts", counts);
     json_object_set_new(out, "metrics", figures_json(&c));
     json_object_set_new(out, "notes", json_pack("[s, s]",

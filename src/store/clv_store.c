@@ -56,6 +56,7 @@ void store_clv_register(void)
         "       count(*) FILTER (WHERE p_alive < 0.5), sum(expected_orders), avg(expected_orders) "
         "FROM customer_predictions WHERE tenant_id = $1",
         1);
+    db_register_statement("clv_histogram", "SELECT * FROM rd_clv_histogram($1, $2)", 2);
     db_register_statement("clv_tenants", "SELECT tenant_id FROM tenants ORDER BY tenant_id", 0);
 }
 
@@ -288,6 +289,24 @@ int store_clv_distribution(PGconn *conn, int64_t tenant_id, clv_distribution *ou
         out->expected_orders_mean = field_double(res, 0, D_EXPECTED_MEAN);
     }
     out->p_alive_below_half = strtoll(PQgetvalue(res, 0, D_BELOW), NULL, 10);
+    PQclear(res);
+    char bins[8];
+    snprintf(bins, sizeof bins, "%d", STORE_CLV_HISTOGRAM_BINS);
+    res = query(conn, "clv_histogram", 2, (const char *const[]){tid, bins});
+    if (!res)
+        return RD_ERR;
+    if (PQnfields(res) != 4 || PQntuples(res) > STORE_CLV_HISTOGRAM_BINS + 1) {
+        db_log_error(res, conn, "clv_histogram");
+        PQclear(res);
+        return RD_ERR;
+    }
+    out->histogram_bins = PQntuples(res);
+    for (int i = 0; i < out->histogram_bins; i++) {
+        out->histogram[i].lower = field_double(res, i, 0);
+        out->histogram[i].upper = field_double(res, i, 1);
+        out->histogram[i].customers = strtoll(PQgetvalue(res, i, 2), NULL, 10);
+        out->histogram[i].overflow = strcmp(PQgetvalue(res, i, 3), "t") == 0;
+    }
     PQclear(res);
     return RD_OK;
 }

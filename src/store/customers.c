@@ -16,7 +16,12 @@ void store_customers_register(void)
     db_register_statement("customer_profile",
                           "SELECT * FROM rd_customer_profile_page($1, $2, rd_param_instant($3, rd_tenant_zone($1), true))", 3);
     db_register_statement("customer_list",
-        "SELECT * FROM rd_customer_list($1, $2, $3, $4, $5, $6, $7, $8, $9, coalesce(rd_param_instant($10, rd_tenant_zone($1), true), now()))", 10);
+        "SELECT * FROM rd_customer_list($1, $2, $3, $4, $5, $6, $7, $8, $9, coalesce(rd_param_instant($10, rd_tenant_zone($1), true), now()), $11, $12)", 12);
+    db_register_statement("customer_exists", "SELECT rd_customer_exists($1, $2)", 2);
+    db_register_statement("customer_orders", "SELECT * FROM rd_customer_orders($1, $2, $3, $4, $5)", 5);
+    db_register_statement("customer_history", "SELECT * FROM rd_customer_history($1, $2)", 2);
+    db_register_statement("rfm_grid", "SELECT * FROM rd_rfm_grid($1)", 1);
+    db_register_statement("orders_span", "SELECT * FROM rd_orders_span($1)", 1);
 }
 
 static const char *text_at(const PGresult *res, int row, int col)
@@ -173,15 +178,24 @@ static void page_from_rows(PGresult *res, customer_page *out)
     }
 }
 
+/* A score filter's parameter: its digit in out, or NULL for none (0). */
+static const char *score_param(char out[4], int score)
+{
+    if (score == 0)
+        return NULL;
+    snprintf(out, 4, "%d", score);
+    return out;
+}
+
 int store_customer_page(PGconn *conn, const customer_page_query *q, customer_page *out)
 {
     memset(out, 0, sizeof *out);
-    char tid[24], lim[16];
+    char tid[24], lim[16], r[4], f[4];
     snprintf(tid, sizeof tid, "%lld", (long long)q->tenant_id);
     snprintf(lim, sizeof lim, "%d", q->limit);
-    const char *params[10] = {tid, q->stage, q->status, q->segment, q->min_p_alive, q->sort,
-                              q->after_key, q->after_id, lim, q->as_of};
-    PGresult *res = query(conn, "customer_list", 10, params, L_COLUMNS);
+    const char *params[12] = {tid, q->stage, q->status, q->segment, q->min_p_alive, q->sort,
+                              q->after_key, q->after_id, lim, q->as_of, score_param(r, q->r), score_param(f, q->f)};
+    PGresult *res = query(conn, "customer_list", 12, params, L_COLUMNS);
     if (!res)
         return RD_ERR;
     page_from_rows(res, out);
@@ -194,7 +208,7 @@ int store_customer_page(PGconn *conn, const customer_page_query *q, customer_pag
  * reference the walks are tested against). */
 static const char export_declare[] =
     "DECLARE customer_export NO SCROLL CURSOR FOR SELECT * FROM rd_customer_list_scan($1, $2, $3, $4, $5, $6, $7, $8,"
-    " NULL, coalesce(rd_param_instant($9, rd_tenant_zone($1), true), now()))";
+    " NULL, coalesce(rd_param_instant($9, rd_tenant_zone($1), true), now()), $10, $11)";
 
 typedef struct {
     int (*each)(const customer_page *page, void *arg);
@@ -216,14 +230,14 @@ static int export_fetch(const PGresult *res, void *arg)
 int store_customer_list_stream(PGconn *conn, const customer_page_query *q, int rows,
                           int (*each)(const customer_page *page, void *arg), void *arg)
 {
-    char tid[24];
+    char tid[24], r[4], f[4];
     db_id_text(tid, q->tenant_id);
-    const char *params[9] = {tid, q->stage, q->status, q->segment, q->min_p_alive, q->sort, q->after_key,
-                             q->after_id, q->as_of};
+    const char *params[11] = {tid, q->stage, q->status, q->segment, q->min_p_alive, q->sort, q->after_key,
+                              q->after_id, q->as_of, score_param(r, q->r), score_param(f, q->f)};
     if (db_exec(conn, "BEGIN READ ONLY", "customer export") != RD_OK)
         return RD_ERR;
     export_read x = {each, arg};
-    int rc = db_cursor_read(conn, "customer_export", export_declare, 9, NULL, params, NULL, NULL, rows, 0,
+    int rc = db_cursor_read(conn, "customer_export", export_declare, 11, NULL, params, NULL, NULL, rows, 0,
                             export_fetch, &x);
     if (rc == RD_ERR)
         return RD_ERR; /* the pool rolls back */
@@ -235,4 +249,132 @@ void customer_page_free(customer_page *p)
     PQclear(p->res);
     free(p->items);
     memset(p, 0, sizeof *p);
+}
+
+/* ---- a customer's orders and rung history ---- */
+
+/* Whether the customer exists: RD_OK with *found set, or RD_ERR. */
+static int customer_exists(PGconn *conn, const char *tid, const char *customer_id, bool *found)
+{
+    PGresult *res = query(conn, "customer_exists", 2, (const char *const[]){tid, customer_id}, 1);
+    if (!res)
+        return RD_ERR;
+    *found = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    return RD_OK;
+}
+
+/* Columns of rd_customer_orders. */
+enum { O_ID, O_PLACED, O_STATUS, O_CURRENCY, O_TOTAL, O_REFUNDED, O_SHOP_TOTAL, O_SHOP_REFUNDED, O_NET,
+       O_QUALIFYING, O_SOURCE, O_COLUMNS };
+
+int store_customer_orders(PGconn *conn, int64_t tenant_id, const char *customer_id, const char *after_at,
+                          const char *after_id, int limit, customer_orders *out, bool *found)
+{
+    memset(out, 0, sizeof *out);
+    char tid[24], lim[16];
+    db_id_text(tid, tenant_id);
+    snprintf(lim, sizeof lim, "%d", limit);
+    if (customer_exists(conn, tid, customer_id, found) != RD_OK)
+        return RD_ERR;
+    if (!*found)
+        return RD_OK;
+    const char *params[5] = {tid, customer_id, after_at, after_id, lim};
+    PGresult *res = query(conn, "customer_orders", 5, params, O_COLUMNS);
+    if (!res)
+        return RD_ERR;
+    out->res = res;
+    out->count = PQntuples(res);
+    out->items = xcalloc(out->count ? (size_t)out->count : 1, sizeof *out->items);
+    for (int i = 0; i < out->count; i++) {
+        customer_order *o = &out->items[i];
+        o->order_id = text_at(res, i, O_ID);
+        o->placed_at = text_at(res, i, O_PLACED);
+        o->status = text_at(res, i, O_STATUS);
+        o->currency = text_at(res, i, O_CURRENCY);
+        o->total = text_at(res, i, O_TOTAL);
+        o->refunded = text_at(res, i, O_REFUNDED);
+        o->shop_total = text_at(res, i, O_SHOP_TOTAL);
+        o->shop_refunded = text_at(res, i, O_SHOP_REFUNDED);
+        o->net_value = text_at(res, i, O_NET);
+        o->qualifying = strcmp(PQgetvalue(res, i, O_QUALIFYING), "t") == 0;
+        o->source = text_at(res, i, O_SOURCE);
+    }
+    return RD_OK;
+}
+
+void customer_orders_free(customer_orders *o)
+{
+    PQclear(o->res);
+    free(o->items);
+    memset(o, 0, sizeof *o);
+}
+
+int store_customer_history(PGconn *conn, int64_t tenant_id, const char *customer_id, customer_history *out,
+                           bool *found)
+{
+    memset(out, 0, sizeof *out);
+    char tid[24];
+    db_id_text(tid, tenant_id);
+    if (customer_exists(conn, tid, customer_id, found) != RD_OK)
+        return RD_ERR;
+    if (!*found)
+        return RD_OK;
+    PGresult *res = query(conn, "customer_history", 2, (const char *const[]){tid, customer_id}, 3);
+    if (!res)
+        return RD_ERR;
+    out->res = res;
+    out->count = PQntuples(res);
+    out->items = xcalloc(out->count ? (size_t)out->count : 1, sizeof *out->items);
+    for (int i = 0; i < out->count; i++)
+        out->items[i] = (rung_change){text_at(res, i, 0), text_at(res, i, 1), text_at(res, i, 2)};
+    return RD_OK;
+}
+
+void customer_history_free(customer_history *h)
+{
+    PQclear(h->res);
+    free(h->items);
+    memset(h, 0, sizeof *h);
+}
+
+/* ---- the R x F grid ---- */
+
+int store_rfm_grid(PGconn *conn, int64_t tenant_id, rfm_grid *out)
+{
+    memset(out, 0, sizeof *out);
+    char tid[24];
+    db_id_text(tid, tenant_id);
+    PGresult *res = query(conn, "rfm_grid", 1, (const char *const[]){tid}, 5);
+    if (!res)
+        return RD_ERR;
+    if (PQntuples(res) != RFM_GRID_CELLS) {
+        db_log_error(res, conn, "rfm_grid");
+        PQclear(res);
+        return RD_ERR;
+    }
+    out->res = res;
+    for (int i = 0; i < RFM_GRID_CELLS; i++) {
+        rfm_cell *c = &out->cells[i];
+        c->r = int_at(res, i, 0);
+        c->f = int_at(res, i, 1);
+        c->customers = int64_at(res, i, 2);
+        c->mean_net_revenue = text_at(res, i, 3);
+        c->segment = text_at(res, i, 4);
+        out->customers += c->customers;
+    }
+    res = query(conn, "orders_span", 1, (const char *const[]){tid}, 2);
+    if (!res)
+        return RD_ERR;
+    out->span = res;
+    out->first_order_at = text_at(res, 0, 0);
+    out->last_order_at = text_at(res, 0, 1);
+    return RD_OK;
+}
+
+void rfm_grid_free(rfm_grid *g)
+{
+    PQclear(g->res);
+    PQclear(g->span);
+    memset(g, 0, sizeof *g);
 }

@@ -44,8 +44,10 @@ class Prometheus(unittest.TestCase):
         self.assertGreaterEqual(sample(text, "retentiond_records_duplicate_total"), 1)
         self.assertGreaterEqual(sample(text, "retentiond_records_rejected_total"), 1)
         self.assertGreater(sample(text, "retentiond_db_pool_size"), 0)
-        self.assertTrue(re.search(r'retentiond_http_request_duration_seconds_bucket\{method="POST",'
-                                  r'route="/v1/orders",status="201",le="\+Inf"\} 1', text))
+        # (as deltas: other tests of this module post orders to the same server)
+        inf = dict(route, status=201, le="+Inf")
+        self.assertEqual(sample(text, "retentiond_http_request_duration_seconds_bucket", **inf)
+                         - sample(before, "retentiond_http_request_duration_seconds_bucket", **inf), 1)
 
 
 
@@ -103,56 +105,6 @@ class Readme(unittest.TestCase):
         self.assertIn("| environment | flag | default | meaning |", table)
         self.assertIn(table, readme, "README's configuration table differs from `retentiond config-table`")
 
-
-class Dashboard(unittest.TestCase):
-    def test_browser_shows_the_api_numbers(self):
-        import datetime
-        import json
-        import random
-        name, key = server.tenant()
-        rnd = random.Random(7)
-        now = datetime.datetime.now(datetime.timezone.utc)
-        lines = []
-        for c in range(300):
-            for k in range(rnd.choice([0, 1, 1, 2, 3])):
-                day = now - datetime.timedelta(days=rnd.randint(10, 700))
-                lines.append({"kind": "order", "order_id": f"d{c}-{k}", "customer_id": f"c{c}",
-                              "placed_at": day.strftime("%Y-%m-%dT12:00:00Z"), "total": f"{rnd.randint(5, 200)}.00"})
-            if rnd.random() < 0.2:
-                lines.append({"kind": "event", "event_id": f"e{c}", "customer_id": f"c{c}", "type": "review",
-                              "occurred_at": (now - datetime.timedelta(days=5)).strftime("%Y-%m-%dT00:00:00Z"),
-                              "properties": {"rating": rnd.randint(1, 5)}})
-        body = "\n".join(json.dumps(x) for x in lines) + "\n"
-        self.assertEqual(server.post("/v1/batch", body, key, content_type="application/x-ndjson").json["rejected"], 0)
-        summary = server.get("/v1/metrics/summary", key).json
-        ladder = server.get("/v1/metrics/ladder", key).json
-        artifacts = os.path.join(ROOT, "tests", "artifacts")
-        os.makedirs(artifacts, exist_ok=True)
-        shot = os.path.join(artifacts, "dashboard.png")
-        out = subprocess.run(["node", os.path.join(ROOT, "tests", "node", "dashboard.mjs"),
-                              f"http://127.0.0.1:{server.port}/", key, shot],
-                             capture_output=True, text=True, cwd=os.path.join(ROOT, "tests", "node"), timeout=120)
-        self.assertEqual(out.returncode, 0, out.stderr)
-        shown = json.loads(out.stdout)
-        self.assertEqual(shown["error"], "")
-        self.assertEqual(shown["page_errors"], [])
-        pct = lambda x: "–" if x is None else f"{100 * x:.1f} %"
-        c, m = summary["counts"], summary["metrics"]
-        self.assertEqual(shown["kpi"]["customers"], str(c["customers"]))
-        self.assertEqual(shown["kpi"]["active"], str(c["E"]))
-        self.assertEqual(shown["kpi"]["new"], str(c["N"]))
-        self.assertEqual(shown["kpi"]["retention_rate"], pct(m["retention_rate"]))
-        self.assertEqual(shown["kpi"]["churn_rate"], pct(m["churn_rate"]))
-        self.assertEqual(shown["kpi"]["average_order_value"], f"{m['average_order_value']:.2f}")
-        self.assertEqual(shown["stages"], {s["stage"]: s["count"] for s in ladder["stages"]})
-        self.assertGreater(shown["cohort_rows"], 0)
-        self.assertTrue(os.path.getsize(shot) > 10000)
-
-    def test_page_is_served(self):
-        r = server.get("/")
-        self.assertEqual(r.status, 200)
-        self.assertTrue(r.headers["content-type"].startswith("text/html"))
-        self.assertIn(b"/v1/metrics/summary", r.body)
 
 if __name__ == "__main__":
     unittest.main()

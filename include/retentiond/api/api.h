@@ -42,6 +42,12 @@ int api_metrics_ladder(http_req *rq);
 /* customers.c */
 int api_customer_get(http_req *rq);
 int api_customer_list(http_req *rq);
+/* GET /v1/customers/{id}/orders (newest first, keyset-paginated) and .../history (rung changes) */
+int api_customer_orders(http_req *rq);
+int api_customer_history(http_req *rq);
+
+/* rfm.c: GET /v1/metrics/rfm, the R x F grid */
+int api_metrics_rfm(http_req *rq);
 
 /* privacy.c: erasure, export, data requests (scope admin) */
 int api_customer_erase(http_req *rq);

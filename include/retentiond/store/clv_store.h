@@ -69,6 +69,9 @@ int store_clv_latest(PGconn *conn, int64_t tenant_id, clv_model_row *out);
  * q, v, gg_loglik, fit_ms. */
 void store_clv_model_from_row(const PGresult *res, int row, int col, clv_model_row *out);
 
+/* Bins of equal width of the predicted-CLV histogram, before its overflow bin. */
+#define STORE_CLV_HISTOGRAM_BINS 20
+
 /* The tenant's stored predictions summed up. The figures are set when customers > 0. */
 typedef struct {
     int64_t customers;             /* predictions stored */
@@ -78,6 +81,12 @@ typedef struct {
     double p_alive_mean, p_alive_p50;
     int64_t p_alive_below_half;    /* predictions with P(alive) < 0.5 */
     double expected_orders_sum, expected_orders_mean;
+    int histogram_bins;            /* bins of histogram filled: 0 without predictions */
+    struct {                       /* rd_clv_histogram: equal bins to p99, then the overflow */
+        double lower, upper;
+        int64_t customers;
+        bool overflow;
+    } histogram[STORE_CLV_HISTOGRAM_BINS + 1];
 } clv_distribution;
 
 /* Fills *out from customer_predictions. RD_OK, or RD_ERR after logging. */

@@ -73,7 +73,7 @@ typedef struct {
     int order_count;
     const char *net_revenue;      /* numeric */
     const char *last_order_at;
-    bool has_rfm;                 /* only a segment filter computes the scores */
+    bool has_rfm;                 /* only a segment, R or F filter computes the scores */
     int r, f, m;
     const char *segment;
     const char *p_alive, *expected_orders, *predicted_clv;  /* float8 text; NULL: no prediction */
@@ -90,6 +90,7 @@ typedef struct {
     int64_t tenant_id;
     const char *stage, *status, *segment;
     const char *min_p_alive;      /* as the client wrote it */
+    int r, f;                     /* RFM scores 1-5 the customers must have (rd_rfm_ntiles); 0: any */
     const char *sort;             /* net_revenue, order_count, last_order_at, p_alive, predicted_clv, customer_id */
     const char *after_key, *after_id;  /* the cursor's; after_id NULL on the first page */
     int limit;
@@ -109,5 +110,68 @@ void customer_page_free(customer_page *p);
  * back). */
 int store_customer_list_stream(PGconn *conn, const customer_page_query *q, int rows,
                           int (*each)(const customer_page *page, void *arg), void *arg);
+
+/* A customer's order, amounts as PostgreSQL printed them (numeric). */
+typedef struct {
+    const char *order_id, *placed_at, *status, *currency;
+    const char *total, *refunded;           /* in the order's currency */
+    const char *shop_total, *shop_refunded; /* in the shop's */
+    const char *net_value;                  /* shop_total - shop_refunded */
+    bool qualifying;                        /* SPEC §4: counts in the figures */
+    const char *source;
+} customer_order;
+
+typedef struct {
+    PGresult *res;                /* owns the strings of items */
+    customer_order *items;
+    int count;
+} customer_orders;
+
+/* At most limit orders of a customer, newest first (placed_at, order_id descending), after
+ * the cursor (after_at, after_id; both NULL on the first page). *found is false when there is
+ * no such customer (out is then empty). Release with customer_orders_free, whatever the
+ * outcome. */
+int store_customer_orders(PGconn *conn, int64_t tenant_id, const char *customer_id, const char *after_at,
+                          const char *after_id, int limit, customer_orders *out, bool *found);
+void customer_orders_free(customer_orders *o);
+
+/* A change of rung, as stage_history keeps it. */
+typedef struct {
+    const char *changed_at, *from, *to;
+} rung_change;
+
+typedef struct {
+    PGresult *res;
+    rung_change *items;
+    int count;
+} customer_history;
+
+/* Every rung change of a customer, oldest first; *found as for the orders. Release with
+ * customer_history_free, whatever the outcome. */
+int store_customer_history(PGconn *conn, int64_t tenant_id, const char *customer_id, customer_history *out,
+                           bool *found);
+void customer_history_free(customer_history *h);
+
+/* The R x F grid (rd_rfm_grid): 25 cells, r then f ascending from 1, with the span of the
+ * tenant's qualifying orders (rd_orders_span). */
+#define RFM_GRID_CELLS 25
+typedef struct {
+    int r, f;
+    int64_t customers;
+    const char *mean_net_revenue; /* numeric; NULL for an empty cell */
+    const char *segment;
+} rfm_cell;
+
+typedef struct {
+    PGresult *res;
+    rfm_cell cells[RFM_GRID_CELLS];
+    int64_t customers;            /* with orders: the cells' sum */
+    PGresult *span;               /* owns the two below */
+    const char *first_order_at, *last_order_at;  /* the tenant's qualifying orders'; NULL: none */
+} rfm_grid;
+
+/* Fills *out. RD_OK, or RD_ERR after logging. Release with rfm_grid_free, whatever the outcome. */
+int store_rfm_grid(PGconn *conn, int64_t tenant_id, rfm_grid *out);
+void rfm_grid_free(rfm_grid *g);
 
 #endif
