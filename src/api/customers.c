@@ -235,8 +235,6 @@ int api_customer_get(http_req *rq)
 
 static const char *const sorts[] = {"net_revenue", "order_count", "last_order_at", "p_alive", "predicted_clv",
                                     "customer_id", NULL};
-static const char *const stages[] = {"suspect", "prospect", "customer", "client", "advocate", NULL};
-static const char *const statuses[] = {"active", "at_risk", "lapsed", NULL};
 static const char *const segments[] = {"champions", "loyal", "potential_loyalist", "new", "promising",
                                        "need_attention", "about_to_sleep", "at_risk", "cannot_lose_them",
                                        "hibernating", NULL};
@@ -549,8 +547,8 @@ int api_customer_list(http_req *rq)
     cust_ctx *c = ctx_new(rq);
     http_format format;
     http_reply_format(rq, &format, errors);
-    const char *stage = one_of(rq, "stage", stages, errors);
-    const char *status = one_of(rq, "status", statuses, errors);
+    const char *stage = one_of(rq, "stage", rules_rungs, errors);
+    const char *status = one_of(rq, "status", rules_statuses, errors);
     const char *segment = one_of(rq, "segment", segments, errors);
     const char *sort = one_of(rq, "sort", sorts, errors);
     int limit = int_arg(rq, "limit", 50, 1, 1000, errors);
