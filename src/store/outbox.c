@@ -19,6 +19,18 @@ static int64_t cell_id(const PGresult *res, int r, int c)
     return PQgetisnull(res, r, c) ? 0 : strtoll(PQgetvalue(res, r, c), NULL, 10);
 }
 
+/* Runs `sql` into *out (its rows as text). */
+static int rows_query(PGconn *conn, const char *sql, int n, const char *const *params, const char *what,
+                      store_rows *out)
+{
+    PGresult *res = db_params(conn, sql, n, params, PGRES_TUPLES_OK, what);
+    if (!res)
+        return RD_ERR;
+    store_rows_take(res, out);
+    PQclear(res);
+    return RD_OK;
+}
+
 /* ---- subscriptions ---- */
 
 int store_subscription_create(PGconn *conn, int64_t tenant_id, const store_subscription_new *s, int64_t *id,
@@ -54,7 +66,7 @@ int store_subscriptions_list(PGconn *conn, int64_t tenant_id, int64_t id, store_
     db_id_text(tid, tenant_id);
     db_id_text(sid, id);
     const char *params[2] = {tid, sid};
-    PGresult *res = db_params(
+    return rows_query(
         conn,
         "SELECT s.subscription_id AS id, s.url, s.events, s.filter_to, s.min_predicted_clv, s.description, "
         "       to_json(s.created_at) #>> '{}' AS created_at, "
@@ -62,12 +74,7 @@ int store_subscriptions_list(PGconn *conn, int64_t tenant_id, int64_t id, store_
         "          AND d.subscription_id = s.subscription_id AND d.status = 'pending') AS pending "
         "FROM subscriptions s WHERE s.tenant_id = $1 AND s.deleted_at IS NULL "
         "  AND ($2::bigint < 0 OR s.subscription_id = $2) ORDER BY s.subscription_id DESC",
-        2, params, PGRES_TUPLES_OK, "subscriptions list");
-    if (!res)
-        return RD_ERR;
-    store_rows_take(res, out);
-    PQclear(res);
-    return RD_OK;
+        2, params, "subscriptions list", out);
 }
 
 int store_subscription_delete(PGconn *conn, int64_t tenant_id, int64_t id, bool *found)
@@ -118,7 +125,7 @@ int store_subscription_deliveries(PGconn *conn, int64_t tenant_id, int64_t id, i
         goto fail;
     *found = PQntuples(res) > 0;
     PQclear(res);
-    res = db_params(conn,
+    if (rows_query(conn,
                     "SELECT d.delivery_id AS id, d.type, d.customer_id, d.status, d.attempts, "
                     "       to_json(d.created_at) #>> '{}' AS created_at, "
                     "       CASE WHEN d.status = 'pending' THEN to_json(d.next_attempt_at) #>> '{}' END "
@@ -126,12 +133,9 @@ int store_subscription_deliveries(PGconn *conn, int64_t tenant_id, int64_t id, i
                     "       to_json(d.done_at) #>> '{}' AS done_at "
                     "FROM subscription_deliveries d WHERE d.tenant_id = $1 AND d.subscription_id = $2 "
                     "ORDER BY d.delivery_id DESC LIMIT $3",
-                    3, params, PGRES_TUPLES_OK, "subscription deliveries");
-    if (!res)
+                    3, params, "subscription deliveries", deliveries) != RD_OK)
         goto fail;
-    store_rows_take(res, deliveries);
-    PQclear(res);
-    res = db_params(conn,
+    if (rows_query(conn,
                     "SELECT a.delivery_id, a.attempt, to_json(a.attempted_at) #>> '{}' AS attempted_at, "
                     "       a.http_status, a.error, a.duration_ms "
                     "FROM (SELECT d.delivery_id FROM subscription_deliveries d "
@@ -139,11 +143,8 @@ int store_subscription_deliveries(PGconn *conn, int64_t tenant_id, int64_t id, i
                     "      ORDER BY d.delivery_id DESC LIMIT $3) d "
                     "JOIN subscription_attempts a ON a.tenant_id = $1 AND a.delivery_id = d.delivery_id "
                     "ORDER BY a.delivery_id DESC, a.attempt",
-                    3, params, PGRES_TUPLES_OK, "subscription attempts");
-    if (!res)
+                    3, params, "subscription attempts", attempts) != RD_OK)
         goto fail;
-    store_rows_take(res, attempts);
-    PQclear(res);
     return db_exec(conn, "COMMIT", "subscription deliveries");
 fail:
     PQclear(PQexec(conn, "ROLLBACK"));
