@@ -36,9 +36,11 @@ AS $function$ SELECT (extract(epoch FROM p_t) * 1000000)::bigint $function$;
 -- with a daylight-saving change is an hour shorter or longer, exactly.
 CREATE OR REPLACE FUNCTION rd_report_frame(p_tenant bigint, p_from timestamp with time zone, p_to timestamp with time zone, p_window integer, p_unit text)
  RETURNS TABLE(head text, from_us bigint, to_us bigint, window_days integer, bounds_us bigint[], bounds json, from_window_us bigint, to_window_us bigint, bounds_window_us bigint[], acquisition_spend numeric, retention_spend numeric, snap text)
- LANGUAGE sql
+ LANGUAGE plpgsql
  STABLE
 AS $function$
+BEGIN
+    RETURN QUERY
     WITH x AS (
         SELECT coalesce(p_from, coalesce(p_to, now()) - interval '12 months') AS f,
                coalesce(p_to, now()) AS t_, coalesce(p_window, t.activity_window_days) AS w,
@@ -64,8 +66,8 @@ AS $function$
            (SELECT sum(amount) FROM spend WHERE tenant_id = p_tenant AND kind = 'retention'
               AND period_start >= x.f::date AND period_start < x.t_::date),
            pg_current_snapshot()::text
-    FROM x
-$function$;
+    FROM x;
+END $function$;
 
 CREATE OR REPLACE FUNCTION rd_report_changes_note()
  RETURNS trigger
@@ -104,16 +106,19 @@ CREATE OR REPLACE TRIGGER orders_report_update_old AFTER UPDATE ON orders REFERE
 -- horizon).
 CREATE OR REPLACE FUNCTION rd_report_changes_since(p_tenant bigint, p_snap pg_snapshot, p_limit integer)
  RETURNS TABLE(customer_id text)
- LANGUAGE sql
+ LANGUAGE plpgsql
  STABLE
 AS $function$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     SELECT NULL::text FROM report_changes_horizon h WHERE pg_snapshot_xmin(p_snap) < h.horizon
     UNION ALL
     (SELECT DISTINCT r.customer_id FROM report_changes r
      WHERE r.tenant_id = p_tenant AND r.xid >= pg_snapshot_xmin(p_snap)
        AND NOT pg_visible_in_snapshot(r.xid, p_snap)
-     LIMIT p_limit)
-$function$;
+     LIMIT p_limit);
+END $function$;
 
 -- Upkeep: once the candidate is ten minutes old it becomes the horizon, the rows before it
 -- are deleted and the oldest running transaction becomes the next candidate. Returns the rows

@@ -366,6 +366,45 @@ static int citus_distribute_tables(PGconn *conn)
     return n;
 }
 
+/* What Citus needs of sql/ beyond its text, applied after it (the two places where the schema
+ * differs on Citus; docs/scaling.md):
+ *  - The functions that plan with generic plans on plain PostgreSQL (SET plan_cache_mode TO
+ *    force_generic_plan: a young tenant's lookups then use the whole key, sql/ingest.sql) plan
+ *    with custom plans: Citus routes a statement to its tenant's shard only when it sees the
+ *    tenant's id, not a parameter ("could not create distributed plan"). On the workers the
+ *    shard's statement arrives with the id as a constant either way.
+ *  - The statement triggers with transition tables are dropped: they would fire on the
+ *    workers' shards, where their transition tables cannot be read and their transaction ids
+ *    and advisory locks are a worker's. Those recording changes for the report snapshots
+ *    (sql/reports.sql: rd_report_changes_note) are not needed: on Citus the service keeps no
+ *    snapshots (src/store/report_snapshot.c), reports stream. The ladder's (sql/ladder.sql:
+ *    rd_stage_history_track) are replaced by rd_stage_history_late_add, which the writers of
+ *    stage_history call and which does nothing where the triggers exist.
+ * Returns 0 or -1. */
+static int citus_adapt_functions(PGconn *conn)
+{
+    PGresult *res = PQexec(conn, "SELECT format('ALTER FUNCTION %s SET plan_cache_mode TO force_custom_plan',"
+                                 "              p.oid::regprocedure)"
+                                 "  FROM pg_proc p WHERE p.pronamespace = current_schema()::regnamespace"
+                                 "   AND 'plan_cache_mode=force_generic_plan' = ANY (p.proconfig)"
+                                 " UNION ALL "
+                                 "SELECT format('DROP TRIGGER %I ON %s', t.tgname, t.tgrelid::regclass)"
+                                 "  FROM pg_trigger t WHERE NOT t.tgisinternal"
+                                 "   AND t.tgfoid IN (to_regprocedure('rd_report_changes_note()'), to_regprocedure('rd_stage_history_track()'))"
+                                 "   AND t.tgrelid IN (SELECT logicalrelid FROM pg_dist_partition)");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        db_log_error(res, conn, "list the functions with generic plans");
+        PQclear(res);
+        return -1;
+    }
+    int rc = 0;
+    for (int r = 0; r < PQntuples(res) && rc == 0; r++)
+        if (db_exec(conn, PQgetvalue(res, r, 0), "adapt sql/ to Citus") != RD_OK)
+            rc = -1;
+    PQclear(res);
+    return rc;
+}
+
 /* Replaces the squashed history's rows by the baseline's. */
 static int record_squash(PGconn *conn)
 {
@@ -461,7 +500,7 @@ int migrate_apply(PGconn *conn, migrate_result *out)
         rd_log(LOG_WARN, "msg=\"the database has migrations this binary does not know; its functions are left as "
                          "a newer binary applied them\"");
     else if (out->migrations > 0 || !functions_current(rec.functions)) {
-        if (apply_functions(conn) != 0)
+        if (apply_functions(conn) != 0 || (citus && citus_adapt_functions(conn) != 0))
             goto rollback;
         out->functions = rd_sql_file_count;
     }
