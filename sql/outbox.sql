@@ -70,14 +70,21 @@ DECLARE
     ids text[];
     froms text[];
     tos text[];
+    t_now timestamptz := now();  -- (Citus: only immutable functions in DO UPDATE SET)
+    now_ids text[];
+    now_status text[];
 BEGIN
     IF NOT rd_outbox_wanted(p_tenant, 'customer.status_changed') THEN
         RETURN 0;
     END IF;
     PERFORM pg_advisory_xact_lock(1382, (p_tenant % 2147483647)::int);
+    -- the statuses now, read first: a statement joining them to customer_status goes to the
+    -- tenant's shard on Citus, where rd_status_now's own query could not run
+    SELECT coalesce(array_agg(n.customer_id), '{}'), coalesce(array_agg(n.status), '{}')
+    INTO now_ids, now_status FROM rd_status_now(p_tenant) n;
     WITH diff AS (
         SELECT coalesce(n.customer_id, s.customer_id) AS customer_id, s.status AS old, n.status AS new
-        FROM rd_status_now(p_tenant) n
+        FROM unnest(now_ids, now_status) AS n(customer_id, status)
         FULL JOIN (SELECT * FROM customer_status x WHERE x.tenant_id = p_tenant) s ON s.customer_id = n.customer_id
         WHERE s.status IS DISTINCT FROM n.status),
     gone AS (
@@ -86,7 +93,7 @@ BEGIN
     kept AS (
         INSERT INTO customer_status (tenant_id, customer_id, status)
         SELECT p_tenant, diff.customer_id, diff.new FROM diff WHERE diff.new IS NOT NULL
-        ON CONFLICT (tenant_id, customer_id) DO UPDATE SET status = excluded.status, since = now())
+        ON CONFLICT (tenant_id, customer_id) DO UPDATE SET status = excluded.status, since = t_now)
     SELECT array_agg(diff.customer_id ORDER BY diff.customer_id), array_agg(diff.old ORDER BY diff.customer_id),
            array_agg(diff.new ORDER BY diff.customer_id)
     INTO ids, froms, tos
@@ -95,7 +102,7 @@ BEGIN
         RETURN 0;
     END IF;
     RETURN rd_outbox_add(p_tenant, 'customer.status_changed', ids, froms, tos,
-                         array_fill(now(), ARRAY[cardinality(ids)]));
+                         array_fill(t_now, ARRAY[cardinality(ids)]));
 END $function$;
 
 -- Records every status of the tenant now without writing changes: the starting point of its
