@@ -255,18 +255,14 @@ static int exec_script(PGconn *conn, const char *script, const char *name)
 #define CITUS_REFERENCE_TABLES "{tenants,api_keys,report_changes_horizon}"
 #define CITUS_ANCHOR_TABLE "customers"
 
-/* 1 when the citus extension is installed in this database, 0 when not, -1 on error. */
-static int citus_installed(PGconn *conn)
+/* Runs the statement in column col of every row of res (statements a catalog query wrote).
+ * Returns 0, or -1 at the first that fails (logged as `what`). */
+static int exec_column(PGconn *conn, const PGresult *res, int col, const char *what)
 {
-    PGresult *res = PQexec(conn, "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')");
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        db_log_error(res, conn, "look for the citus extension");
-        PQclear(res);
-        return -1;
-    }
-    int yes = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-    PQclear(res);
-    return yes;
+    for (int r = 0; r < PQntuples(res); r++)
+        if (db_exec(conn, PQgetvalue(res, r, col), what) != RD_OK)
+            return -1;
+    return 0;
 }
 
 static int citus_distribute_tables(PGconn *conn);
@@ -297,25 +293,20 @@ static int citus_begin(PGconn *conn)
  * Returns the number of tables distributed, or -1. */
 static int citus_distribute(PGconn *conn)
 {
-    PGresult *fkeys = PQexec(conn, "SELECT format('ALTER TABLE %I DROP CONSTRAINT %I', c.relname, k.conname),"
-                                   "       format('ALTER TABLE %I ADD CONSTRAINT %I %s', c.relname, k.conname,"
-                                   "              pg_get_constraintdef(k.oid))"
-                                   "  FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid"
-                                   " WHERE k.contype = 'f' AND " CITUS_UNDISTRIBUTED " ORDER BY k.oid");
-    if (PQresultStatus(fkeys) != PGRES_TUPLES_OK) {
-        db_log_error(fkeys, conn, "list the foreign keys of the tables to distribute");
-        PQclear(fkeys);
+    PGresult *fkeys = db_params(conn,
+                                "SELECT format('ALTER TABLE %I DROP CONSTRAINT %I', c.relname, k.conname),"
+                                "       format('ALTER TABLE %I ADD CONSTRAINT %I %s', c.relname, k.conname,"
+                                "              pg_get_constraintdef(k.oid))"
+                                "  FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid"
+                                " WHERE k.contype = 'f' AND " CITUS_UNDISTRIBUTED " ORDER BY k.oid",
+                                0, NULL, PGRES_TUPLES_OK, "list the foreign keys of the tables to distribute");
+    if (!fkeys)
         return -1;
-    }
-    int n = 0;
-    for (int r = 0; r < PQntuples(fkeys) && n == 0; r++)
-        if (db_exec(conn, PQgetvalue(fkeys, r, 0), "drop a foreign key before distributing") != RD_OK)
-            n = -1;
+    int n = exec_column(conn, fkeys, 0, "drop a foreign key before distributing");
     if (n == 0)
         n = citus_distribute_tables(conn);
-    for (int r = 0; r < PQntuples(fkeys) && n >= 0; r++)
-        if (db_exec(conn, PQgetvalue(fkeys, r, 1), "add a foreign key after distributing") != RD_OK)
-            n = -1;
+    if (n >= 0 && exec_column(conn, fkeys, 1, "add a foreign key after distributing") != 0)
+        n = -1;
     PQclear(fkeys);
     return n;
 }
@@ -324,18 +315,15 @@ static int citus_distribute(PGconn *conn)
 static int citus_distribute_tables(PGconn *conn)
 {
     const char *params[2] = {CITUS_REFERENCE_TABLES, CITUS_ANCHOR_TABLE};
-    PGresult *res = PQexecParams(
+    PGresult *res = db_params(
         conn,
         "SELECT c.relname, c.relname = ANY ($1::text[]),"
         "       EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'tenant_id'"
         "               AND NOT a.attisdropped)"
         "  FROM pg_class c WHERE " CITUS_UNDISTRIBUTED " ORDER BY c.relname = ANY ($1::text[]) DESC, c.relname = $2 DESC, c.oid",
-        2, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        db_log_error(res, conn, "list the tables to distribute");
-        PQclear(res);
+        2, params, PGRES_TUPLES_OK, "list the tables to distribute");
+    if (!res)
         return -1;
-    }
     int n = 0;
     for (int r = 0; r < PQntuples(res); r++) {
         const char *table = PQgetvalue(res, r, 0);
@@ -383,7 +371,7 @@ static int citus_distribute_tables(PGconn *conn)
  * Returns 0 or -1. */
 static int citus_adapt_functions(PGconn *conn)
 {
-    PGresult *res = PQexec(conn, "SELECT format('ALTER FUNCTION %s SET plan_cache_mode TO force_custom_plan',"
+    PGresult *res = db_params(conn, "SELECT format('ALTER FUNCTION %s SET plan_cache_mode TO force_custom_plan',"
                                  "              p.oid::regprocedure)"
                                  "  FROM pg_proc p WHERE p.pronamespace = current_schema()::regnamespace"
                                  "   AND 'plan_cache_mode=force_generic_plan' = ANY (p.proconfig)"
@@ -391,16 +379,11 @@ static int citus_adapt_functions(PGconn *conn)
                                  "SELECT format('DROP TRIGGER %I ON %s', t.tgname, t.tgrelid::regclass)"
                                  "  FROM pg_trigger t WHERE NOT t.tgisinternal"
                                  "   AND t.tgfoid IN (to_regprocedure('rd_report_changes_note()'), to_regprocedure('rd_stage_history_track()'))"
-                                 "   AND t.tgrelid IN (SELECT logicalrelid FROM pg_dist_partition)");
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        db_log_error(res, conn, "list the functions with generic plans");
-        PQclear(res);
+                                 "   AND t.tgrelid IN (SELECT logicalrelid FROM pg_dist_partition)",
+                              0, NULL, PGRES_TUPLES_OK, "list what to adapt to Citus");
+    if (!res)
         return -1;
-    }
-    int rc = 0;
-    for (int r = 0; r < PQntuples(res) && rc == 0; r++)
-        if (db_exec(conn, PQgetvalue(res, r, 0), "adapt sql/ to Citus") != RD_OK)
-            rc = -1;
+    int rc = exec_column(conn, res, 0, "adapt sql/ to Citus");
     PQclear(res);
     return rc;
 }
@@ -477,7 +460,7 @@ int migrate_apply(PGconn *conn, migrate_result *out)
     migration_state st;
     if (check_migrations(rec.migrations, &st, true) != 0)
         goto rollback;
-    int citus = citus_installed(conn);
+    int citus = db_has_citus(conn);
     if (citus < 0 || (citus && citus_begin(conn) != 0))
         goto rollback;
     if (st.squashed && record_squash(conn) != 0)

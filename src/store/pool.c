@@ -245,17 +245,24 @@ bool db_is_citus(void)
     return atomic_load(&citus_seen);
 }
 
+int db_has_citus(PGconn *conn)
+{
+    PGresult *res = db_params(conn, "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')", 0, NULL,
+                              PGRES_TUPLES_OK, "look for the citus extension");
+    if (!res)
+        return -1;
+    int yes = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    return yes;
+}
+
 /* Records whether conn's database has the citus extension. Returns RD_OK or RD_ERR (logged). */
 static int note_citus(PGconn *conn)
 {
-    PGresult *res = PQexec(conn, "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')");
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        db_log_error(res, conn, "look for the citus extension");
-        PQclear(res);
+    int yes = db_has_citus(conn);
+    if (yes < 0)
         return RD_ERR;
-    }
-    atomic_store(&citus_seen, strcmp(PQgetvalue(res, 0, 0), "t") == 0);
-    PQclear(res);
+    atomic_store(&citus_seen, yes == 1);
     return RD_OK;
 }
 
