@@ -70,9 +70,10 @@ END $function$;
 -- Writes rd_rollup_new to the customers rows, sets their rungs and records each change in
 -- stage_history (whose trigger, or on Citus rd_stage_history_late_add, keeps the ladder's daily
 -- aggregate, sql/ladder.sql). The rows are found by
--- primary key, and now() is read once into t_now: Citus routes an UPDATE to the tenant's shard
--- by its key and refuses a non-immutable function inside CASE or COALESCE (it evaluates it on
--- the coordinator, which it cannot do there). A change is dated p_at, or, when the caller gives no single time, by the
+-- primary key, and now() is read once into t_now, the dates of rd.change_at are cast before
+-- the UPDATE: Citus routes an UPDATE to the tenant's shard by its key and refuses a
+-- non-immutable function or cast inside CASE or COALESCE (it evaluates such expressions on the
+-- coordinator, which it cannot do there). A change is dated p_at, or, when the caller gives no single time, by the
 -- customer's entry in the transaction-local setting rd.change_at ({customer_id: time}, set by
 -- the merged single-order and single-event calls of sql/ingest.sql, so that each change is
 -- dated as a call of its order or event alone would date it).
@@ -96,7 +97,8 @@ DECLARE
 BEGIN
     SELECT advocacy_window_days INTO w FROM tenants WHERE tenant_id = p_tenant;
     WITH st AS (
-        SELECT r.*, rd_stage(r.n, r.en > 0, r.adv_at, greatest(t_now, r.lo, r.le), w) AS stage
+        SELECT r.*, rd_stage(r.n, r.en > 0, r.adv_at, greatest(t_now, r.lo, r.le), w) AS stage,
+               (ats ->> r.customer_id)::timestamptz AS at_hint
         FROM rd_rollup_new r),
     upd AS (
         UPDATE customers c SET
@@ -106,8 +108,7 @@ BEGIN
             order_days = coalesce(st.days, c.order_days),
             first_day_value = coalesce(st.v1, c.first_day_value),
             stage_changed_at = CASE WHEN st.stage <> st.old_stage
-                THEN coalesce(p_at, (ats ->> st.customer_id)::timestamptz,
-                              greatest(st.lo, st.le, st.adv_at), t_now)
+                THEN coalesce(p_at, st.at_hint, greatest(st.lo, st.le, st.adv_at), t_now)
                 ELSE c.stage_changed_at END
         FROM st
         WHERE c.tenant_id = p_tenant AND c.customer_id = st.customer_id
