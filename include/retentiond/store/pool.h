@@ -83,6 +83,9 @@ PGconn *db_connect(const char *conninfo);
  * the last connection made by db_connect found it; false before the first. */
 bool db_is_citus(void);
 
+/* 1 when conn's database has the citus extension, 0 when not, -1 on error (logged). */
+int db_has_citus(PGconn *conn);
+
 /* Runs a command without results; on failure logs it with `what` and returns RD_ERR. */
 int db_exec(PGconn *conn, const char *sql, const char *what);
 
