@@ -4,6 +4,8 @@
 #               and a key, serve on $PORT (default 8080)
 #   make test   install, build, unit tests (check), integration tests against a throw-away
 #               PostgreSQL and the real server; then the same suite under ASan + UBSan
+#   make test-citus  the integration tests against a Citus coordinator and two workers it starts
+#               (docs/scaling.md); says it was skipped when Citus is not installed
 #   make bench  the performance comparisons of README's performance section
 
 CC      ?= gcc
@@ -32,7 +34,7 @@ LIB_SRCS := $(filter-out src/main.c,$(SRCS))
 DEPS_LEVEL ?= test
 DEPS_STAMP := $(B)/.deps-$(DEPS_LEVEL)-$(shell cat scripts/install-deps.sh | cksum | cut -d' ' -f1)
 
-.PHONY: all deps run test unit integration test-asan bench soak fuzz install clean
+.PHONY: all deps run test unit integration test-citus test-asan bench soak fuzz install clean
 
 all: $(B)/retentiond
 
@@ -121,6 +123,17 @@ tests/node/node_modules: tests/node/package-lock.json
 
 integration: $(B)/retentiond $(TOOL_BINS) tests/node/node_modules
 	RETENTIOND_BIN=$(abspath $(B))/retentiond python3 -m unittest discover -s tests/integration -p 'test_*.py' -v
+
+# TESTS: which modules, as a file pattern (TESTS=test_ingest.py runs one)
+TESTS ?= test_*.py
+CITUS_SO = $(shell pg_config --pkglibdir 2>/dev/null)/citus.so
+test-citus: $(B)/retentiond $(TOOL_BINS) tests/node/node_modules
+	@if [ ! -f "$(CITUS_SO)" ]; then \
+	    echo "test-citus: SKIPPED - Citus is not installed ($(CITUS_SO) does not exist; docs/scaling.md says how to build it)"; \
+	    exit 0; \
+	fi; \
+	RETENTIOND_CITUS=1 RETENTIOND_BIN=$(abspath $(B))/retentiond \
+	    python3 -m unittest discover -s tests/integration -p '$(TESTS)' -v
 
 test-asan: $(B)/asan/retentiond $(TOOL_ASAN_BINS) $(UNIT_ASAN_BINS) tests/node/node_modules
 	@set -e; for t in $(UNIT_ASAN_BINS); do echo "== $$t (asan)"; RD_FIXTURES=tests/fixtures CK_FORK=no $$t; done

@@ -5,12 +5,16 @@
 -- x repeat occasions (local calendar days with orders after the first), t_x and T in days (T
 -- ends on the local day of the last instant before p_as_of), mbar the mean net value of the repeat occasions. A customer whose last order is
 -- before p_as_of is read from the rollup; one with orders at or after it (a fit at a past
--- as_of) is summarised from its orders before p_as_of, through its index.
+-- as_of) is summarised from its orders before p_as_of, through its index. PL/pgSQL (like every
+-- function here that reads a table): Citus plans no parameterised statement of a SQL function.
 CREATE OR REPLACE FUNCTION rd_clv_sample(p_tenant bigint, p_as_of timestamp with time zone, p_customer text DEFAULT NULL::text)
  RETURNS TABLE(customer_id text, x integer, t_x integer, "T" integer, mbar double precision)
- LANGUAGE sql
+ LANGUAGE plpgsql
  STABLE
 AS $function$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     WITH e AS (SELECT rd_local_day(p_as_of - interval '1 microsecond', t.timezone) AS end_day, t.timezone AS zone
                FROM tenants t WHERE t.tenant_id = p_tenant)
     SELECT c.customer_id, c.order_days - 1,
@@ -32,8 +36,8 @@ AS $function$
                 AND o.placed_at < p_as_of
               GROUP BY 1) occ) s
     WHERE c.tenant_id = p_tenant AND (p_customer IS NULL OR c.customer_id = p_customer)
-      AND c.last_order_at >= p_as_of AND s.k > 0
-$function$;
+      AND c.last_order_at >= p_as_of AND s.k > 0;
+END $function$;
 
 -- The stored predictions' histogram of predicted CLV (GET /v1/metrics/clv): p_bins bins of
 -- equal width from 0 to the 99th percentile (continuous), each [lower, upper), then an

@@ -179,7 +179,7 @@ BEGIN
           AND r.customer_id NOT IN (SELECT unnest(coalesce(recompute, '{}')))
         GROUP BY r.customer_id),
     j AS (
-        SELECT c.row_id, c.customer_id, c.stage, least(c.first_order_at, d.f) AS fo,
+        SELECT c.customer_id, c.stage, least(c.first_order_at, d.f) AS fo,
                greatest(c.last_order_at, d.l) AS lo, c.order_count + d.n AS n,
                c.net_revenue + d.rev AS rev, c.first_engaged_at, c.last_engaged_at, c.event_count,
                c.last_advocacy_at, c.advocacy_kind,
@@ -190,7 +190,7 @@ BEGIN
                k.unplaced
         FROM d
         CROSS JOIN LATERAL (
-            SELECT c.*, c.ctid AS row_id, rd_local_day(c.first_order_at, zone) AS cf,
+            SELECT c.*, rd_local_day(c.first_order_at, zone) AS cf,
                    rd_local_day(c.last_order_at, zone) AS cl
             FROM customers c WHERE c.tenant_id = p_tenant AND c.customer_id = d.customer_id
             OFFSET 0) c
@@ -200,9 +200,9 @@ BEGIN
                    coalesce(bool_or(o.d > c.cf AND o.d < c.cl), false) AS unplaced
             FROM unnest(d.days, d.vals) AS o(d, v)) k),
     ins AS (
-        INSERT INTO rd_rollup_new (row_id, customer_id, old_stage, fo, lo, n, rev, fe, le, en,
+        INSERT INTO rd_rollup_new (customer_id, old_stage, fo, lo, n, rev, fe, le, en,
                                    adv_at, adv_kind, referrer, days, v1)
-        SELECT row_id, customer_id, stage, fo, lo, n, rev, first_engaged_at, last_engaged_at,
+        SELECT customer_id, stage, fo, lo, n, rev, first_engaged_at, last_engaged_at,
                event_count, last_advocacy_at, advocacy_kind, referrer, days, v1
         FROM j WHERE NOT unplaced)
     SELECT recompute || array_agg(customer_id) FILTER (WHERE unplaced) INTO recompute FROM j;
@@ -346,9 +346,9 @@ BEGIN
     END IF;
 
     PERFORM rd_rollup_begin();
-    INSERT INTO rd_rollup_new (row_id, customer_id, old_stage, fo, lo, n, rev, fe, le, en,
+    INSERT INTO rd_rollup_new (customer_id, old_stage, fo, lo, n, rev, fe, le, en,
                                adv_at, adv_kind)
-    SELECT c.ctid, c.customer_id, c.stage, c.first_order_at, c.last_order_at, c.order_count,
+    SELECT c.customer_id, c.stage, c.first_order_at, c.last_order_at, c.order_count,
            c.net_revenue, least(c.first_engaged_at, d.f), greatest(c.last_engaged_at, d.l),
            c.event_count + d.n,
            CASE WHEN d.adv_at > c.last_advocacy_at OR (c.last_advocacy_at IS NULL AND d.adv_at IS NOT NULL)
@@ -391,8 +391,11 @@ END $function$;
 -- Marketing spend per kind, channel and period: the last post of a period replaces its amount.
 CREATE OR REPLACE FUNCTION rd_ingest_spend(p_tenant bigint, p_kind text[], p_channel text[], p_start date[], p_end date[], p_amount numeric[])
  RETURNS TABLE(idx integer, outcome text)
- LANGUAGE sql
+ LANGUAGE plpgsql
 AS $function$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     WITH input AS (
         SELECT u.*, u.ord::int AS i FROM unnest(p_kind, p_channel, p_start, p_end, p_amount)
             WITH ORDINALITY AS u(kind, channel, period_start, period_end, amount, ord)),
@@ -409,5 +412,5 @@ AS $function$
                          WHEN ups.inserted THEN 'created' ELSE 'updated' END
     FROM input JOIN last USING (kind, channel, period_start)
     LEFT JOIN ups USING (kind, channel, period_start)
-    ORDER BY input.i
-$function$;
+    ORDER BY input.i;
+END $function$;

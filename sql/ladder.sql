@@ -88,6 +88,40 @@ CREATE OR REPLACE TRIGGER stage_history_track_insert AFTER INSERT ON stage_histo
 CREATE OR REPLACE TRIGGER stage_history_track_truncate AFTER TRUNCATE ON stage_history FOR EACH STATEMENT EXECUTE FUNCTION rd_stage_history_track();
 CREATE OR REPLACE TRIGGER stage_history_track_update AFTER UPDATE ON stage_history REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION rd_stage_history_track();
 
+-- The same deltas where the triggers above are absent: on Citus, whose migration drops them
+-- (src/store/migrate.c), since a statement trigger fires on the worker's shard, where neither
+-- its transition table nor the coordinator's advisory locks are to be had. The service's
+-- writers of stage_history call it with the rows they wrote (p_n +1, rd_rollup_apply in
+-- sql/rollup.sql) or removed (p_n -1, rd_erase in sql/privacy.sql); where the triggers exist
+-- (plain PostgreSQL: they record every writer's rows, an operator's too) it does nothing.
+-- Takes the tenant's shared lock before reading the mark, as the triggers do.
+CREATE OR REPLACE FUNCTION rd_stage_history_late_add(p_tenant bigint, p_at timestamp with time zone[], p_from text[], p_to text[], p_n integer)
+ RETURNS void
+ LANGUAGE plpgsql
+ SET jit TO 'off'
+AS $function$
+DECLARE
+    mark date;
+    zone text;
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_trigger
+               WHERE tgrelid = 'stage_history'::regclass AND tgname = 'stage_history_track_insert') THEN
+        RETURN;
+    END IF;
+    PERFORM pg_advisory_xact_lock_shared(1382, (p_tenant % 2147483647)::int);
+    SELECT m.through, t.timezone INTO mark, zone
+    FROM stage_history_compacted m JOIN tenants t ON t.tenant_id = m.tenant_id
+    WHERE m.tenant_id = p_tenant;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    INSERT INTO stage_history_late (tenant_id, day, from_stage, to_stage, n)
+    SELECT p_tenant, rd_local_day(r.at, zone), r.f, r.t, p_n * count(*)
+    FROM unnest(p_at, p_from, p_to) AS r(at, f, t)
+    WHERE r.at < rd_local_day_start(mark, zone)
+    GROUP BY 2, 3, 4;
+END $function$;
+
 -- Folds the tenant's deltas into stage_history_days, then, when a local day has ended since its
 -- mark, aggregates the changes of the days up to today's start and moves the mark there.
 -- Returns the number of days the mark moved (0: none had ended), or -1 when writers of the

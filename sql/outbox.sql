@@ -70,14 +70,21 @@ DECLARE
     ids text[];
     froms text[];
     tos text[];
+    t_now timestamptz := now();  -- (Citus: only immutable functions in DO UPDATE SET)
+    now_ids text[];
+    now_status text[];
 BEGIN
     IF NOT rd_outbox_wanted(p_tenant, 'customer.status_changed') THEN
         RETURN 0;
     END IF;
     PERFORM pg_advisory_xact_lock(1382, (p_tenant % 2147483647)::int);
+    -- the statuses now, read first: a statement joining them to customer_status goes to the
+    -- tenant's shard on Citus, where rd_status_now's own query could not run
+    SELECT coalesce(array_agg(n.customer_id), '{}'), coalesce(array_agg(n.status), '{}')
+    INTO now_ids, now_status FROM rd_status_now(p_tenant) n;
     WITH diff AS (
         SELECT coalesce(n.customer_id, s.customer_id) AS customer_id, s.status AS old, n.status AS new
-        FROM rd_status_now(p_tenant) n
+        FROM unnest(now_ids, now_status) AS n(customer_id, status)
         FULL JOIN (SELECT * FROM customer_status x WHERE x.tenant_id = p_tenant) s ON s.customer_id = n.customer_id
         WHERE s.status IS DISTINCT FROM n.status),
     gone AS (
@@ -86,7 +93,7 @@ BEGIN
     kept AS (
         INSERT INTO customer_status (tenant_id, customer_id, status)
         SELECT p_tenant, diff.customer_id, diff.new FROM diff WHERE diff.new IS NOT NULL
-        ON CONFLICT (tenant_id, customer_id) DO UPDATE SET status = excluded.status, since = now())
+        ON CONFLICT (tenant_id, customer_id) DO UPDATE SET status = excluded.status, since = t_now)
     SELECT array_agg(diff.customer_id ORDER BY diff.customer_id), array_agg(diff.old ORDER BY diff.customer_id),
            array_agg(diff.new ORDER BY diff.customer_id)
     INTO ids, froms, tos
@@ -95,7 +102,7 @@ BEGIN
         RETURN 0;
     END IF;
     RETURN rd_outbox_add(p_tenant, 'customer.status_changed', ids, froms, tos,
-                         array_fill(now(), ARRAY[cardinality(ids)]));
+                         array_fill(t_now, ARRAY[cardinality(ids)]));
 END $function$;
 
 -- Records every status of the tenant now without writing changes: the starting point of its
@@ -154,7 +161,10 @@ END $function$;
 -- figures now, for the bodies. A subscription hears of changes written after it was made, to
 -- one of its filter_to values, of customers predicted at least its min_predicted_clv.
 -- One fan-out at a time across every sender (a try-lock: another sender's look returns nothing),
--- so that the deliveries of one customer are made in the order of its changes.
+-- so that the deliveries of one customer are made in the order of its changes. The rows are
+-- taken tenant by tenant, the tenant with the oldest row first, each tenant's oldest first:
+-- every statement that locks or joins rows names its tenant, so on Citus it runs on the
+-- tenant's worker (Citus locks rows only by a distribution column's value).
 CREATE OR REPLACE FUNCTION rd_outbox_take(p_limit integer)
  RETURNS TABLE(tenant_id bigint, event_id bigint, subscription_id bigint, tenant text, currency text,
                customer_id text, type text, from_value text, to_value text, occurred_at timestamp with time zone,
@@ -164,14 +174,25 @@ CREATE OR REPLACE FUNCTION rd_outbox_take(p_limit integer)
  LANGUAGE plpgsql
  SET jit TO 'off'
 AS $function$
+#variable_conflict use_column
+DECLARE
+    left_ int := p_limit;
+    tid bigint;
+    ids bigint[];
 BEGIN
     IF NOT pg_try_advisory_xact_lock(1383, 0) THEN
         RETURN;
     END IF;
-    RETURN QUERY
-    WITH o AS (
-        SELECT x.* FROM outbox x ORDER BY x.event_id LIMIT p_limit FOR UPDATE SKIP LOCKED)
-    SELECT o.tenant_id, o.event_id, s.subscription_id, t.name, t.currency::text, o.customer_id, o.type,
+    FOR tid IN SELECT x.tenant_id FROM outbox x GROUP BY x.tenant_id ORDER BY min(x.event_id) LOOP
+        EXIT WHEN left_ <= 0;
+        SELECT array_agg(l.event_id) INTO ids FROM (
+            SELECT x.event_id FROM outbox x WHERE x.tenant_id = tid
+            ORDER BY x.event_id LIMIT left_ FOR UPDATE SKIP LOCKED) l;
+        CONTINUE WHEN ids IS NULL;
+        left_ := left_ - cardinality(ids);
+        RETURN QUERY
+        WITH o AS (SELECT x.* FROM outbox x WHERE x.tenant_id = tid AND x.event_id = ANY (ids))
+        SELECT o.tenant_id, o.event_id, s.subscription_id, t.name, t.currency::text, o.customer_id, o.type,
            o.from_value, o.to_value, o.occurred_at, c.email, c.stage,
            rd_status(c.first_order_at, c.last_order_at, c.order_count, now(), t.activity_window_days,
                      t.at_risk_gap_factor, p.p_alive, t.at_risk_p_alive),
@@ -188,7 +209,8 @@ BEGIN
        AND c.customer_id IS NOT NULL
        AND (s.filter_to IS NULL OR o.to_value = ANY (s.filter_to))
        AND (s.min_predicted_clv IS NULL OR p.predicted_clv >= s.min_predicted_clv)
-    ORDER BY o.event_id, s.subscription_id;
+        ORDER BY o.event_id, s.subscription_id;
+    END LOOP;
 END $function$;
 
 -- The fan-out, second half, in the transaction of rd_outbox_take: one delivery per (event,
@@ -233,65 +255,86 @@ END $function$;
 -- and a customer's delivery only once the earlier ones of the same customer and subscription
 -- are done: in order per customer. Each claimed delivery's attempt count goes up and a lease of
 -- p_lease holds it: a sender that dies mid-attempt leaves it to be retried when the lease ends.
+-- Tenant by tenant (those with a due delivery, the longest due first), each table of the
+-- statement filtered by the tenant's id itself, so that on Citus it runs on the tenant's worker
+-- (Citus cannot push a LIMIT in a LATERAL subquery across shards).
 CREATE OR REPLACE FUNCTION rd_deliveries_claim(p_limit integer, p_per_sub integer, p_lease interval)
  RETURNS TABLE(tenant_id bigint, delivery_id bigint, subscription_id bigint, attempt integer, url text, secret text,
                body text)
  LANGUAGE plpgsql
  SET jit TO 'off'
 AS $function$
+#variable_conflict use_column
+DECLARE
+    left_ int := p_limit;
+    tid bigint;
+    n int;
+    t_now timestamptz := now();
 BEGIN
+    FOR tid IN SELECT d.tenant_id FROM subscription_deliveries d
+               WHERE d.status = 'pending' AND d.next_attempt_at <= t_now
+               GROUP BY d.tenant_id ORDER BY min(d.next_attempt_at) LOOP
+    EXIT WHEN left_ <= 0;
     RETURN QUERY
     WITH subs AS (
         SELECT s.tenant_id, s.subscription_id, s.url, s.secret,
                p_per_sub - (SELECT count(*) FROM subscription_deliveries b
-                            WHERE b.tenant_id = s.tenant_id AND b.subscription_id = s.subscription_id
-                              AND b.status = 'pending' AND b.leased_until > now())::int AS free
+                            WHERE b.tenant_id = tid AND b.tenant_id = s.tenant_id AND b.subscription_id = s.subscription_id
+                              AND b.status = 'pending' AND b.leased_until > t_now)::int AS free
         FROM subscriptions s
-        WHERE s.deleted_at IS NULL
+        WHERE s.tenant_id = tid AND s.deleted_at IS NULL
           AND EXISTS (SELECT 1 FROM subscription_deliveries d
-                      WHERE d.tenant_id = s.tenant_id AND d.subscription_id = s.subscription_id
-                        AND d.status = 'pending' AND d.next_attempt_at <= now())),
+                      WHERE d.tenant_id = tid AND d.tenant_id = s.tenant_id AND d.subscription_id = s.subscription_id
+                        AND d.status = 'pending' AND d.next_attempt_at <= t_now)),
     pick AS (
         SELECT d.tenant_id, d.delivery_id, subs.url, subs.secret
         FROM subs
         CROSS JOIN LATERAL (
             SELECT d.tenant_id, d.delivery_id FROM subscription_deliveries d
-            WHERE d.tenant_id = subs.tenant_id AND d.subscription_id = subs.subscription_id
-              AND d.status = 'pending' AND d.next_attempt_at <= now()
+            WHERE d.tenant_id = tid AND d.tenant_id = subs.tenant_id AND d.subscription_id = subs.subscription_id
+              AND d.status = 'pending' AND d.next_attempt_at <= t_now
               AND (d.customer_id IS NULL OR NOT EXISTS (
                   SELECT 1 FROM subscription_deliveries e
-                  WHERE e.tenant_id = d.tenant_id AND e.subscription_id = d.subscription_id
+                  WHERE e.tenant_id = tid AND e.tenant_id = d.tenant_id AND e.subscription_id = d.subscription_id
                     AND e.customer_id = d.customer_id AND e.status = 'pending' AND e.delivery_id < d.delivery_id))
             ORDER BY d.delivery_id LIMIT greatest(subs.free, 0)
             FOR UPDATE SKIP LOCKED) d
-        ORDER BY d.delivery_id LIMIT p_limit)
+        ORDER BY d.delivery_id LIMIT left_)
     UPDATE subscription_deliveries d
-    SET attempts = d.attempts + 1, leased_until = now() + p_lease, next_attempt_at = now() + p_lease
+    SET attempts = d.attempts + 1, leased_until = t_now + p_lease, next_attempt_at = t_now + p_lease
     FROM pick
-    WHERE d.tenant_id = pick.tenant_id AND d.delivery_id = pick.delivery_id
+    WHERE d.tenant_id = tid AND d.tenant_id = pick.tenant_id AND d.delivery_id = pick.delivery_id
     RETURNING d.tenant_id, d.delivery_id, d.subscription_id, d.attempts, pick.url, pick.secret, d.body;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    left_ := left_ - n;
+    END LOOP;
 END $function$;
 
 -- The outcome of attempt p_attempt of a delivery (a stale one, whose lease another sender has
 -- taken over since, changes nothing but the attempts log): delivered; or due again in p_retry_in
 -- unless that is past its created_at + p_horizon, when it has failed for good. Returns the
--- delivery's status after it.
+-- delivery's status after it. (The instants are computed before the UPDATE: Citus refuses a
+-- non-immutable function or operator, such as timestamptz + interval, in its CASEs.)
 CREATE OR REPLACE FUNCTION rd_delivery_record(p_tenant bigint, p_delivery bigint, p_attempt integer, p_ok boolean, p_http_status integer, p_error text, p_duration_ms double precision, p_retry_in interval, p_horizon interval)
  RETURNS text
  LANGUAGE plpgsql
 AS $function$
 DECLARE
     st text;
+    t_now timestamptz := now();
+    t_next timestamptz := t_now + p_retry_in;
+    -- due again past the horizon: t_next > created_at + p_horizon
+    t_created_before timestamptz := t_next - p_horizon;
 BEGIN
     INSERT INTO subscription_attempts (tenant_id, delivery_id, attempt, http_status, error, duration_ms)
     VALUES (p_tenant, p_delivery, p_attempt, p_http_status, p_error, p_duration_ms)
     ON CONFLICT DO NOTHING;
     UPDATE subscription_deliveries d SET
         status = CASE WHEN p_ok THEN 'delivered'
-                      WHEN now() + p_retry_in > d.created_at + p_horizon THEN 'failed'
+                      WHEN d.created_at < t_created_before THEN 'failed'
                       ELSE 'pending' END,
-        done_at = CASE WHEN p_ok OR now() + p_retry_in > d.created_at + p_horizon THEN now() END,
-        next_attempt_at = now() + p_retry_in,
+        done_at = CASE WHEN p_ok OR d.created_at < t_created_before THEN t_now END,
+        next_attempt_at = t_next,
         leased_until = NULL
     WHERE d.tenant_id = p_tenant AND d.delivery_id = p_delivery AND d.attempts = p_attempt AND d.status = 'pending'
     RETURNING d.status INTO st;

@@ -22,7 +22,7 @@ $function$;
 -- Erases customers p_ids (each with everything stored about them: record, orders, events, rung
 -- history, prediction, pending rollup, data requests, outgoing webhooks sent or to send) and orders p_orders (of anyone: Shopify's
 -- orders_to_redact), in the caller's transaction. Derived content follows: the ladder's daily
--- aggregate through stage_history's trigger (sql/ladder.sql), the report snapshots through one
+-- aggregate through stage_history's trigger (sql/ladder.sql; on Citus rd_stage_history_late_add), the report snapshots through one
 -- whole-tenant row of report_changes (and the rows naming the customers are deleted), the RFM
 -- boundaries (which hold customer ids) are dropped to be recomputed at the next read. Customers
 -- they referred lose the link; their referrers, and the owners of erased orders, get their
@@ -45,6 +45,9 @@ DECLARE
     removed jsonb := '{}';   -- rows per table of the loop below
     t text;
     k bigint;
+    h_at timestamptz[];
+    h_from text[];
+    h_to text[];
 BEGIN
     p_ids := coalesce(p_ids, '{}');
     p_orders := coalesce(p_orders, '{}');
@@ -70,8 +73,17 @@ BEGIN
     SELECT coalesce(array_agg(order_id), '{}'), count(*) INTO gone_orders, c_orders FROM d;
     DELETE FROM webhook_refunds r WHERE r.tenant_id = p_tenant AND r.order_id = ANY (gone_orders || p_orders);
     GET DIAGNOSTICS c_refunds = ROW_COUNT;
+    -- the rung changes, with their deltas of the ladder's aggregate (sql/ladder.sql)
+    WITH d AS (DELETE FROM stage_history x WHERE x.tenant_id = p_tenant AND x.customer_id = ANY (ids)
+               RETURNING x.changed_at, x.from_stage, x.to_stage)
+    SELECT array_agg(d.changed_at), array_agg(d.from_stage), array_agg(d.to_stage), count(*)
+    INTO h_at, h_from, h_to, k FROM d;
+    removed := removed || jsonb_build_object('stage_history', k);
+    IF k > 0 THEN
+        PERFORM rd_stage_history_late_add(p_tenant, h_at, h_from, h_to, -1);
+    END IF;
     -- every other table of a customer's own rows, by (tenant_id, customer_id)
-    FOREACH t IN ARRAY ARRAY['events', 'stage_history', 'customer_predictions', 'rollup_pending', 'privacy_requests',
+    FOREACH t IN ARRAY ARRAY['events', 'customer_predictions', 'rollup_pending', 'privacy_requests',
                              'outbox', 'customer_status', 'subscription_deliveries'] LOOP
         EXECUTE format('DELETE FROM %I x WHERE x.tenant_id = $1 AND x.customer_id = ANY ($2)', t) USING p_tenant, ids;
         GET DIAGNOSTICS k = ROW_COUNT;
@@ -123,6 +135,10 @@ BEGIN
                              'privacy_requests:data_requests', 'spend:spend', 'rfm_cutoffs:',
                              'outbox:', 'customer_status:', 'subscription_deliveries:webhook_deliveries',
                              'customers:customers'] LOOP
+        IF t LIKE 'stage_history:%' THEN
+            -- the ladder's aggregate goes below; its lock as every writer of stage_history takes it
+            PERFORM pg_advisory_xact_lock_shared(1382, (p_tenant % 2147483647)::int);
+        END IF;
         EXECUTE format('DELETE FROM %I x WHERE x.tenant_id = $1', split_part(t, ':', 1)) USING p_tenant;
         GET DIAGNOSTICS k = ROW_COUNT;
         IF split_part(t, ':', 2) <> '' THEN

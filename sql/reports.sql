@@ -33,17 +33,40 @@ AS $function$ SELECT (extract(epoch FROM p_t) * 1000000)::bigint $function$;
 -- window of each instant starts (W days before it: from's, to's, each boundary's), the spend
 -- of the period, and the snapshot itself. It runs with TimeZone set to the tenant's zone
 -- (src/store/reports.c): date_trunc, the units and the window's days are local, so a period
--- with a daylight-saving change is an hour shorter or longer, exactly.
+-- with a daylight-saving change is an hour shorter or longer, exactly. Only the spend's
+-- statement reads a tenant table; everything cut in the calendar is computed apart from it,
+-- on the server the function runs on (the coordinator, on Citus).
 CREATE OR REPLACE FUNCTION rd_report_frame(p_tenant bigint, p_from timestamp with time zone, p_to timestamp with time zone, p_window integer, p_unit text)
  RETURNS TABLE(head text, from_us bigint, to_us bigint, window_days integer, bounds_us bigint[], bounds json, from_window_us bigint, to_window_us bigint, bounds_window_us bigint[], acquisition_spend numeric, retention_spend numeric, snap text)
- LANGUAGE sql
+ LANGUAGE plpgsql
  STABLE
 AS $function$
-    WITH x AS (
-        SELECT coalesce(p_from, coalesce(p_to, now()) - interval '12 months') AS f,
-               coalesce(p_to, now()) AS t_, coalesce(p_window, t.activity_window_days) AS w,
-               t.timezone AS zone
-        FROM tenants t WHERE t.tenant_id = p_tenant),
+DECLARE
+    v_f timestamptz;
+    v_t timestamptz;
+    v_w int;
+    v_zone text;
+    d_from date;
+    d_to date;
+    acq numeric;
+    ret numeric;
+BEGIN
+    SELECT coalesce(p_from, coalesce(p_to, now()) - interval '12 months'), coalesce(p_to, now()),
+           coalesce(p_window, t.activity_window_days), t.timezone
+    INTO v_f, v_t, v_w, v_zone
+    FROM tenants t WHERE t.tenant_id = p_tenant;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    -- the period's local dates, cut here: on Citus the spend's statement runs on a worker,
+    -- whose TimeZone is not the transaction's
+    d_from := v_f::date;
+    d_to := v_t::date;
+    SELECT sum(s.amount) FILTER (WHERE s.kind = 'acquisition'), sum(s.amount) FILTER (WHERE s.kind = 'retention')
+    INTO acq, ret
+    FROM spend s WHERE s.tenant_id = p_tenant AND s.period_start >= d_from AND s.period_start < d_to;
+    RETURN QUERY
+    WITH x AS (SELECT v_f AS f, v_t AS t_, v_w AS w, v_zone AS zone),
     starts AS (
         SELECT gs FROM x, generate_series(date_trunc(p_unit, x.f), x.t_ - interval '1 microsecond',
                                           rd_unit_interval(p_unit)) gs
@@ -59,13 +82,9 @@ AS $function$
            (SELECT coalesce(json_agg(gs ORDER BY gs), '[]') FROM b),
            rd_report_us(x.f - make_interval(days => x.w)), rd_report_us(x.t_ - make_interval(days => x.w)),
            (SELECT coalesce(array_agg(rd_report_us(gs - make_interval(days => x.w)) ORDER BY gs), '{}') FROM b),
-           (SELECT sum(amount) FROM spend WHERE tenant_id = p_tenant AND kind = 'acquisition'
-              AND period_start >= x.f::date AND period_start < x.t_::date),
-           (SELECT sum(amount) FROM spend WHERE tenant_id = p_tenant AND kind = 'retention'
-              AND period_start >= x.f::date AND period_start < x.t_::date),
-           pg_current_snapshot()::text
-    FROM x
-$function$;
+           acq, ret, pg_current_snapshot()::text
+    FROM x;
+END $function$;
 
 CREATE OR REPLACE FUNCTION rd_report_changes_note()
  RETURNS trigger
@@ -104,16 +123,19 @@ CREATE OR REPLACE TRIGGER orders_report_update_old AFTER UPDATE ON orders REFERE
 -- horizon).
 CREATE OR REPLACE FUNCTION rd_report_changes_since(p_tenant bigint, p_snap pg_snapshot, p_limit integer)
  RETURNS TABLE(customer_id text)
- LANGUAGE sql
+ LANGUAGE plpgsql
  STABLE
 AS $function$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     SELECT NULL::text FROM report_changes_horizon h WHERE pg_snapshot_xmin(p_snap) < h.horizon
     UNION ALL
     (SELECT DISTINCT r.customer_id FROM report_changes r
      WHERE r.tenant_id = p_tenant AND r.xid >= pg_snapshot_xmin(p_snap)
        AND NOT pg_visible_in_snapshot(r.xid, p_snap)
-     LIMIT p_limit)
-$function$;
+     LIMIT p_limit);
+END $function$;
 
 -- Upkeep: once the candidate is ten minutes old it becomes the horizon, the rows before it
 -- are deleted and the oldest running transaction becomes the next candidate. Returns the rows

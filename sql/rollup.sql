@@ -34,37 +34,46 @@
 -- The customer rows of p_ids (each id once), each read by its primary key.
 CREATE OR REPLACE FUNCTION rd_customer_rows(p_tenant bigint, p_ids text[])
  RETURNS SETOF customers
- LANGUAGE sql
+ LANGUAGE plpgsql
  STABLE
 AS $function$
+BEGIN
+    RETURN QUERY
     SELECT c.* FROM (SELECT DISTINCT unnest(p_ids) AS id) ids
     CROSS JOIN LATERAL (SELECT * FROM customers c
-                        WHERE c.tenant_id = p_tenant AND c.customer_id = ids.id OFFSET 0) c
-$function$;
+                        WHERE c.tenant_id = p_tenant AND c.customer_id = ids.id OFFSET 0) c;
+END $function$;
 
 -- The session's rd_rollup_new, emptied: one row per customer to bring current, with its new
 -- rollup values; days and v1 are the new order_days and first_day_value, or null to keep the
 -- stored ones (the engagement paths never change them). A session holding the table in an
--- older shape drops it.
+-- older shape (without v1, or with the row_id of the rows' ctid) drops it.
 CREATE OR REPLACE FUNCTION rd_rollup_begin()
  RETURNS void
  LANGUAGE plpgsql
 AS $function$
 BEGIN
-    IF to_regclass('pg_temp.rd_rollup_new') IS NOT NULL AND NOT EXISTS (
-        SELECT 1 FROM pg_attribute
-        WHERE attrelid = to_regclass('pg_temp.rd_rollup_new') AND attname = 'v1') THEN
+    IF to_regclass('pg_temp.rd_rollup_new') IS NOT NULL AND (NOT EXISTS (
+           SELECT 1 FROM pg_attribute
+           WHERE attrelid = to_regclass('pg_temp.rd_rollup_new') AND attname = 'v1') OR EXISTS (
+           SELECT 1 FROM pg_attribute
+           WHERE attrelid = to_regclass('pg_temp.rd_rollup_new') AND attname = 'row_id')) THEN
         DROP TABLE pg_temp.rd_rollup_new;
     END IF;
     CREATE TEMP TABLE IF NOT EXISTS rd_rollup_new (
-        row_id tid, customer_id text, old_stage text, fo timestamptz, lo timestamptz, n int,
+        customer_id text, old_stage text, fo timestamptz, lo timestamptz, n int,
         rev numeric, fe timestamptz, le timestamptz, en int, adv_at timestamptz, adv_kind text,
         referrer text, days int, v1 numeric) ON COMMIT DELETE ROWS;
     DELETE FROM rd_rollup_new;
 END $function$;
 
 -- Writes rd_rollup_new to the customers rows, sets their rungs and records each change in
--- stage_history. A change is dated p_at, or, when the caller gives no single time, by the
+-- stage_history (whose trigger, or on Citus rd_stage_history_late_add, keeps the ladder's daily
+-- aggregate, sql/ladder.sql). The rows are found by
+-- primary key, and now() is read once into t_now, the dates of rd.change_at are cast before
+-- the UPDATE: Citus routes an UPDATE to the tenant's shard by its key and refuses a
+-- non-immutable function or cast inside CASE or COALESCE (it evaluates such expressions on the
+-- coordinator, which it cannot do there). A change is dated p_at, or, when the caller gives no single time, by the
 -- customer's entry in the transaction-local setting rd.change_at ({customer_id: time}, set by
 -- the merged single-order and single-event calls of sql/ingest.sql, so that each change is
 -- dated as a call of its order or event alone would date it).
@@ -84,10 +93,12 @@ DECLARE
     froms text[];
     tos text[];
     ats_out timestamptz[];
+    t_now timestamptz := now();
 BEGIN
     SELECT advocacy_window_days INTO w FROM tenants WHERE tenant_id = p_tenant;
     WITH st AS (
-        SELECT r.*, rd_stage(r.n, r.en > 0, r.adv_at, greatest(now(), r.lo, r.le), w) AS stage
+        SELECT r.*, rd_stage(r.n, r.en > 0, r.adv_at, greatest(t_now, r.lo, r.le), w) AS stage,
+               (ats ->> r.customer_id)::timestamptz AS at_hint
         FROM rd_rollup_new r),
     upd AS (
         UPDATE customers c SET
@@ -97,11 +108,10 @@ BEGIN
             order_days = coalesce(st.days, c.order_days),
             first_day_value = coalesce(st.v1, c.first_day_value),
             stage_changed_at = CASE WHEN st.stage <> st.old_stage
-                THEN coalesce(p_at, (ats ->> st.customer_id)::timestamptz,
-                              greatest(st.lo, st.le, st.adv_at), now())
+                THEN coalesce(p_at, st.at_hint, greatest(st.lo, st.le, st.adv_at), t_now)
                 ELSE c.stage_changed_at END
         FROM st
-        WHERE c.ctid = st.row_id
+        WHERE c.tenant_id = p_tenant AND c.customer_id = st.customer_id
           AND (c.first_order_at, c.last_order_at, c.order_count, c.net_revenue, c.first_engaged_at,
                c.last_engaged_at, c.event_count, c.last_advocacy_at, c.advocacy_kind, c.stage,
                c.order_days, c.first_day_value)
@@ -116,10 +126,13 @@ BEGIN
         RETURNING customer_id, from_stage, to_stage, changed_at)
     SELECT array_agg(customer_id), array_agg(from_stage), array_agg(to_stage), array_agg(changed_at)
     INTO ids, froms, tos, ats_out
-    FROM hist WHERE wanted;
-    -- the outgoing webhooks' outbox (sql/outbox.sql), in this same transaction
+    FROM hist;
     IF ids IS NOT NULL THEN
-        PERFORM rd_outbox_add(p_tenant, 'customer.stage_changed', ids, froms, tos, ats_out);
+        PERFORM rd_stage_history_late_add(p_tenant, ats_out, froms, tos, 1);
+        -- the outgoing webhooks' outbox (sql/outbox.sql), in this same transaction
+        IF wanted THEN
+            PERFORM rd_outbox_add(p_tenant, 'customer.stage_changed', ids, froms, tos, ats_out);
+        END IF;
     END IF;
 END $function$;
 
@@ -140,13 +153,13 @@ DECLARE
 BEGIN
     SELECT * INTO t FROM tenants WHERE tenant_id = p_tenant;
     PERFORM rd_rollup_begin();
-    INSERT INTO rd_rollup_new (row_id, customer_id, old_stage, fo, lo, n, rev, fe, le, en,
+    INSERT INTO rd_rollup_new (customer_id, old_stage, fo, lo, n, rev, fe, le, en,
                                adv_at, adv_kind, days, v1)
-    SELECT c.ctid, c.customer_id, c.stage, o.f, o.l, o.n, o.rev, e.f, e.l, e.n, adv.at, adv.kind,
+    SELECT c.customer_id, c.stage, o.f, o.l, o.n, o.rev, e.f, e.l, e.n, adv.at, adv.kind,
            o.days, o.v1
     FROM (SELECT DISTINCT unnest(p_ids) AS customer_id) ids
     CROSS JOIN LATERAL (
-        SELECT c.ctid, c.customer_id, c.stage FROM customers c
+        SELECT c.customer_id, c.stage FROM customers c
         WHERE c.tenant_id = p_tenant AND c.customer_id = ids.customer_id OFFSET 0) c
     CROSS JOIN LATERAL (
         SELECT min(placed_at) AS f, max(placed_at) AS l, count(*)::int AS n,

@@ -20,9 +20,9 @@ $function$;
 -- the instants written in replies are local there too.
 CREATE OR REPLACE FUNCTION rd_tenant_zone(p_tenant bigint)
  RETURNS text
- LANGUAGE sql
+ LANGUAGE plpgsql
  STABLE PARALLEL SAFE
-AS $function$ SELECT timezone FROM tenants WHERE tenant_id = p_tenant $function$;
+AS $function$ BEGIN RETURN (SELECT timezone FROM tenants WHERE tenant_id = p_tenant); END $function$;
 
 -- Whether PostgreSQL's zone database knows p_zone by that name (IANA names; no abbreviations
 -- or POSIX offsets, whose meaning is not a place's calendar).

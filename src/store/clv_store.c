@@ -26,11 +26,14 @@ void store_clv_register(void)
                           "SELECT to_json(coalesce(rd_param_instant($1, rd_tenant_zone($2), true), now()))#>>'{}'", 2);
     db_register_statement("clv_sample", "SELECT customer_id, x, t_x, \"T\", mbar FROM rd_clv_sample($1, $2)", 2);
     db_register_statement("clv_lock", "SELECT pg_advisory_xact_lock(1380, ($1::bigint % 2147483647)::int)", 1);
+    /* fitted_at is written as JSON outside the INSERT: Citus refuses a non-immutable function
+     * (to_json of a timestamptz) in RETURNING */
     db_register_statement("clv_model_insert",
-        "INSERT INTO clv_models (tenant_id, fitted_at, as_of, sample_size, repeat_size, r, alpha, a, b, "
-        "                        bgnbd_loglik, p, q, v, gg_loglik, fit_ms) "
-        "VALUES ($1, now(), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) "
-        "RETURNING to_json(fitted_at)#>>'{}'",
+        "WITH m AS (INSERT INTO clv_models (tenant_id, fitted_at, as_of, sample_size, repeat_size, r, alpha, a, b, "
+        "                                   bgnbd_loglik, p, q, v, gg_loglik, fit_ms) "
+        "           VALUES ($1, now(), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) "
+        "           RETURNING fitted_at) "
+        "SELECT to_json(m.fitted_at)#>>'{}' FROM m",
         14);
     db_register_statement("clv_pred_delete", "DELETE FROM customer_predictions WHERE tenant_id = $1", 1);
     db_register_statement("clv_pred_insert",

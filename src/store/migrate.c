@@ -3,6 +3,7 @@
 
 #include "retentiond/log.h"
 #include "retentiond/store/pool.h"
+#include "retentiond/store/sql_script.h"
 #include "retentiond/util.h"
 
 #include <openssl/sha.h>
@@ -213,11 +214,178 @@ static bool functions_current(PGresult *res)
 static int exec_params(PGconn *conn, const char *sql, int n, const char *const *params, const char *what)
 {
     PGresult *res = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
-    int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    int ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
     if (!ok)
         db_log_error(res, conn, what);
     PQclear(res);
     return ok ? 0 : -1;
+}
+
+/* Runs a script (a migration, a file of sql/) one statement at a time: Citus refuses a
+ * multi-statement query that touches a distributed table. A failure is logged with the
+ * script's name and the line its statement starts on. Returns 0 or -1. */
+static int exec_script(PGconn *conn, const char *script, const char *name)
+{
+    const char *pos = script, *start;
+    size_t len;
+    int line = 1;
+    const char *counted = script;
+    while (sql_script_next(&pos, &start, &len)) {
+        for (; counted < start; counted++)
+            line += *counted == '\n';
+        char what[256];
+        snprintf(what, sizeof what, "%s, the statement at line %d", name, line);
+        char *stmt = xstrndup(start, len);
+        int rc = db_exec(conn, stmt, what);
+        free(stmt);
+        if (rc != RD_OK)
+            return -1;
+    }
+    return 0;
+}
+
+/* --- Citus ---
+ * On a database where the citus extension is installed, every table the migrations create is
+ * distributed as it is created: the tables below as reference tables (a copy on every node:
+ * small, read by every tenant's requests, or with a key that does not start with tenant_id),
+ * every other table hash-distributed by tenant_id, colocated with customers, so that one
+ * tenant's rows of every table are on the same worker. schema_migrations and schema_functions
+ * stay on the coordinator. A table with no tenant_id that is not listed here stops the
+ * migration: say how it is to be held. On plain PostgreSQL none of this runs. */
+#define CITUS_REFERENCE_TABLES "{tenants,api_keys,report_changes_horizon}"
+#define CITUS_ANCHOR_TABLE "customers"
+
+/* Runs the statement in column col of every row of res (statements a catalog query wrote).
+ * Returns 0, or -1 at the first that fails (logged as `what`). */
+static int exec_column(PGconn *conn, const PGresult *res, int col, const char *what)
+{
+    for (int r = 0; r < PQntuples(res); r++)
+        if (db_exec(conn, PQgetvalue(res, r, col), what) != RD_OK)
+            return -1;
+    return 0;
+}
+
+static int citus_distribute_tables(PGconn *conn);
+
+/* The settings the migration's transaction runs with on Citus: DDL on distributed tables one
+ * shard connection at a time (a transaction that distributes tables and then alters them
+ * cannot switch from parallel to sequential), and the triggers of sql/ allowed on distributed
+ * tables. */
+static int citus_begin(PGconn *conn)
+{
+    return db_exec(conn,
+                   "SELECT set_config('citus.multi_shard_modify_mode', 'sequential', true),"
+                   " set_config('citus.enable_unsafe_triggers', 'on', true)",
+                   "citus migration settings") == RD_OK ? 0 : -1;
+}
+
+/* The tables not yet distributed, in pg_class, as a condition on c (a pg_class row). */
+#define CITUS_UNDISTRIBUTED                                                                          \
+    "c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p') AND NOT c.relispartition" \
+    " AND c.relname NOT IN ('schema_migrations', 'schema_functions')"                                \
+    " AND NOT EXISTS (SELECT 1 FROM pg_dist_partition d WHERE d.logicalrelid = c.oid)"
+
+/* Distributes every table of the schema that is not yet distributed (see above). The foreign
+ * keys those tables hold are dropped first and added again at the end: making `tenants` a
+ * reference table would otherwise turn every local table referencing it into a Citus local
+ * table, which Citus cannot then distribute when it has an identity column. The reference
+ * tables come first, then the anchor, then the others in the order they were created.
+ * Returns the number of tables distributed, or -1. */
+static int citus_distribute(PGconn *conn)
+{
+    PGresult *fkeys = db_params(conn,
+                                "SELECT format('ALTER TABLE %I DROP CONSTRAINT %I', c.relname, k.conname),"
+                                "       format('ALTER TABLE %I ADD CONSTRAINT %I %s', c.relname, k.conname,"
+                                "              pg_get_constraintdef(k.oid))"
+                                "  FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid"
+                                " WHERE k.contype = 'f' AND " CITUS_UNDISTRIBUTED " ORDER BY k.oid",
+                                0, NULL, PGRES_TUPLES_OK, "list the foreign keys of the tables to distribute");
+    if (!fkeys)
+        return -1;
+    int n = exec_column(conn, fkeys, 0, "drop a foreign key before distributing");
+    if (n == 0)
+        n = citus_distribute_tables(conn);
+    if (n >= 0 && exec_column(conn, fkeys, 1, "add a foreign key after distributing") != 0)
+        n = -1;
+    PQclear(fkeys);
+    return n;
+}
+
+/* The distribution itself (citus_distribute): returns the number of tables distributed, or -1. */
+static int citus_distribute_tables(PGconn *conn)
+{
+    const char *params[2] = {CITUS_REFERENCE_TABLES, CITUS_ANCHOR_TABLE};
+    PGresult *res = db_params(
+        conn,
+        "SELECT c.relname, c.relname = ANY ($1::text[]),"
+        "       EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'tenant_id'"
+        "               AND NOT a.attisdropped)"
+        "  FROM pg_class c WHERE " CITUS_UNDISTRIBUTED " ORDER BY c.relname = ANY ($1::text[]) DESC, c.relname = $2 DESC, c.oid",
+        2, params, PGRES_TUPLES_OK, "list the tables to distribute");
+    if (!res)
+        return -1;
+    int n = 0;
+    for (int r = 0; r < PQntuples(res); r++) {
+        const char *table = PQgetvalue(res, r, 0);
+        bool reference = strcmp(PQgetvalue(res, r, 1), "t") == 0;
+        bool tenant = strcmp(PQgetvalue(res, r, 2), "t") == 0;
+        if (!reference && !tenant) {
+            rd_log(LOG_ERROR, "msg=\"table %s has no tenant_id and is not a reference table: list it in "
+                              "CITUS_REFERENCE_TABLES (src/store/migrate.c) or give it a tenant_id\"",
+                   table);
+            n = -1;
+            break;
+        }
+        bool anchor = strcmp(table, CITUS_ANCHOR_TABLE) == 0;
+        const char *args[1] = {table};
+        if (exec_params(conn,
+                        reference ? "SELECT create_reference_table($1::regclass)::text"
+                        : anchor  ? "SELECT create_distributed_table($1::regclass, 'tenant_id')::text"
+                                  : "SELECT create_distributed_table($1::regclass, 'tenant_id', colocate_with => '"
+                                    CITUS_ANCHOR_TABLE "')::text",
+                        1, args, reference ? "create a reference table" : "distribute a table") != 0) {
+            n = -1;
+            break;
+        }
+        rd_log(LOG_INFO, "msg=\"table distributed\" table=%s as=%s", table, reference ? "reference" : "tenant_id");
+        n++;
+    }
+    PQclear(res);
+    return n;
+}
+
+/* What Citus needs of sql/ beyond its text, applied after it (the two places where the schema
+ * differs on Citus; docs/scaling.md):
+ *  - The functions that plan with generic plans on plain PostgreSQL (SET plan_cache_mode TO
+ *    force_generic_plan: a young tenant's lookups then use the whole key, sql/ingest.sql) plan
+ *    with custom plans: Citus routes a statement to its tenant's shard only when it sees the
+ *    tenant's id, not a parameter ("could not create distributed plan"). On the workers the
+ *    shard's statement arrives with the id as a constant either way.
+ *  - The statement triggers with transition tables are dropped: they would fire on the
+ *    workers' shards, where their transition tables cannot be read and their transaction ids
+ *    and advisory locks are a worker's. Those recording changes for the report snapshots
+ *    (sql/reports.sql: rd_report_changes_note) are not needed: on Citus the service keeps no
+ *    snapshots (src/store/report_snapshot.c), reports stream. The ladder's (sql/ladder.sql:
+ *    rd_stage_history_track) are replaced by rd_stage_history_late_add, which the writers of
+ *    stage_history call and which does nothing where the triggers exist.
+ * Returns 0 or -1. */
+static int citus_adapt_functions(PGconn *conn)
+{
+    PGresult *res = db_params(conn, "SELECT format('ALTER FUNCTION %s SET plan_cache_mode TO force_custom_plan',"
+                                 "              p.oid::regprocedure)"
+                                 "  FROM pg_proc p WHERE p.pronamespace = current_schema()::regnamespace"
+                                 "   AND 'plan_cache_mode=force_generic_plan' = ANY (p.proconfig)"
+                                 " UNION ALL "
+                                 "SELECT format('DROP TRIGGER %I ON %s', t.tgname, t.tgrelid::regclass)"
+                                 "  FROM pg_trigger t WHERE NOT t.tgisinternal"
+                                 "   AND t.tgfoid IN (to_regprocedure('rd_report_changes_note()'), to_regprocedure('rd_stage_history_track()'))"
+                                 "   AND t.tgrelid IN (SELECT logicalrelid FROM pg_dist_partition)",
+                              0, NULL, PGRES_TUPLES_OK, "list what to adapt to Citus");
+    if (!res)
+        return -1;
+    int rc = exec_column(conn, res, 0, "adapt sql/ to Citus");
+    PQclear(res);
+    return rc;
 }
 
 /* Replaces the squashed history's rows by the baseline's. */
@@ -241,7 +409,7 @@ static int record_squash(PGconn *conn)
 
 static int apply_migration(PGconn *conn, const rd_migration *m)
 {
-    if (db_exec(conn, m->sql, m->name) != RD_OK)
+    if (exec_script(conn, m->sql, m->name) != 0)
         return -1;
     char version[16];
     snprintf(version, sizeof version, "%d", m->version);
@@ -258,7 +426,7 @@ static int apply_functions(PGconn *conn)
     if (db_exec(conn, "DELETE FROM schema_functions", "clear schema_functions") != RD_OK)
         return -1;
     for (int i = 0; i < rd_sql_file_count; i++) {
-        if (db_exec(conn, rd_sql_files[i].sql, rd_sql_files[i].name) != RD_OK)
+        if (exec_script(conn, rd_sql_files[i].sql, rd_sql_files[i].name) != 0)
             return -1;
         const char *params[2] = {rd_sql_files[i].name, sql_file_sum(i)};
         if (exec_params(conn, "INSERT INTO schema_functions (file, checksum) VALUES ($1, $2)", 2, params,
@@ -278,7 +446,7 @@ int migrate_apply(PGconn *conn, migrate_result *out)
     recorded rec = {0};
     if (db_exec(conn, "BEGIN", "begin migration") != RD_OK)
         goto unlock;
-    if (db_exec(conn,
+    if (exec_script(conn,
                 "CREATE TABLE IF NOT EXISTS schema_migrations ("
                 " version int PRIMARY KEY, name text NOT NULL,"
                 " applied_at timestamptz NOT NULL DEFAULT now());"
@@ -286,11 +454,14 @@ int migrate_apply(PGconn *conn, migrate_result *out)
                 "CREATE TABLE IF NOT EXISTS schema_functions ("
                 " file text PRIMARY KEY, checksum text NOT NULL,"
                 " applied_at timestamptz NOT NULL DEFAULT now())",
-                "create the schema records") != RD_OK ||
+                "create the schema records") != 0 ||
         recorded_read(conn, &rec) != 0)
         goto rollback;
     migration_state st;
     if (check_migrations(rec.migrations, &st, true) != 0)
+        goto rollback;
+    int citus = db_has_citus(conn);
+    if (citus < 0 || (citus && citus_begin(conn) != 0))
         goto rollback;
     if (st.squashed && record_squash(conn) != 0)
         goto rollback;
@@ -302,6 +473,9 @@ int migrate_apply(PGconn *conn, migrate_result *out)
             goto rollback;
         out->migrations++;
     }
+    /* every table as it is created, before sql/ defines the triggers on it */
+    if (citus && citus_distribute(conn) < 0)
+        goto rollback;
     /* A migration may have recreated a table, and with it lost a trigger sql/ defines: after
      * one, sql/ is applied whatever the checksums say. A database a newer binary migrated keeps
      * that binary's functions. */
@@ -309,7 +483,7 @@ int migrate_apply(PGconn *conn, migrate_result *out)
         rd_log(LOG_WARN, "msg=\"the database has migrations this binary does not know; its functions are left as "
                          "a newer binary applied them\"");
     else if (out->migrations > 0 || !functions_current(rec.functions)) {
-        if (apply_functions(conn) != 0)
+        if (apply_functions(conn) != 0 || (citus && citus_adapt_functions(conn) != 0))
             goto rollback;
         out->functions = rd_sql_file_count;
     }

@@ -21,6 +21,7 @@
 #include "retentiond/util.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -236,6 +237,35 @@ static int prepare_all(PGconn *conn)
     return RD_OK;
 }
 
+/* Whether the database has the citus extension: set by every connection (db_connect). */
+static atomic_bool citus_seen;
+
+bool db_is_citus(void)
+{
+    return atomic_load(&citus_seen);
+}
+
+int db_has_citus(PGconn *conn)
+{
+    PGresult *res = db_params(conn, "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')", 0, NULL,
+                              PGRES_TUPLES_OK, "look for the citus extension");
+    if (!res)
+        return -1;
+    int yes = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    return yes;
+}
+
+/* Records whether conn's database has the citus extension. Returns RD_OK or RD_ERR (logged). */
+static int note_citus(PGconn *conn)
+{
+    int yes = db_has_citus(conn);
+    if (yes < 0)
+        return RD_ERR;
+    atomic_store(&citus_seen, yes == 1);
+    return RD_OK;
+}
+
 PGconn *db_connect(const char *conninfo)
 {
     PGconn *conn = PQconnectdb(conninfo);
@@ -245,7 +275,7 @@ PGconn *db_connect(const char *conninfo)
         return NULL;
     }
     if (db_exec(conn, "SET application_name = 'retentiond'; SET TIME ZONE 'UTC'; SET client_min_messages = warning", "session setup") != RD_OK ||
-        prepare_all(conn) != RD_OK) {
+        note_citus(conn) != RD_OK || prepare_all(conn) != RD_OK) {
         PQfinish(conn);
         return NULL;
     }

@@ -12,7 +12,7 @@
 
 /* A dimension's value per customers row; NULL or '' is "without the value". The source is that
  * of the first qualifying order (the one at first_order_at, by order id among equals), found
- * through orders_customer; the month is the local one of the report's transaction. */
+ * through orders_customer; the month is the local one, in the tenant's zone. */
 static const char *dim_sql(store_dimension d)
 {
     switch (d) {
@@ -22,7 +22,9 @@ static const char *dim_sql(store_dimension d)
         return "(SELECT o.source FROM orders o WHERE o.tenant_id = c.tenant_id AND o.customer_id = c.customer_id"
                " AND o.placed_at = c.first_order_at AND o.qualifying ORDER BY o.order_id LIMIT 1)";
     case SEG_FIRST_ORDER_MONTH:
-        return "to_char(c.first_order_at, 'YYYY-MM')";
+        /* in the tenant's zone named, not the session's: on Citus the statement runs on a worker */
+        return "to_char(c.first_order_at AT TIME ZONE (SELECT t.timezone FROM tenants t WHERE t.tenant_id = $1),"
+               " 'YYYY-MM')";
     case SEG_ATTRIBUTE:
         return NULL; /* c.attributes ->> $n */
     }
@@ -312,10 +314,13 @@ int64_t segments_customers(const segmenter *s, int group)
     return s->customers[group];
 }
 
-/* The spend of [$2, $3) by channel and kind (the dates in the transaction's TimeZone). */
+/* The spend of [$2, $3) by channel and kind. $2 and $3 are the period's instants as the frame
+ * wrote them (rd_report_frame: ISO 8601 with the tenant's offset), so their first ten
+ * characters are the local dates wherever the statement runs (on Citus, on a worker, whose
+ * TimeZone is not the transaction's). */
 static const char *const spend_sql =
     "SELECT nullif(channel, ''), kind, sum(amount)::text FROM spend WHERE tenant_id = $1"
-    " AND period_start >= $2::timestamptz::date AND period_start < $3::timestamptz::date GROUP BY 1, 2";
+    " AND period_start >= left($2, 10)::date AND period_start < left($3, 10)::date GROUP BY 1, 2";
 
 int segments_spend(PGconn *conn, const char *tenant_id, const char *from, const char *to, const segmenter *s,
                    double *acq, bool *has_acq, double *ret, bool *has_ret)

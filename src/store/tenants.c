@@ -132,13 +132,14 @@ int store_key_create(PGconn *conn, int64_t tenant_id, const char *key_id, const 
 
 int store_secret_set(PGconn *conn, int64_t tenant_id, const char *platform, const char *secret)
 {
+    /* rotated_at: the proposed row's default, now() (Citus allows no function in DO UPDATE SET) */
     char tid[24];
     db_id_text(tid, tenant_id);
     const char *params[3] = {tid, platform, secret};
     return db_command(conn,
         "INSERT INTO webhook_secrets (tenant_id, platform, secret) VALUES ($1, $2, $3) "
         "ON CONFLICT (tenant_id, platform) DO UPDATE SET previous_secret = webhook_secrets.secret, "
-        "secret = EXCLUDED.secret, rotated_at = now()",
+        "secret = EXCLUDED.secret, rotated_at = EXCLUDED.rotated_at",
                       3, params, "secret set") < 0
                ? RD_ERR
                : RD_OK;

@@ -1,7 +1,9 @@
 """Integration-test harness: a throw-away PostgreSQL cluster and the real retentiond server.
 
 Nothing is mocked. The cluster lives in a temporary directory and listens only on a unix
-socket there (scripts/pg.sh, run as the unprivileged `postgres` user when we are root); the
+socket there (scripts/pg.sh, run as the unprivileged `postgres` user when we are root); under
+RETENTIOND_CITUS=1 (make test-citus) it is a Citus coordinator with two workers, and the tests
+talk to the coordinator (CITUS is then true). The
 server is the built binary (RETENTIOND_BIN, the sanitizer build under `make test-asan`) on a
 free TCP port, and tests talk HTTP to it through a real socket with http.client.
 """
@@ -19,6 +21,7 @@ import uuid
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.environ.get("RETENTIOND_BIN", os.path.join(ROOT, "build", "retentiond"))
 SANITIZED = os.environ.get("RETENTIOND_SANITIZED") == "1"
+CITUS = os.environ.get("RETENTIOND_CITUS") == "1"
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
 
 
@@ -44,11 +47,9 @@ class Postgres:
         return self
 
     def stop(self, mode="fast"):
-        bindir = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True).stdout.strip()
-        cmd = [os.path.join(bindir, "pg_ctl"), "-D", os.path.join(self.dir, "data"), "-m", mode, "-w", "stop"]
-        if os.geteuid() == 0:
-            cmd = ["runuser", "-u", "postgres", "--"] + cmd
-        subprocess.run(cmd, check=False, capture_output=True)
+        """Stops the cluster (under RETENTIOND_CITUS=1 the coordinator and both workers)."""
+        subprocess.run([os.path.join(ROOT, "scripts", "pg.sh"), "stop", self.dir, mode], check=False,
+                       capture_output=True)
 
     def destroy(self):
         self.stop("immediate")

@@ -79,6 +79,13 @@ bool db_result_is_connection_error(const PGresult *res);
  * pool (migrate, tenant, import, fit). Returns NULL after logging the reason. */
 PGconn *db_connect(const char *conninfo);
 
+/* Whether the database has the citus extension (a distributed database, docs/scaling.md), as
+ * the last connection made by db_connect found it; false before the first. */
+bool db_is_citus(void);
+
+/* 1 when conn's database has the citus extension, 0 when not, -1 on error (logged). */
+int db_has_citus(PGconn *conn);
+
 /* Runs a command without results; on failure logs it with `what` and returns RD_ERR. */
 int db_exec(PGconn *conn, const char *sql, const char *what);
 
