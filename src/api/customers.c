@@ -81,11 +81,6 @@ static int profile_run(PGconn *conn, void *arg)
     return store_customer_profile(conn, rq->tenant.id, c->customer_id, c->as_of, &c->profile, &c->found);
 }
 
-static json_t *text_or_null(const char *s)
-{
-    return s ? json_string(s) : json_null();
-}
-
 /* The status at as_of (SPEC §4), with the live P(alive) when the model gave one. */
 static json_t *profile_status(const customer_profile *p, double live_p_alive)
 {
@@ -102,7 +97,7 @@ static json_t *profile_status(const customer_profile *p, double live_p_alive)
         .p_alive = isfinite(live_p_alive) ? live_p_alive : p->prediction_p_alive,
         .p_alive_min = p->settings.at_risk_p_alive,
     };
-    return text_or_null(rules_status_name(rules_status(&in)));
+    return api_json_text(rules_status_name(rules_status(&in)));
 }
 
 static json_t *profile_rfm(const customer_profile *p)
@@ -126,26 +121,26 @@ static json_t *profile_json(const customer_profile *p, int days, int horizon_mon
     }
     json_t *o = json_object();
     json_object_set_new(o, "customer_id", json_string(p->customer_id));
-    json_object_set_new(o, "email", text_or_null(p->email));
-    json_object_set_new(o, "created_at", text_or_null(p->created_at));
-    json_object_set_new(o, "channel", text_or_null(p->channel));
-    json_object_set_new(o, "referred_by", text_or_null(p->referred_by));
+    json_object_set_new(o, "email", api_json_text(p->email));
+    json_object_set_new(o, "created_at", api_json_text(p->created_at));
+    json_object_set_new(o, "channel", api_json_text(p->channel));
+    json_object_set_new(o, "referred_by", api_json_text(p->referred_by));
     json_object_set_new(o, "attributes", attributes);
     json_object_set_new(o, "known", json_boolean(p->known));
-    json_object_set_new(o, "stage", text_or_null(p->stage));
+    json_object_set_new(o, "stage", api_json_text(p->stage));
     json_object_set_new(o, "status", json_null());   /* decided below, in its place */
     json_object_set_new(o, "order_count", json_integer(p->order_count));
     json_object_set_new(o, "net_revenue", api_json_numeric(p->net_revenue));
     json_object_set_new(o, "historic_clv", api_json_numeric(p->net_revenue));
-    json_object_set_new(o, "first_order_at", text_or_null(p->first_order_at));
-    json_object_set_new(o, "last_order_at", text_or_null(p->last_order_at));
+    json_object_set_new(o, "first_order_at", api_json_text(p->first_order_at));
+    json_object_set_new(o, "last_order_at", api_json_text(p->last_order_at));
     json_object_set_new(o, "avg_days_between_orders", api_json_numeric(p->avg_days_between_orders));
     json_object_set_new(o, "days_since_last_order", api_json_numeric(p->days_since_last_order));
     json_object_set_new(o, "event_count", json_integer(p->event_count));
-    json_object_set_new(o, "first_engaged_at", text_or_null(p->first_engaged_at));
-    json_object_set_new(o, "last_engaged_at", text_or_null(p->last_engaged_at));
-    json_object_set_new(o, "last_advocacy_at", text_or_null(p->last_advocacy_at));
-    json_object_set_new(o, "advocacy_kind", text_or_null(p->advocacy_kind));
+    json_object_set_new(o, "first_engaged_at", api_json_text(p->first_engaged_at));
+    json_object_set_new(o, "last_engaged_at", api_json_text(p->last_engaged_at));
+    json_object_set_new(o, "last_advocacy_at", api_json_text(p->last_advocacy_at));
+    json_object_set_new(o, "advocacy_kind", api_json_text(p->advocacy_kind));
     json_object_set_new(o, "settings",
                         json_pack("{s:i, s:i, s:o, s:o}", "activity_window_days", p->settings.activity_window_days,
                                   "advocacy_window_days", p->settings.advocacy_window_days, "at_risk_p_alive",

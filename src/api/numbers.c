@@ -40,3 +40,8 @@ json_t *api_json_numeric(const char *text)
     double d = strtod(text, NULL);
     return isfinite(d) ? json_real(d) : json_null();
 }
+
+json_t *api_json_text(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}

@@ -3,6 +3,7 @@
 #include "retentiond/api/api.h"
 
 #include "retentiond/store/ingest.h"
+#include "retentiond/store/outbox.h"
 #include "retentiond/store/report_snapshot.h"
 #include "retentiond/store/reports.h"
 
@@ -51,4 +52,5 @@ void api_register_statements(void)
     store_customers_register();
     report_snapshot_register();
     store_clv_register();
+    store_outbox_register();
 }

@@ -36,7 +36,7 @@ typedef struct {
     /* create */
     json_t *doc;                  /* the validated body, for the reply */
     char *url_copy;
-    const char *events[2];
+    const char *events[3];        /* NULL-ended */
     int nevents;
     const char **to;
     int nto;
@@ -251,14 +251,6 @@ static int sub_after(http_req *rq, db_done_status st)
 
 /* ---- POST /v1/subscriptions ---- */
 
-static bool in_list(const char *const *names, int n, const char *s)
-{
-    for (int i = 0; i < n; i++)
-        if (strcmp(names[i], s) == 0)
-            return true;
-    return false;
-}
-
 /* Validates the body into c (every problem into errors, by field). */
 static void create_parse(sub_ctx *c, json_t *doc, json_t *errors)
 {
@@ -293,7 +285,7 @@ static void create_parse(sub_ctx *c, json_t *doc, json_t *errors)
             if (!e || (strcmp(e, EVENT_STAGE) != 0 && strcmp(e, EVENT_STATUS) != 0))
                 rd_error_add(errors, "events", "unknown event %s%s%s; the events are " EVENT_STAGE " and " EVENT_STATUS,
                              e ? "\"" : "", e ? e : "(not a string)", e ? "\"" : "");
-            else if (in_list(c->events, c->nevents, e))
+            else if (rules_name_in(c->events, e))
                 rd_error_add(errors, "events", "lists %s twice", e);
             else
                 c->events[c->nevents++] = json_string_value(v);
@@ -309,7 +301,7 @@ static void create_parse(sub_ctx *c, json_t *doc, json_t *errors)
                 rd_error_add(errors, "filter", "unknown filter %s; the filters are to and min_predicted_clv", key);
         }
         json_t *to = json_object_get(filter, "to");
-        bool stage = in_list(c->events, c->nevents, EVENT_STAGE), status = in_list(c->events, c->nevents, EVENT_STATUS);
+        bool stage = rules_name_in(c->events, EVENT_STAGE), status = rules_name_in(c->events, EVENT_STATUS);
         if (to && (!json_is_array(to) || json_array_size(to) == 0 || json_array_size(to) > 8)) {
             rd_error_add(errors, "filter.to", "must be a non-empty list of rungs and/or statuses");
         } else if (to) {
@@ -444,23 +436,18 @@ int api_subscription_deliveries(http_req *rq)
 
 /* ---- the bodies the sender delivers ---- */
 
-static json_t *text_or_null(const char *s)
-{
-    return s ? json_string(s) : json_null();
-}
-
 char *api_webhook_event_body(const outbox_event *e)
 {
     json_t *customer = json_object();
-    json_object_set_new(customer, "email", text_or_null(e->email));
-    json_object_set_new(customer, "stage", text_or_null(e->stage));
-    json_object_set_new(customer, "status", text_or_null(e->status));
+    json_object_set_new(customer, "email", api_json_text(e->email));
+    json_object_set_new(customer, "stage", api_json_text(e->stage));
+    json_object_set_new(customer, "status", api_json_text(e->status));
     json_object_set_new(customer, "order_count", e->order_count ? json_integer(strtoll(e->order_count, NULL, 10))
                                                                 : json_null());
     json_object_set_new(customer, "net_revenue", api_json_numeric(e->net_revenue));
-    json_object_set_new(customer, "currency", text_or_null(e->currency));
-    json_object_set_new(customer, "first_order_at", text_or_null(e->first_order_at));
-    json_object_set_new(customer, "last_order_at", text_or_null(e->last_order_at));
+    json_object_set_new(customer, "currency", api_json_text(e->currency));
+    json_object_set_new(customer, "first_order_at", api_json_text(e->first_order_at));
+    json_object_set_new(customer, "last_order_at", api_json_text(e->last_order_at));
     json_object_set_new(customer, "p_alive", e->p_alive ? api_json_float8(strtod(e->p_alive, NULL)) : json_null());
     json_object_set_new(customer, "expected_orders_90d",
                         e->expected_orders ? api_json_float8(strtod(e->expected_orders, NULL)) : json_null());
@@ -470,7 +457,7 @@ char *api_webhook_event_body(const outbox_event *e)
     snprintf(id, sizeof id, "evt_%lld", (long long)e->event_id);
     json_t *body = json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:s, s:o}", "id", id, "type", e->type, "tenant",
                              e->tenant ? e->tenant : "", "customer_id", e->customer_id ? e->customer_id : "", "from",
-                             text_or_null(e->from), "to", text_or_null(e->to), "occurred_at",
+                             api_json_text(e->from), "to", api_json_text(e->to), "occurred_at",
                              e->occurred_at ? e->occurred_at : "", "customer", customer);
     char *text = json_dumps(body, HTTP_JSON_FLAGS);
     json_decref(body);

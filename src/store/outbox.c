@@ -31,6 +31,13 @@ static int rows_query(PGconn *conn, const char *sql, int n, const char *const *p
     return RD_OK;
 }
 
+void store_outbox_register(void)
+{
+    db_register_statement("status_tenants",
+                          "SELECT DISTINCT tenant_id FROM subscriptions "
+                          "WHERE deleted_at IS NULL AND 'customer.status_changed' = ANY (events) ORDER BY 1", 0);
+}
+
 /* ---- subscriptions ---- */
 
 int store_subscription_create(PGconn *conn, int64_t tenant_id, const store_subscription_new *s, int64_t *id,
@@ -381,17 +388,5 @@ int store_status_sweep(PGconn *conn, int64_t tenant_id, int *changes)
 
 int store_status_tenants(PGconn *conn, int64_t **ids)
 {
-    *ids = NULL;
-    PGresult *res = db_params(conn,
-                              "SELECT DISTINCT tenant_id FROM subscriptions "
-                              "WHERE deleted_at IS NULL AND 'customer.status_changed' = ANY (events) ORDER BY 1",
-                              0, NULL, PGRES_TUPLES_OK, "status tenants");
-    if (!res)
-        return -1;
-    int n = PQntuples(res);
-    *ids = xcalloc(n ? (size_t)n : 1, sizeof **ids);
-    for (int i = 0; i < n; i++)
-        (*ids)[i] = cell_id(res, i, 0);
-    PQclear(res);
-    return n;
+    return db_query_ids(conn, "status_tenants", 0, NULL, ids);
 }

@@ -62,6 +62,8 @@ json_t *api_erasure_json(const store_erasure *e);
  * computed, as the replies built with jansson print it (see numbers.c). New references. */
 json_t *api_json_float8(double v);
 json_t *api_json_numeric(const char *text);
+/* A string, or null for NULL. New reference. */
+json_t *api_json_text(const char *s);
 
 /* clv.c: adds p_alive, churn_probability, expected_orders, predicted_clv, total_clv,
  * expected_next_order_at (and their inputs) to a profile's JSON from the tenant's fitted model

@@ -10,6 +10,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* Registers the prepared statements (call before db_pool_start and the background threads). */
+void store_outbox_register(void);
+
 /* ---- subscriptions (the API's; validated by the caller) ---- */
 
 typedef struct {
